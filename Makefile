@@ -1,0 +1,115 @@
+# junos-sync: build, test, demo, bench, install.
+#   make            library (build/lib) and examples (build/examples)
+#   make test       the one gate: header drift, fmt, clippy, cargo tests, C tests plain,
+#                   under valgrind memcheck, and with ASan+UBSan
+#   make demo       master/backup daemons replicating a flow table on loopback
+#   make bench      benchmarks (not part of test)
+#   make install PREFIX=/usr/local
+
+PREFIX     ?= /usr/local
+CARGO      ?= cargo
+CC         ?= cc
+CXX        ?= c++
+BUILD      := build
+LIBDIR     := $(BUILD)/lib
+SONAME     := libjunos-sync.so.1
+SOFILE     := libjunos-sync.so.1.0.0
+VERSION    := 1.0.0
+CWARN      := -Wall -Wextra -Werror
+CFLAGS_T   := -std=c99 -D_GNU_SOURCE -O1 -g $(CWARN) -Iinclude -Ic-tests
+LDFLAGS_T  := -L$(LIBDIR) -Wl,-rpath,$(abspath $(LIBDIR)) -ljunos-sync -lpthread
+SAN        := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+VALGRIND   := valgrind --quiet --error-exitcode=1 --leak-check=full \
+              --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
+              --trace-children=no
+RUST_SRC   := $(shell find src -name '*.rs') Cargo.toml build.rs cbindgen.toml
+
+C_TEST_SRC := $(wildcard c-tests/test_*.c)
+C_TESTS    := $(patsubst c-tests/%.c,$(BUILD)/c-tests/%,$(C_TEST_SRC))
+C_TESTS_SAN:= $(patsubst c-tests/%.c,$(BUILD)/c-tests-san/%,$(C_TEST_SRC))
+C_TEST_DEPS:= $(wildcard c-tests/*.h) include/jnx/junos_sync.h
+EXAMPLES   := $(BUILD)/examples/flowd
+
+.PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
+        c-test-valgrind c-test-asan demo bench install clean
+
+all: lib examples
+
+lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
+
+$(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC)
+	$(CARGO) build --release --lib
+	mkdir -p $(LIBDIR)
+	cp target/release/libjunos_sync.so $(LIBDIR)/$(SOFILE)
+	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a
+	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so
+
+examples: $(EXAMPLES)
+
+$(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) include/jnx/junos_sync.h lib
+	mkdir -p $(BUILD)/examples
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 -g $(CWARN) -Iinclude -Iexamples $< -o $@ $(LDFLAGS_T)
+
+header:
+	JUNOS_SYNC_BLESS=1 $(CARGO) test --quiet --test header
+
+header-check:
+	$(CARGO) test --quiet --test header
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+rust-test:
+	$(CARGO) test --release
+
+$(BUILD)/c-tests/%: c-tests/%.c $(C_TEST_DEPS) lib
+	mkdir -p $(BUILD)/c-tests
+	$(CC) $(CFLAGS_T) $< -o $@ $(LDFLAGS_T)
+
+$(BUILD)/c-tests-san/%: c-tests/%.c $(C_TEST_DEPS) lib
+	mkdir -p $(BUILD)/c-tests-san
+	$(CC) $(CFLAGS_T) $(SAN) $< -o $@ $(LDFLAGS_T)
+
+c-tests: $(C_TESTS) $(C_TESTS_SAN) $(BUILD)/c-tests/header_cxx $(BUILD)/c-tests/header_c11
+
+# The header alone must compile as C99 (above), C11 and C++17, with eventlib before, after, or
+# not at all (c-tests/header_compile.c covers the orders).
+$(BUILD)/c-tests/header_cxx: c-tests/header_compile.c $(C_TEST_DEPS)
+	mkdir -p $(BUILD)/c-tests
+	$(CXX) -std=c++17 -x c++ $(CWARN) -Iinclude -Ic-tests -c $< -o $@.o && touch $@
+$(BUILD)/c-tests/header_c11: c-tests/header_compile.c $(C_TEST_DEPS)
+	mkdir -p $(BUILD)/c-tests
+	$(CC) -std=c11 $(CWARN) -Iinclude -Ic-tests -c $< -o $@.o && touch $@
+
+c-test-plain: c-tests
+	./c-tests/run.sh plain $(C_TESTS)
+
+c-test-valgrind: c-tests
+	./c-tests/run.sh valgrind $(C_TESTS)
+
+c-test-asan: c-tests
+	./c-tests/run.sh asan $(C_TESTS_SAN)
+
+test: header-check lint rust-test c-test-plain c-test-asan c-test-valgrind
+
+demo: all
+	./examples/demo.sh $(BUILD)/examples/flowd
+
+bench: lib
+	./bench/run.sh
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/jnx $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 0755 $(LIBDIR)/$(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SOFILE)
+	ln -sf $(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libjunos-sync.so
+	install -m 0644 $(LIBDIR)/libjunos-sync.a $(DESTDIR)$(PREFIX)/lib/libjunos-sync.a
+	install -m 0644 include/jnx/junos_sync.h $(DESTDIR)$(PREFIX)/include/jnx/junos_sync.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' junos-sync.pc.in \
+	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/junos-sync.pc
+
+clean:
+	rm -rf $(BUILD)
+	$(CARGO) clean

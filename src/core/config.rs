@@ -1,0 +1,75 @@
+//! A context's role and addressing, validated.
+
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::time::Duration;
+
+pub(crate) const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(10);
+/// Default bound on what a master holds unacknowledged.
+pub(crate) const DEFAULT_BACKLOG_LIMIT: usize = 64 * 1024 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Config {
+    pub is_master: bool,
+    pub no_resync: bool,
+    /// Master: address to bind (unspecified = all). Backup: the master's address.
+    pub addr: Ipv4Addr,
+    /// Master: port to bind (0 = any). Backup: the master's port.
+    pub port: u16,
+    pub keepalive: Duration,
+}
+
+impl Config {
+    /// `keepalive_secs == 0` means the default.
+    pub fn new(
+        is_master: bool,
+        no_resync: bool,
+        addr_host_order: u32,
+        port: u16,
+        keepalive_secs: u32,
+    ) -> Self {
+        let keepalive = if keepalive_secs == 0 {
+            DEFAULT_KEEPALIVE
+        } else {
+            Duration::from_secs(u64::from(keepalive_secs))
+        };
+        Config {
+            is_master,
+            no_resync,
+            addr: Ipv4Addr::from(addr_host_order),
+            port,
+            keepalive,
+        }
+    }
+
+    pub fn sock_addr(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.addr, self.port)
+    }
+
+    /// Why this configuration cannot work, if it cannot.
+    pub fn problem(&self) -> Option<&'static str> {
+        if !self.is_master && self.port == 0 {
+            return Some("backup needs the master's server_port (it is 0)");
+        }
+        if !self.is_master && self.addr.is_unspecified() {
+            return Some("backup needs the master's server_addr (it is 0)");
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_checks() {
+        let c = Config::new(true, false, 0, 0, 0);
+        assert_eq!(c.keepalive, DEFAULT_KEEPALIVE);
+        assert_eq!(c.problem(), None);
+        let b = Config::new(false, false, 0x7f00_0001, 0, 3);
+        assert_eq!(b.addr, Ipv4Addr::LOCALHOST);
+        assert_eq!(b.keepalive, Duration::from_secs(3));
+        assert!(b.problem().is_some());
+        assert_eq!(Config::new(false, false, 0x7f00_0001, 9, 3).problem(), None);
+    }
+}

@@ -1,0 +1,136 @@
+//! The HELLO / WELCOME payload: who is talking, which protocol, and where the session resumes.
+//!
+//! ```text
+//! 0..4   magic          "JSYN"
+//! 4..6   version        PROTOCOL_VERSION
+//! 6      role           0 = backup, 1 = master
+//! 7      flags          bit 0: sender has no_resync; bit 1 (WELCOME): session resumes
+//! 8..12  keepalive_ms   sender's keepalive_time; both sides use the smaller one
+//! 12..16 reserved       0
+//! 16..24 session        sender's session id (random per context and role)
+//! 24..32 peer_session   HELLO: master session last synced with (0: none); WELCOME: echo
+//! 32..40 seq            HELLO: last applied sequence; WELCOME: data continues after this one
+//! ```
+
+use super::wire::MAX_CONTROL_LEN;
+
+pub(crate) const MAGIC: [u8; 4] = *b"JSYN";
+pub(crate) const PROTOCOL_VERSION: u16 = 1;
+pub(crate) const HELLO_LEN: usize = 40;
+const _: () = assert!(HELLO_LEN as u32 <= MAX_CONTROL_LEN);
+
+pub(crate) const FLAG_NO_RESYNC: u8 = 1;
+pub(crate) const FLAG_RESUME: u8 = 2;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Backup = 0,
+    Master = 1,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hello {
+    pub version: u16,
+    pub role: Role,
+    pub flags: u8,
+    pub keepalive_ms: u32,
+    pub session: u64,
+    pub peer_session: u64,
+    pub seq: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HelloError {
+    Length(usize),
+    Magic,
+    Role(u8),
+}
+
+impl std::fmt::Display for HelloError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Length(n) => write!(f, "handshake of {n} bytes, expected {HELLO_LEN}"),
+            Self::Magic => write!(f, "handshake magic is not JSYN: not a junos-sync peer"),
+            Self::Role(r) => write!(f, "handshake names unknown role {r}"),
+        }
+    }
+}
+
+impl Hello {
+    pub fn encode(&self) -> [u8; HELLO_LEN] {
+        let mut b = [0u8; HELLO_LEN];
+        b[0..4].copy_from_slice(&MAGIC);
+        b[4..6].copy_from_slice(&self.version.to_le_bytes());
+        b[6] = self.role as u8;
+        b[7] = self.flags;
+        b[8..12].copy_from_slice(&self.keepalive_ms.to_le_bytes());
+        b[16..24].copy_from_slice(&self.session.to_le_bytes());
+        b[24..32].copy_from_slice(&self.peer_session.to_le_bytes());
+        b[32..40].copy_from_slice(&self.seq.to_le_bytes());
+        b
+    }
+
+    /// Parses a handshake. The version is returned, not checked, so that the caller can name
+    /// both versions in its refusal.
+    pub fn decode(b: &[u8]) -> Result<Self, HelloError> {
+        if b.len() != HELLO_LEN {
+            return Err(HelloError::Length(b.len()));
+        }
+        if b[0..4] != MAGIC {
+            return Err(HelloError::Magic);
+        }
+        let role = match b[6] {
+            0 => Role::Backup,
+            1 => Role::Master,
+            r => return Err(HelloError::Role(r)),
+        };
+        let u64_at = |i: usize| u64::from_le_bytes(b[i..i + 8].try_into().expect("8 bytes"));
+        Ok(Hello {
+            version: u16::from_le_bytes([b[4], b[5]]),
+            role,
+            flags: b[7],
+            keepalive_ms: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            session: u64_at(16),
+            peer_session: u64_at(24),
+            seq: u64_at(32),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let h = Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Master,
+            flags: FLAG_RESUME,
+            keepalive_ms: 3000,
+            session: u64::MAX - 1,
+            peer_session: 77,
+            seq: 1 << 40,
+        };
+        assert_eq!(Hello::decode(&h.encode()), Ok(h));
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let h = Hello {
+            version: 1,
+            role: Role::Backup,
+            flags: 0,
+            keepalive_ms: 1,
+            session: 1,
+            peer_session: 0,
+            seq: 0,
+        };
+        let mut b = h.encode();
+        assert_eq!(Hello::decode(&b[..39]), Err(HelloError::Length(39)));
+        b[6] = 2;
+        assert_eq!(Hello::decode(&b), Err(HelloError::Role(2)));
+        b[0] = b'X';
+        assert_eq!(Hello::decode(&b), Err(HelloError::Magic));
+    }
+}

@@ -1,0 +1,602 @@
+//! The master role: listens, takes one backup at a time through the handshake, walks the
+//! database for a full resync, streams the backlog, and frees TLVs as acknowledgements arrive.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::{Interest, Registry, Token};
+
+use super::app::{App, Tlv};
+use super::backlog::{Backlog, Entry};
+use super::config::Config;
+use super::conn::{io_reason, Conn};
+use super::env::{held_size, Env};
+use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
+use super::tokens;
+use super::wire::FrameKind;
+
+/// Stop walking and filling once this much is waiting to be written.
+const OUT_HIGH_WATER: usize = 1 << 20;
+/// Connections still in their handshake; more than this and the oldest is dropped.
+const MAX_PENDING: usize = 64;
+const MAX_READS_PER_STEP: usize = 16;
+
+struct Walk<C> {
+    cursor: Option<C>,
+    count: u64,
+    /// Sequence number of the last walked entry: its TLV stays alive until the next get_next
+    /// call has returned, even if acknowledged meanwhile.
+    last_seq: u64,
+}
+
+pub struct Master<A: App> {
+    listener: TcpListener,
+    acceptable: bool,
+    pending: Vec<Option<Conn>>,
+    conn: Option<Conn>,
+    backlog: Backlog<A::Tlv>,
+    /// Queued while a walk runs: sent after the walk's entries.
+    held: VecDeque<(A::Tlv, bool)>,
+    walk: Option<Walk<A::Cursor>>,
+    /// The acknowledged last walked TLV, kept for the application's cursor.
+    pinned: Option<A::Tlv>,
+    session: u64,
+    backup_session: u64,
+    /// A reconnecting backup that has applied at least this sequence number may resume.
+    resume_from: Option<u64>,
+    cfg: Config,
+}
+
+/// Binds the master's listening socket (SO_REUSEADDR is set by mio).
+pub fn bind(cfg: &Config) -> io::Result<TcpListener> {
+    TcpListener::bind(SocketAddr::V4(cfg.sock_addr()))
+}
+
+impl<A: App> Master<A> {
+    pub fn new(
+        mut listener: TcpListener,
+        registry: &Registry,
+        cfg: Config,
+        session: u64,
+    ) -> io::Result<Self> {
+        registry.register(&mut listener, tokens::LISTENER, Interest::READABLE)?;
+        Ok(Master {
+            listener,
+            acceptable: true,
+            pending: Vec::new(),
+            conn: None,
+            backlog: Backlog::default(),
+            held: VecDeque::new(),
+            walk: None,
+            pinned: None,
+            session,
+            backup_session: 0,
+            resume_from: None,
+            cfg,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.listener.local_addr().map_or(0, |a| a.port())
+    }
+
+    /// A TLV from `junos_sync_queue`.
+    pub fn enqueue(&mut self, tlv: A::Tlv, ack: bool) {
+        if self.walk.is_some() {
+            self.held.push_back((tlv, ack));
+        } else {
+            self.backlog.push(Entry::Queued { tlv, ack });
+        }
+    }
+
+    pub fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+        let c = if token == tokens::LISTENER {
+            self.acceptable = true;
+            return;
+        } else if token == tokens::CONN {
+            self.conn.as_mut()
+        } else {
+            tokens::pending_index(token)
+                .and_then(|i| self.pending.get_mut(i))
+                .and_then(Option::as_mut)
+        };
+        if let Some(c) = c {
+            c.readable |= readable;
+            c.writable |= writable;
+        }
+    }
+
+    /// Does all the work that is ready. Returns true if more is ready right away.
+    pub fn step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+        let mut busy = self.accept(env, reg, now);
+        busy |= self.pending_step(env, reg, now);
+        if env.halted() {
+            return false;
+        }
+        if self.conn.is_some() {
+            match self.conn_step(env) {
+                Ok(more) => busy |= more,
+                Err(why) => {
+                    let name = self.conn.as_ref().map(Conn::peer_name).unwrap_or_default();
+                    env.log(&format!("junos-sync master: dropping backup {name}: {why}"));
+                    self.drop_conn(env, reg);
+                }
+            }
+        }
+        self.timers(env, reg, now);
+        busy
+    }
+
+    fn accept(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+        let mut accepted = 0;
+        while self.acceptable && accepted < MAX_PENDING {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    accepted += 1;
+                    let slot = match self.pending.iter().position(Option::is_none) {
+                        Some(i) => i,
+                        None if self.pending.len() < MAX_PENDING => {
+                            self.pending.push(None);
+                            self.pending.len() - 1
+                        }
+                        None => {
+                            let oldest = (0..self.pending.len())
+                                .min_by_key(|&i| self.pending[i].as_ref().map(|c| c.last_rx))
+                                .expect("pending is full");
+                            let c = self.pending[oldest].take().expect("full slot");
+                            env.log(&format!(
+                                "junos-sync master: too many connections in handshake, dropping {}",
+                                c.peer_name()
+                            ));
+                            c.close(reg);
+                            oldest
+                        }
+                    };
+                    match Conn::new(stream, tokens::pending(slot), reg, 512, self.cfg.keepalive) {
+                        Ok(c) => self.pending[slot] = Some(c),
+                        Err(e) => env.log(&format!(
+                            "junos-sync master: cannot register connection: {e}"
+                        )),
+                    }
+                    let _ = now;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.acceptable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // EMFILE and friends: try again on the next event rather than spin.
+                    env.log(&format!("junos-sync master: accept failed: {e}"));
+                    self.acceptable = false;
+                }
+            }
+        }
+        self.acceptable
+    }
+
+    fn pending_step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+        for i in 0..self.pending.len() {
+            let Some(c) = self.pending[i].as_mut() else {
+                continue;
+            };
+            let verdict = read_hello(c);
+            match verdict {
+                Ok(None) => {
+                    if c.peer_dead(now) {
+                        let c = self.pending[i].take().expect("slot");
+                        env.log(&format!(
+                            "junos-sync master: no handshake from {} in time, closing",
+                            c.peer_name()
+                        ));
+                        c.close(reg);
+                    }
+                }
+                Ok(Some(hello)) => {
+                    let c = self.pending[i].take().expect("slot");
+                    if let Err(why) = check_hello(&hello) {
+                        refuse(env, reg, c, &why);
+                    } else {
+                        self.promote(env, reg, c, hello);
+                        if env.halted() {
+                            return false;
+                        }
+                    }
+                }
+                Err(why) => {
+                    let c = self.pending[i].take().expect("slot");
+                    env.shared
+                        .stats
+                        .frames_rejected
+                        .fetch_add(1, Ordering::Relaxed);
+                    refuse(env, reg, c, &why);
+                }
+            }
+        }
+        false
+    }
+
+    /// A valid backup: it replaces the current one and its session starts.
+    fn promote(&mut self, env: &mut Env<A>, reg: &Registry, mut c: Conn, hello: Hello) {
+        if self.conn.is_some() {
+            env.log(&format!(
+                "junos-sync master: backup {} replaces the current one",
+                c.peer_name()
+            ));
+            self.drop_conn(env, reg);
+            if env.halted() {
+                c.close(reg);
+                return;
+            }
+        }
+        if let Err(e) = reg.reregister(
+            &mut c.stream,
+            tokens::CONN,
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            env.log(&format!(
+                "junos-sync master: cannot register backup connection: {e}"
+            ));
+            c.close(reg);
+            return;
+        }
+        c.token = tokens::CONN;
+        c.readable = true;
+        c.writable = true;
+        c.keepalive = self.cfg.keepalive.min(Duration::from_millis(u64::from(
+            hello.keepalive_ms.max(1000),
+        )));
+        env.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
+
+        let peer_no_resync = hello.flags & FLAG_NO_RESYNC != 0;
+        let resumable = hello.peer_session == self.session
+            && hello.session == self.backup_session
+            && self.resume_from.is_some_and(|r| hello.seq >= r)
+            && hello.seq + 1 >= self.backlog.front_seq()
+            && hello.seq < self.backlog.next_seq();
+        self.backup_session = hello.session;
+        let mut flags = if self.cfg.no_resync {
+            FLAG_NO_RESYNC
+        } else {
+            0
+        };
+        let after;
+        if resumable {
+            self.process_ack(env, hello.seq);
+            self.backlog.rewind(hello.seq + 1);
+            flags |= FLAG_RESUME;
+            after = hello.seq;
+            env.shared
+                .stats
+                .partial_resyncs
+                .fetch_add(1, Ordering::Relaxed);
+            env.log(&format!(
+                "junos-sync master: backup {} resumes after sequence {after}",
+                c.peer_name()
+            ));
+        } else if self.cfg.no_resync || peer_no_resync {
+            let queued = self.purge(env);
+            for (tlv, ack) in queued {
+                self.backlog.push(Entry::Queued { tlv, ack });
+            }
+            after = self.backlog.front_seq() - 1;
+            self.resume_from = Some(after);
+            env.log(&format!(
+                "junos-sync master: backup {} connected (no resync)",
+                c.peer_name()
+            ));
+        } else {
+            let mut queued = self.purge(env);
+            queued.append(&mut self.held);
+            self.held = queued;
+            after = self.backlog.push(Entry::SyncBegin) - 1;
+            self.walk = Some(Walk {
+                cursor: None,
+                count: 0,
+                last_seq: 0,
+            });
+            self.resume_from = None;
+            env.shared
+                .stats
+                .full_resyncs
+                .fetch_add(1, Ordering::Relaxed);
+            env.log(&format!(
+                "junos-sync master: backup {} connected, full resync",
+                c.peer_name()
+            ));
+        }
+        let welcome = Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Master,
+            flags,
+            keepalive_ms: c.keepalive.as_millis() as u32,
+            session: self.session,
+            peer_session: hello.session,
+            seq: after,
+        };
+        c.out.control(FrameKind::Welcome, 0, &welcome.encode());
+        self.conn = Some(c);
+        if !env.halted() {
+            env.app.conn_status(true);
+        }
+    }
+
+    /// Empties the backlog for a new session: walked entries are freed, queued ones returned
+    /// in order to be sent again.
+    fn purge(&mut self, env: &mut Env<A>) -> VecDeque<(A::Tlv, bool)> {
+        self.abort_walk(env);
+        let mut keep = VecDeque::new();
+        for e in self.backlog.take_all() {
+            match e {
+                Entry::Queued { tlv, ack } => keep.push_back((tlv, ack)),
+                Entry::Walked(t) => env.free(t),
+                Entry::SyncBegin | Entry::SyncEnd(_) => {}
+            }
+        }
+        keep
+    }
+
+    fn abort_walk(&mut self, env: &mut Env<A>) {
+        if self.walk.take().is_some() {
+            while let Some((tlv, ack)) = self.held.pop_front() {
+                self.backlog.push(Entry::Queued { tlv, ack });
+            }
+        }
+        if let Some(t) = self.pinned.take() {
+            env.free(t);
+        }
+    }
+
+    fn drop_conn(&mut self, env: &mut Env<A>, reg: &Registry) {
+        if let Some(c) = self.conn.take() {
+            c.close(reg);
+            self.abort_walk(env);
+            self.backlog.rewind(self.backlog.front_seq());
+            if !env.halted() {
+                env.app.conn_status(false);
+            }
+        }
+    }
+
+    fn conn_step(&mut self, env: &mut Env<A>) -> Result<bool, String> {
+        // Acknowledgements first: they free memory and may unpin the walk.
+        for _ in 0..MAX_READS_PER_STEP {
+            let c = self.conn.as_mut().expect("connected");
+            if !c.read_some().map_err(|e| io_reason(&e))? {
+                break;
+            }
+            loop {
+                let c = self.conn.as_mut().expect("connected");
+                let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? else {
+                    break;
+                };
+                match f.header.kind {
+                    FrameKind::Ack => {
+                        if f.header.seq >= self.backlog.send_seq() {
+                            return Err(format!(
+                                "acknowledges sequence {} that was never sent",
+                                f.header.seq
+                            ));
+                        }
+                        self.process_ack(env, f.header.seq);
+                        if env.halted() {
+                            return Ok(false);
+                        }
+                    }
+                    FrameKind::Keepalive => {}
+                    FrameKind::Refuse => {
+                        return Err(format!(
+                            "backup refused: {}",
+                            String::from_utf8_lossy(c.inbuf.payload(&f))
+                        ));
+                    }
+                    k => return Err(format!("unexpected {k:?} frame from a backup")),
+                }
+            }
+        }
+        self.walk_step(env);
+        if env.halted() {
+            return Ok(false);
+        }
+        self.fill();
+        let Master { conn, backlog, .. } = self;
+        let c = conn.as_mut().expect("connected");
+        let done = c
+            .flush(|seq| payload_of(backlog, seq))
+            .map_err(|e| io_reason(&e))?;
+        let more_to_fill = self.backlog.send_seq() < self.backlog.next_seq() || self.walk.is_some();
+        let c = self.conn.as_ref().expect("connected");
+        Ok(c.readable || (c.writable && (more_to_fill || !done)))
+    }
+
+    /// Frees (and notifies) everything the backup has applied up to `upto`.
+    fn process_ack(&mut self, env: &mut Env<A>, upto: u64) {
+        while let Some((seq, e)) = self.backlog.pop_acked(upto) {
+            match e {
+                Entry::Queued { tlv, ack } => {
+                    if ack && !env.halted() {
+                        env.app.ack_notify(&tlv);
+                    }
+                    env.free(tlv);
+                }
+                Entry::Walked(t) => {
+                    if self.walk.as_ref().is_some_and(|w| w.last_seq == seq) {
+                        self.pinned = Some(t);
+                    } else {
+                        env.free(t);
+                    }
+                }
+                Entry::SyncBegin => {}
+                Entry::SyncEnd(n) => {
+                    if !env.halted() {
+                        env.app.init_sync_done(n as usize);
+                    }
+                }
+            }
+            if env.halted() {
+                return;
+            }
+        }
+    }
+
+    /// Walks the database while there is room to send.
+    fn walk_step(&mut self, env: &mut Env<A>) {
+        while self.walk.is_some() && self.out_room() && !env.halted() {
+            let cursor = self.walk.as_ref().and_then(|w| w.cursor);
+            let next = env.app.get_next(cursor);
+            if let Some(t) = self.pinned.take() {
+                env.free(t);
+            }
+            let w = self.walk.as_mut().expect("walking");
+            match next {
+                None => {
+                    let n = w.count;
+                    self.walk = None;
+                    let end = self.backlog.push(Entry::SyncEnd(n));
+                    self.resume_from = Some(end);
+                    while let Some((tlv, ack)) = self.held.pop_front() {
+                        self.backlog.push(Entry::Queued { tlv, ack });
+                    }
+                }
+                Some((cur, tlv)) => {
+                    w.cursor = Some(cur);
+                    if let Some(t) = tlv {
+                        env.shared
+                            .held_bytes
+                            .fetch_add(held_size(&t), Ordering::Relaxed);
+                        w.count += 1;
+                        w.last_seq = self.backlog.push(Entry::Walked(t));
+                    }
+                }
+            }
+            self.fill();
+        }
+    }
+
+    fn out_room(&self) -> bool {
+        self.conn
+            .as_ref()
+            .is_some_and(|c| c.out.pending() < OUT_HIGH_WATER)
+    }
+
+    /// Moves unsent backlog entries into the connection's output, up to the high-water mark.
+    fn fill(&mut self) {
+        let Some(c) = self.conn.as_mut() else { return };
+        while c.out.pending() < OUT_HIGH_WATER {
+            let Some((seq, e)) = self.backlog.take_unsent() else {
+                break;
+            };
+            match e {
+                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
+                    c.out.data(seq, tlv.tlv_type(), tlv.payload())
+                }
+                Entry::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
+                Entry::SyncEnd(n) => c.out.control(FrameKind::SyncEnd, seq, &n.to_le_bytes()),
+            }
+        }
+    }
+
+    fn timers(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+        let Some(c) = self.conn.as_mut() else { return };
+        if c.peer_dead(now) {
+            let msg = format!(
+                "junos-sync master: backup {} silent for {:?}, declaring it dead",
+                c.peer_name(),
+                c.keepalive
+            );
+            env.log(&msg);
+            self.drop_conn(env, reg);
+            return;
+        }
+        c.keepalive_due(now);
+        let Master { conn, backlog, .. } = self;
+        let c = conn.as_mut().expect("connected");
+        if let Err(e) = c.flush(|seq| payload_of(backlog, seq)) {
+            env.log(&format!(
+                "junos-sync master: dropping backup {}: {}",
+                c.peer_name(),
+                io_reason(&e)
+            ));
+            self.drop_conn(env, reg);
+        }
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let pend = self
+            .pending
+            .iter()
+            .flatten()
+            .map(|c| c.last_rx + c.keepalive);
+        pend.chain(self.conn.as_ref().map(Conn::next_deadline))
+            .min()
+    }
+
+    /// Ends the role: closes everything, frees every TLV held. `notify`: report DOWN if up.
+    pub fn shutdown(mut self, env: &mut Env<A>, reg: &Registry, notify: bool) {
+        if notify {
+            self.drop_conn(env, reg);
+        } else if let Some(c) = self.conn.take() {
+            c.close(reg);
+        }
+        for c in self.pending.drain(..).flatten() {
+            c.close(reg);
+        }
+        self.abort_walk(env);
+        for e in self.backlog.take_all() {
+            if let Entry::Queued { tlv: t, .. } | Entry::Walked(t) = e {
+                env.free(t);
+            }
+        }
+        let _ = reg.deregister(&mut self.listener);
+    }
+}
+
+fn payload_of<T: Tlv>(b: &Backlog<T>, seq: u64) -> &[u8] {
+    match b.get(seq) {
+        Some(Entry::Queued { tlv, .. } | Entry::Walked(tlv)) => tlv.payload(),
+        _ => &[],
+    }
+}
+
+/// Reads a pending connection's first frame, if it has arrived.
+fn read_hello(c: &mut Conn) -> Result<Option<Hello>, String> {
+    while c.read_some().map_err(|e| io_reason(&e))? {}
+    let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? else {
+        return Ok(None);
+    };
+    if f.header.kind != FrameKind::Hello {
+        return Err(format!(
+            "first frame is {:?}, not a handshake",
+            f.header.kind
+        ));
+    }
+    Hello::decode(c.inbuf.payload(&f))
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+fn check_hello(h: &Hello) -> Result<(), String> {
+    if h.version != PROTOCOL_VERSION {
+        return Err(format!(
+            "protocol version {} is not ours ({PROTOCOL_VERSION})",
+            h.version
+        ));
+    }
+    if h.role != Role::Backup {
+        return Err("peer is a master too: two masters".to_string());
+    }
+    Ok(())
+}
+
+/// Logs a refused connection, tells the peer why (best effort) and closes it.
+fn refuse<A: App>(env: &mut Env<A>, reg: &Registry, mut c: Conn, why: &str) {
+    env.log(&format!(
+        "junos-sync master: refused connection from {}: {why}",
+        c.peer_name()
+    ));
+    let msg = &why.as_bytes()[..why.len().min(200)];
+    c.out.control(FrameKind::Refuse, 0, msg);
+    let _ = c.flush(|_| &[]);
+    c.close(reg);
+}

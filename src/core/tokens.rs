@@ -1,0 +1,18 @@
+//! mio tokens of a context's event loop.
+
+use mio::Token;
+
+pub(crate) const WAKER: Token = Token(0);
+pub(crate) const LISTENER: Token = Token(1);
+/// The established peer connection (master: the backup; backup: the master).
+pub(crate) const CONN: Token = Token(2);
+const PENDING_BASE: usize = 16;
+
+/// A master's connection still in its handshake, by slot.
+pub fn pending(slot: usize) -> Token {
+    Token(PENDING_BASE + slot)
+}
+
+pub fn pending_index(t: Token) -> Option<usize> {
+    t.0.checked_sub(PENDING_BASE)
+}
