@@ -112,7 +112,8 @@ impl Backup {
                     return false;
                 }
                 self.timers(env, reg, now);
-                busy
+                // A liveness check in `timers` may have read bytes that no event will announce.
+                busy || matches!(&self.state, State::Up(c) if c.readable)
             }
             Err(why) => {
                 self.fail(env, reg, &why);

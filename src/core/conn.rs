@@ -61,9 +61,15 @@ impl Conn {
             .map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
     }
 
-    /// Whether the peer has been silent for longer than the keepalive time.
-    pub fn peer_dead(&self, now: Instant) -> bool {
-        now.duration_since(self.last_rx) >= self.keepalive
+    /// Whether the peer has been silent for longer than the keepalive time. Bytes may have
+    /// arrived while we were busy (their readiness event not yet polled), so look before
+    /// declaring anyone dead.
+    pub fn peer_dead(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.last_rx) < self.keepalive {
+            return false;
+        }
+        self.readable = true;
+        !matches!(self.read_some(), Ok(true))
     }
 
     /// Queues a keepalive if we have been silent for a third of the keepalive time.

@@ -43,7 +43,8 @@ impl InBuf {
                 self.buf.shrink_to_fit();
             }
         }
-        if self.end == self.buf.len() {
+        if self.start > 0 && self.buf.len() - self.end < self.buf.len() / 4 {
+            // Little room left: move the partial frame to the front rather than read in dribs.
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;
             self.start = 0;

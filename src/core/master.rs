@@ -128,7 +128,8 @@ impl<A: App> Master<A> {
             }
         }
         self.timers(env, reg, now);
-        busy
+        // A liveness check in `timers` may have read bytes that no event will announce.
+        busy || self.conn.as_ref().is_some_and(|c| c.readable)
     }
 
     fn accept(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
