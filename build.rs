@@ -13,18 +13,14 @@ fn main() {
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libjunos-sync.so.1");
     }
 
-    let config =
-        cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
+    let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
         .generate()
         .expect("cbindgen could not generate the header")
         .write_to_file(&out);
-    println!(
-        "cargo:rustc-env=JUNOS_SYNC_GENERATED_HEADER={}",
-        out.display()
-    );
+    println!("cargo:rustc-env=JUNOS_SYNC_GENERATED_HEADER={}", out.display());
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-changed=src");
 }

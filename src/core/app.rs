@@ -27,12 +27,12 @@ pub trait App: Send + 'static {
     fn ack_notify(&mut self, tlv: &Self::Tlv);
     /// Gives a TLV back for good.
     fn free(&mut self, tlv: Self::Tlv);
+    /// The same as `free`, callable from any thread: `junos_sync_queue` uses it to drop a TLV
+    /// at once when the backlog overflowed and a full resync will cover it.
+    fn freer(&self) -> Freer<Self::Tlv>;
     /// Master: next entry of the resync walk after `cursor` (`None`: first). `None` ends the
     /// walk; otherwise the new cursor and the entry's TLV (`None` if the application set none).
-    fn get_next(
-        &mut self,
-        cursor: Option<Self::Cursor>,
-    ) -> Option<(Self::Cursor, Option<Self::Tlv>)>;
+    fn get_next(&mut self, cursor: Option<Self::Cursor>) -> Option<(Self::Cursor, Option<Self::Tlv>)>;
     fn conn_status(&mut self, up: bool);
     fn init_sync_done(&mut self, entries: usize);
     fn bind_done(&mut self, port: u16);
@@ -42,6 +42,9 @@ pub trait App: Send + 'static {
     /// Whether the application can apply entries (`decode` is set).
     fn can_decode(&self) -> bool;
 }
+
+/// Frees TLVs from any thread.
+pub type Freer<T> = Arc<dyn Fn(T) + Send + Sync>;
 
 /// Where log lines go. Called from the loop thread and from API calls on any thread.
 pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;

@@ -27,11 +27,7 @@ pub struct Backlog<T> {
 
 impl<T> Default for Backlog<T> {
     fn default() -> Self {
-        Backlog {
-            entries: VecDeque::new(),
-            front_seq: 1,
-            send_seq: 1,
-        }
+        Backlog { entries: VecDeque::new(), front_seq: 1, send_seq: 1 }
     }
 }
 
@@ -114,10 +110,7 @@ mod tests {
         assert_eq!(b.push(q(10)), 1);
         assert_eq!(b.push(q(11)), 2);
         assert_eq!(b.push(Entry::SyncEnd(2)), 3);
-        assert!(matches!(
-            b.take_unsent(),
-            Some((1, Entry::Queued { tlv: 10, .. }))
-        ));
+        assert!(matches!(b.take_unsent(), Some((1, Entry::Queued { tlv: 10, .. }))));
         assert!(matches!(b.take_unsent(), Some((2, _))));
         assert!(b.pop_acked(0).is_none());
         assert!(matches!(b.pop_acked(2), Some((1, _))));

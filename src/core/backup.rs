@@ -124,8 +124,7 @@ impl Backup {
 
     fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry) {
         let addr = SocketAddr::V4(self.cfg.sock_addr());
-        let r = TcpStream::connect(addr)
-            .and_then(|s| Conn::new(s, tokens::CONN, reg, READ_CAP, self.cfg.keepalive));
+        let r = TcpStream::connect(addr).and_then(|s| Conn::new(s, tokens::CONN, reg, READ_CAP, self.cfg.keepalive));
         match r {
             Ok(mut c) => {
                 // Readiness means nothing until the connect completes.
@@ -141,19 +140,13 @@ impl Backup {
     }
 
     fn send_hello(&mut self) {
-        let State::Connecting(mut c) =
-            std::mem::replace(&mut self.state, State::Idle { at: Instant::now() })
-        else {
+        let State::Connecting(mut c) = std::mem::replace(&mut self.state, State::Idle { at: Instant::now() }) else {
             return;
         };
         let hello = Hello {
             version: PROTOCOL_VERSION,
             role: Role::Backup,
-            flags: if self.cfg.no_resync {
-                FLAG_NO_RESYNC
-            } else {
-                0
-            },
+            flags: if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 },
             keepalive_ms: self.cfg.keepalive.as_millis() as u32,
             session: self.session,
             peer_session: self.master_session,
@@ -177,21 +170,12 @@ impl Backup {
         let payload = c.inbuf.payload(&f);
         let w = match f.header.kind {
             FrameKind::Welcome => Hello::decode(payload).map_err(|e| e.to_string())?,
-            FrameKind::Refuse => {
-                return Err(format!(
-                    "master refused us: {}",
-                    String::from_utf8_lossy(payload)
-                ))
-            }
+            FrameKind::Refuse => return Err(format!("master refused us: {}", String::from_utf8_lossy(payload))),
             k => return Err(format!("expected a handshake, got {k:?}")),
         };
-        if w.version != PROTOCOL_VERSION || w.role != Role::Master || w.peer_session != self.session
-        {
+        if w.version != PROTOCOL_VERSION || w.role != Role::Master || w.peer_session != self.session {
             let why = if w.version != PROTOCOL_VERSION {
-                format!(
-                    "protocol version {} is not ours ({PROTOCOL_VERSION})",
-                    w.version
-                )
+                format!("protocol version {} is not ours ({PROTOCOL_VERSION})", w.version)
             } else if w.role != Role::Master {
                 "peer is a backup too: two backups".to_string()
             } else {
@@ -201,13 +185,10 @@ impl Backup {
             let _ = c.flush(|_| &[]);
             return Err(why);
         }
-        let State::Handshake(mut c) =
-            std::mem::replace(&mut self.state, State::Idle { at: Instant::now() })
-        else {
+        let State::Handshake(mut c) = std::mem::replace(&mut self.state, State::Idle { at: Instant::now() }) else {
             unreachable!("state checked above")
         };
-        c.keepalive =
-            Duration::from_millis(u64::from(w.keepalive_ms.max(1000))).min(self.cfg.keepalive);
+        c.keepalive = Duration::from_millis(u64::from(w.keepalive_ms.max(1000))).min(self.cfg.keepalive);
         if w.flags & FLAG_RESUME == 0 {
             self.walked = None;
         }
@@ -220,11 +201,7 @@ impl Backup {
         env.log(&format!(
             "junos-sync backup: connected to master {}{}",
             self.cfg.sock_addr(),
-            if w.flags & FLAG_RESUME != 0 {
-                ", resuming"
-            } else {
-                ""
-            }
+            if w.flags & FLAG_RESUME != 0 { ", resuming" } else { "" }
         ));
         env.app.conn_status(true);
         Ok(more)
@@ -270,17 +247,9 @@ impl Backup {
         };
         while let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? {
             let h = f.header;
-            let sequenced = matches!(
-                h.kind,
-                FrameKind::Data | FrameKind::SyncBegin | FrameKind::SyncEnd
-            );
+            let sequenced = matches!(h.kind, FrameKind::Data | FrameKind::SyncBegin | FrameKind::SyncEnd);
             if sequenced && h.seq != self.last_applied + 1 {
-                return Err(format!(
-                    "{:?} frame has sequence {}, expected {}",
-                    h.kind,
-                    h.seq,
-                    self.last_applied + 1
-                ));
+                return Err(format!("{:?} frame has sequence {}, expected {}", h.kind, h.seq, self.last_applied + 1));
             }
             match h.kind {
                 FrameKind::Data => {
@@ -295,9 +264,7 @@ impl Backup {
                 }
                 FrameKind::SyncEnd => {
                     let p = c.inbuf.payload(&f);
-                    let told = <[u8; 8]>::try_from(&p[..])
-                        .map(u64::from_le_bytes)
-                        .unwrap_or(u64::MAX);
+                    let told = <[u8; 8]>::try_from(&p[..]).map(u64::from_le_bytes).unwrap_or(u64::MAX);
                     let n = self.walked.take().unwrap_or(0);
                     if told != n {
                         env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told}"));
@@ -306,10 +273,7 @@ impl Backup {
                 }
                 FrameKind::Keepalive => {}
                 FrameKind::Refuse => {
-                    return Err(format!(
-                        "master closed the session: {}",
-                        String::from_utf8_lossy(c.inbuf.payload(&f))
-                    ))
+                    return Err(format!("master closed the session: {}", String::from_utf8_lossy(c.inbuf.payload(&f))))
                 }
                 k => return Err(format!("unexpected {k:?} frame from the master")),
             }
@@ -349,10 +313,7 @@ impl Backup {
             c.close(reg);
         }
         if was_up || !why.starts_with("connection refused") {
-            env.log(&format!(
-                "junos-sync backup: connection to master {} lost: {why}",
-                self.cfg.sock_addr()
-            ));
+            env.log(&format!("junos-sync backup: connection to master {} lost: {why}", self.cfg.sock_addr()));
         }
         self.retry_later();
         if was_up && !env.halted() {
@@ -361,9 +322,7 @@ impl Backup {
     }
 
     fn retry_later(&mut self) {
-        self.state = State::Idle {
-            at: Instant::now() + self.backoff,
-        };
+        self.state = State::Idle { at: Instant::now() + self.backoff };
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
     }
 

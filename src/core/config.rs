@@ -20,25 +20,10 @@ pub struct Config {
 
 impl Config {
     /// `keepalive_secs == 0` means the default.
-    pub fn new(
-        is_master: bool,
-        no_resync: bool,
-        addr_host_order: u32,
-        port: u16,
-        keepalive_secs: u32,
-    ) -> Self {
-        let keepalive = if keepalive_secs == 0 {
-            DEFAULT_KEEPALIVE
-        } else {
-            Duration::from_secs(u64::from(keepalive_secs))
-        };
-        Config {
-            is_master,
-            no_resync,
-            addr: Ipv4Addr::from(addr_host_order),
-            port,
-            keepalive,
-        }
+    pub fn new(is_master: bool, no_resync: bool, addr_host_order: u32, port: u16, keepalive_secs: u32) -> Self {
+        let keepalive =
+            if keepalive_secs == 0 { DEFAULT_KEEPALIVE } else { Duration::from_secs(u64::from(keepalive_secs)) };
+        Config { is_master, no_resync, addr: Ipv4Addr::from(addr_host_order), port, keepalive }
     }
 
     pub fn sock_addr(&self) -> SocketAddrV4 {

@@ -57,8 +57,7 @@ impl Conn {
     }
 
     pub fn peer_name(&self) -> String {
-        self.peer
-            .map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
+        self.peer.map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
     }
 
     /// Whether the peer has been silent for longer than the keepalive time. Bytes may have

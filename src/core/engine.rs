@@ -20,11 +20,7 @@ use super::tokens;
 /// Requests from API calls other than `junos_sync_queue`.
 pub enum Ctrl<A: App> {
     Exit,
-    Switchover {
-        cfg: Config,
-        app: A,
-        reply: Sender<Result<(), Error>>,
-    },
+    Switchover { cfg: Config, app: A, reply: Sender<Result<(), Error>> },
 }
 
 pub enum Role<A: App> {
@@ -59,6 +55,9 @@ impl<A: App> Engine<A> {
                 return self.teardown(false);
             }
             self.drain_data();
+            if self.env.shared.overflow.swap(false, Ordering::AcqRel) {
+                self.overflow();
+            }
             let now = Instant::now();
             let reg = self.poll.registry();
             let busy = match &mut self.role {
@@ -121,10 +120,19 @@ impl<A: App> Engine<A> {
             Role::Backup(_) => {
                 // Only a queue call racing a switchover to backup gets here.
                 while let Ok((t, _)) = self.data_rx.try_recv() {
-                    self.env
-                        .log("junos-sync: TLV queued while switching to backup; freed unsent");
+                    self.env.log("junos-sync: TLV queued while switching to backup; freed unsent");
                     self.env.free(t);
                 }
+            }
+        }
+    }
+
+    /// The backlog went over its limit: drop it; the next backup session starts from a walk.
+    fn overflow(&mut self) {
+        if let Role::Master(m) = &mut self.role {
+            m.overflow(&mut self.env, self.poll.registry());
+            while let Ok((t, _)) = self.data_rx.try_recv() {
+                self.env.free(t);
             }
         }
     }
@@ -134,24 +142,15 @@ impl<A: App> Engine<A> {
             match master::bind(&cfg) {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    self.env.log(&format!(
-                        "junos-sync: switchover cannot bind {}: {e}",
-                        cfg.sock_addr()
-                    ));
+                    self.env.log(&format!("junos-sync: switchover cannot bind {}: {e}", cfg.sock_addr()));
                     return Err(Error::Socket);
                 }
             }
         } else {
             None
         };
-        self.env
-            .shared
-            .is_master
-            .store(cfg.is_master, Ordering::SeqCst);
-        self.env
-            .shared
-            .no_resync
-            .store(cfg.no_resync, Ordering::SeqCst);
+        self.env.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
+        self.env.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
         self.drain_data();
         self.end_role(true);
         self.env.app = app;
@@ -163,9 +162,7 @@ impl<A: App> Engine<A> {
                     Role::Master(m)
                 }
                 Err(e) => {
-                    self.env.log(&format!(
-                        "junos-sync: switchover cannot register listener: {e}"
-                    ));
+                    self.env.log(&format!("junos-sync: switchover cannot register listener: {e}"));
                     return Err(Error::Socket);
                 }
             },
@@ -202,14 +199,10 @@ impl<A: App> Engine<A> {
 
 /// Makes the loop thread for a started context.
 pub fn spawn<A: App>(engine: Engine<A>) -> std::io::Result<std::thread::JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("junos-sync".into())
-        .spawn(move || {
-            let shared: Arc<Shared> = engine.env.shared.clone();
-            if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
-                shared.log(
-                    "junos-sync: internal error: the loop thread panicked; replication stopped",
-                );
-            }
-        })
+    std::thread::Builder::new().name("junos-sync".into()).spawn(move || {
+        let shared: Arc<Shared> = engine.env.shared.clone();
+        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
+            shared.log("junos-sync: internal error: the loop thread panicked; replication stopped");
+        }
+    })
 }

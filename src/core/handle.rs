@@ -10,7 +10,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
-use super::app::{App, Logger, Tlv};
+use super::app::{App, Freer, Logger, Tlv};
 use super::backup::Backup;
 use super::config::{Config, DEFAULT_BACKLOG_LIMIT};
 use super::engine::{self, Ctrl, Engine, Role};
@@ -44,16 +44,14 @@ pub struct Context<A: App> {
     waker: Arc<Waker>,
     phase: Mutex<Phase<A>>,
     session: u64,
+    /// The current application's free, for TLVs dropped on the caller's thread.
+    freer: Mutex<Freer<A::Tlv>>,
 }
 
 /// A random, non-zero session id.
 fn new_session_id() -> u64 {
     let mut h = RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
     h.write_u32(std::process::id());
     h.finish() | 1
 }
@@ -74,10 +72,7 @@ fn check<A: App>(cfg: &Config, app: &A) -> Option<&'static str> {
 
 /// The backlog limit from `JUNOS_SYNC_BACKLOG_LIMIT` (bytes), or the default.
 fn backlog_limit_from_env() -> usize {
-    std::env::var("JUNOS_SYNC_BACKLOG_LIMIT")
-        .ok()
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(DEFAULT_BACKLOG_LIMIT)
+    std::env::var("JUNOS_SYNC_BACKLOG_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_BACKLOG_LIMIT)
 }
 
 impl<A: App> Context<A> {
@@ -87,37 +82,24 @@ impl<A: App> Context<A> {
             return Err(Error::Invalid);
         }
         let poll = Poll::new().map_err(|e| {
-            logger(&format!(
-                "junos_sync_init: cannot create the event loop: {e}"
-            ));
+            logger(&format!("junos_sync_init: cannot create the event loop: {e}"));
             Error::NoMem
         })?;
         let waker = Waker::new(poll.registry(), tokens::WAKER).map_err(|e| {
-            logger(&format!(
-                "junos_sync_init: cannot create the loop's waker: {e}"
-            ));
+            logger(&format!("junos_sync_init: cannot create the loop's waker: {e}"));
             Error::NoMem
         })?;
         let (data_tx, data_rx) = crossbeam_channel::unbounded();
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
-        let shared = Shared::new(
-            cfg.is_master,
-            cfg.no_resync,
-            logger,
-            backlog_limit_from_env(),
-        );
+        let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
+        let freer = Mutex::new(app.freer());
         Ok(Context {
+            freer,
             shared,
             data_tx,
             ctrl_tx,
             waker: Arc::new(waker),
-            phase: Mutex::new(Phase::Ready(Kit {
-                poll,
-                app,
-                data_rx,
-                ctrl_rx,
-                cfg,
-            })),
+            phase: Mutex::new(Phase::Ready(Kit { poll, app, data_rx, ctrl_rx, cfg })),
             session: new_session_id(),
         })
     }
@@ -133,8 +115,7 @@ impl<A: App> Context<A> {
             Phase::Ready(kit) => kit,
             other => {
                 *self.phase.lock() = other;
-                self.shared
-                    .log("junos_sync_start: the context is already started");
+                self.shared.log("junos_sync_start: the context is already started");
                 return Err(Error::State);
             }
         };
@@ -158,10 +139,7 @@ impl<A: App> Context<A> {
             let listener = match master::bind(&kit.cfg) {
                 Ok(l) => l,
                 Err(e) => {
-                    self.shared.log(&format!(
-                        "junos_sync_start: cannot bind {}: {e}",
-                        kit.cfg.sock_addr()
-                    ));
+                    self.shared.log(&format!("junos_sync_start: cannot bind {}: {e}", kit.cfg.sock_addr()));
                     return Err((Error::Socket, Some(kit)));
                 }
             };
@@ -171,28 +149,17 @@ impl<A: App> Context<A> {
                     Role::Master(m)
                 }
                 Err(e) => {
-                    self.shared.log(&format!(
-                        "junos_sync_start: cannot register the listener: {e}"
-                    ));
+                    self.shared.log(&format!("junos_sync_start: cannot register the listener: {e}"));
                     return Err((Error::Socket, Some(kit)));
                 }
             }
         } else {
             Role::Backup(Backup::new(kit.cfg, self.session))
         };
-        let Kit {
-            poll,
-            app,
-            data_rx,
-            ctrl_rx,
-            ..
-        } = kit;
+        let Kit { poll, app, data_rx, ctrl_rx, .. } = kit;
         let eng = Engine {
             poll,
-            env: Env {
-                app,
-                shared: self.shared.clone(),
-            },
+            env: Env { app, shared: self.shared.clone() },
             data_rx,
             ctrl_rx,
             role,
@@ -200,9 +167,7 @@ impl<A: App> Context<A> {
         };
         engine::spawn(eng).map_err(|e| {
             // The engine (and the application's callbacks) went down with the failed spawn.
-            self.shared.log(&format!(
-                "junos_sync_start: cannot start the loop thread: {e}"
-            ));
+            self.shared.log(&format!("junos_sync_start: cannot start the loop thread: {e}"));
             (Error::NoMem, None)
         })
     }
@@ -210,34 +175,36 @@ impl<A: App> Context<A> {
     /// Hands a TLV to the loop. Never blocks and makes no system call unless the loop sleeps.
     pub fn queue(&self, tlv: A::Tlv, ack: bool) -> Result<(), (Error, A::Tlv)> {
         if !self.shared.is_master.load(Ordering::Relaxed) {
-            self.shared
-                .log("junos_sync_queue: this context is a backup; only a master queues");
+            self.shared.log("junos_sync_queue: this context is a backup; only a master queues");
             return Err((Error::State, tlv));
         }
         if tlv.payload().len() > MAX_DATA_LEN as usize {
-            self.shared
-                .log("junos_sync_queue: tlv_len is over JUNOS_SYNC_MAX_TLV_LEN");
+            self.shared.log("junos_sync_queue: tlv_len is over JUNOS_SYNC_MAX_TLV_LEN");
             return Err((Error::Invalid, tlv));
         }
         let size = held_size(&tlv);
         let before = self.shared.held_bytes.fetch_add(size, Ordering::Relaxed);
-        if self.shared.no_resync.load(Ordering::Relaxed)
-            && before > 0
-            && before + size > self.shared.backlog_limit.load(Ordering::Relaxed)
-        {
+        if before > 0 && before + size > self.shared.backlog_limit.load(Ordering::Relaxed) {
             self.shared.release_bytes(size);
-            return Err((Error::BacklogFull, tlv));
+            if self.shared.no_resync.load(Ordering::Relaxed) {
+                return Err((Error::BacklogFull, tlv));
+            }
+            // Over the limit with resync: the backlog is dropped and the next backup session
+            // is a full resync from the database, which covers this TLV too.
+            if !self.shared.overflow.swap(true, Ordering::AcqRel) {
+                let _ = self.waker.wake();
+            }
+            let free = self.freer.lock().clone();
+            free(tlv);
+            return Ok(());
         }
         if let Err(e) = self.data_tx.send((tlv, ack)) {
             self.shared.release_bytes(size);
-            self.shared
-                .log("junos_sync_queue: the context is shutting down");
+            self.shared.log("junos_sync_queue: the context is shutting down");
             return Err((Error::State, e.into_inner().0));
         }
         fence(Ordering::SeqCst);
-        if self.shared.sleeping.load(Ordering::Relaxed)
-            && self.shared.sleeping.swap(false, Ordering::AcqRel)
-        {
+        if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
         }
         Ok(())
@@ -250,8 +217,7 @@ impl<A: App> Context<A> {
             return Err(Error::Invalid);
         }
         if self.shared.on_loop_thread() {
-            self.shared
-                .log("junos_sync_switchover: not allowed from inside a callback");
+            self.shared.log("junos_sync_switchover: not allowed from inside a callback");
             return Err(Error::State);
         }
         {
@@ -259,6 +225,7 @@ impl<A: App> Context<A> {
             match &mut *phase {
                 Phase::Ready(kit) => {
                     // Not started: the new role takes effect at start.
+                    *self.freer.lock() = app.freer();
                     let old = std::mem::replace(&mut kit.app, app);
                     kit.cfg = cfg;
                     self.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
@@ -268,27 +235,23 @@ impl<A: App> Context<A> {
                     return Ok(());
                 }
                 Phase::Starting => {
-                    self.shared
-                        .log("junos_sync_switchover: the context is starting");
+                    self.shared.log("junos_sync_switchover: the context is starting");
                     return Err(Error::State);
                 }
                 Phase::Running(_) => {}
             }
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
-        if self
-            .ctrl_tx
-            .send(Ctrl::Switchover {
-                cfg,
-                app,
-                reply: tx,
-            })
-            .is_err()
-        {
+        let freer = app.freer();
+        if self.ctrl_tx.send(Ctrl::Switchover { cfg, app, reply: tx }).is_err() {
             return Err(Error::State);
         }
         let _ = self.waker.wake();
-        rx.recv().unwrap_or(Err(Error::Internal))
+        let r = rx.recv().unwrap_or(Err(Error::Internal));
+        if r.is_ok() {
+            *self.freer.lock() = freer;
+        }
+        r
     }
 
     /// Stops the loop and frees everything. From inside a callback (on the loop thread) the

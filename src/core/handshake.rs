@@ -117,15 +117,8 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        let h = Hello {
-            version: 1,
-            role: Role::Backup,
-            flags: 0,
-            keepalive_ms: 1,
-            session: 1,
-            peer_session: 0,
-            seq: 0,
-        };
+        let h =
+            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1, session: 1, peer_session: 0, seq: 0 };
         let mut b = h.encode();
         assert_eq!(Hello::decode(&b[..39]), Err(HelloError::Length(39)));
         b[6] = 2;

@@ -25,12 +25,7 @@ pub struct Frame {
 impl InBuf {
     pub fn new(capacity: usize) -> Self {
         let base_cap = wire::padded(capacity.max(wire::frame_size(wire::MAX_CONTROL_LEN)));
-        InBuf {
-            buf: vec![0; base_cap],
-            start: 0,
-            end: 0,
-            base_cap,
-        }
+        InBuf { buf: vec![0; base_cap], start: 0, end: 0, base_cap }
     }
 
     /// Reads once from `r` into free space. Ok(0) means end of stream.
@@ -66,9 +61,7 @@ impl InBuf {
         if avail < HEADER_LEN {
             return Ok(None);
         }
-        let hb: &[u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN]
-            .try_into()
-            .expect("header length");
+        let hb: &[u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN].try_into().expect("header length");
         let header = wire::decode_header(hb)?;
         let size = wire::frame_size(header.len);
         if avail < size {
@@ -126,11 +119,7 @@ mod tests {
                     }
                 }
             }
-            assert_eq!(
-                got,
-                vec![(1, 3, Some(b'a')), (2, 10_000, Some(7)), (2, 0, None)],
-                "step {step}"
-            );
+            assert_eq!(got, vec![(1, 3, Some(b'a')), (2, 10_000, Some(7)), (2, 0, None)], "step {step}");
             assert_eq!(inb.buffered(), 0);
         }
     }

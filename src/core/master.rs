@@ -57,12 +57,7 @@ pub fn bind(cfg: &Config) -> io::Result<TcpListener> {
 }
 
 impl<A: App> Master<A> {
-    pub fn new(
-        mut listener: TcpListener,
-        registry: &Registry,
-        cfg: Config,
-        session: u64,
-    ) -> io::Result<Self> {
+    pub fn new(mut listener: TcpListener, registry: &Registry, cfg: Config, session: u64) -> io::Result<Self> {
         registry.register(&mut listener, tokens::LISTENER, Interest::READABLE)?;
         Ok(Master {
             listener,
@@ -100,9 +95,7 @@ impl<A: App> Master<A> {
         } else if token == tokens::CONN {
             self.conn.as_mut()
         } else {
-            tokens::pending_index(token)
-                .and_then(|i| self.pending.get_mut(i))
-                .and_then(Option::as_mut)
+            tokens::pending_index(token).and_then(|i| self.pending.get_mut(i)).and_then(Option::as_mut)
         };
         if let Some(c) = c {
             c.readable |= readable;
@@ -159,9 +152,7 @@ impl<A: App> Master<A> {
                     };
                     match Conn::new(stream, tokens::pending(slot), reg, 512, self.cfg.keepalive) {
                         Ok(c) => self.pending[slot] = Some(c),
-                        Err(e) => env.log(&format!(
-                            "junos-sync master: cannot register connection: {e}"
-                        )),
+                        Err(e) => env.log(&format!("junos-sync master: cannot register connection: {e}")),
                     }
                     let _ = now;
                 }
@@ -187,10 +178,7 @@ impl<A: App> Master<A> {
                 Ok(None) => {
                     if c.peer_dead(now) {
                         let c = self.pending[i].take().expect("slot");
-                        env.log(&format!(
-                            "junos-sync master: no handshake from {} in time, closing",
-                            c.peer_name()
-                        ));
+                        env.log(&format!("junos-sync master: no handshake from {} in time, closing", c.peer_name()));
                         c.close(reg);
                     }
                 }
@@ -207,10 +195,7 @@ impl<A: App> Master<A> {
                 }
                 Err(why) => {
                     let c = self.pending[i].take().expect("slot");
-                    env.shared
-                        .stats
-                        .frames_rejected
-                        .fetch_add(1, Ordering::Relaxed);
+                    env.shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
                     refuse(env, reg, c, &why);
                 }
             }
@@ -221,33 +206,22 @@ impl<A: App> Master<A> {
     /// A valid backup: it replaces the current one and its session starts.
     fn promote(&mut self, env: &mut Env<A>, reg: &Registry, mut c: Conn, hello: Hello) {
         if self.conn.is_some() {
-            env.log(&format!(
-                "junos-sync master: backup {} replaces the current one",
-                c.peer_name()
-            ));
+            env.log(&format!("junos-sync master: backup {} replaces the current one", c.peer_name()));
             self.drop_conn(env, reg);
             if env.halted() {
                 c.close(reg);
                 return;
             }
         }
-        if let Err(e) = reg.reregister(
-            &mut c.stream,
-            tokens::CONN,
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            env.log(&format!(
-                "junos-sync master: cannot register backup connection: {e}"
-            ));
+        if let Err(e) = reg.reregister(&mut c.stream, tokens::CONN, Interest::READABLE | Interest::WRITABLE) {
+            env.log(&format!("junos-sync master: cannot register backup connection: {e}"));
             c.close(reg);
             return;
         }
         c.token = tokens::CONN;
         c.readable = true;
         c.writable = true;
-        c.keepalive = self.cfg.keepalive.min(Duration::from_millis(u64::from(
-            hello.keepalive_ms.max(1000),
-        )));
+        c.keepalive = self.cfg.keepalive.min(Duration::from_millis(u64::from(hello.keepalive_ms.max(1000))));
         env.shared.stats.connections.fetch_add(1, Ordering::Relaxed);
 
         let peer_no_resync = hello.flags & FLAG_NO_RESYNC != 0;
@@ -257,25 +231,15 @@ impl<A: App> Master<A> {
             && hello.seq + 1 >= self.backlog.front_seq()
             && hello.seq < self.backlog.next_seq();
         self.backup_session = hello.session;
-        let mut flags = if self.cfg.no_resync {
-            FLAG_NO_RESYNC
-        } else {
-            0
-        };
+        let mut flags = if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 };
         let after;
         if resumable {
             self.process_ack(env, hello.seq);
             self.backlog.rewind(hello.seq + 1);
             flags |= FLAG_RESUME;
             after = hello.seq;
-            env.shared
-                .stats
-                .partial_resyncs
-                .fetch_add(1, Ordering::Relaxed);
-            env.log(&format!(
-                "junos-sync master: backup {} resumes after sequence {after}",
-                c.peer_name()
-            ));
+            env.shared.stats.partial_resyncs.fetch_add(1, Ordering::Relaxed);
+            env.log(&format!("junos-sync master: backup {} resumes after sequence {after}", c.peer_name()));
         } else if self.cfg.no_resync || peer_no_resync {
             let queued = self.purge(env);
             for (tlv, ack) in queued {
@@ -283,29 +247,16 @@ impl<A: App> Master<A> {
             }
             after = self.backlog.front_seq() - 1;
             self.resume_from = Some(after);
-            env.log(&format!(
-                "junos-sync master: backup {} connected (no resync)",
-                c.peer_name()
-            ));
+            env.log(&format!("junos-sync master: backup {} connected (no resync)", c.peer_name()));
         } else {
             let mut queued = self.purge(env);
             queued.append(&mut self.held);
             self.held = queued;
             after = self.backlog.push(Entry::SyncBegin) - 1;
-            self.walk = Some(Walk {
-                cursor: None,
-                count: 0,
-                last_seq: 0,
-            });
+            self.walk = Some(Walk { cursor: None, count: 0, last_seq: 0 });
             self.resume_from = None;
-            env.shared
-                .stats
-                .full_resyncs
-                .fetch_add(1, Ordering::Relaxed);
-            env.log(&format!(
-                "junos-sync master: backup {} connected, full resync",
-                c.peer_name()
-            ));
+            env.shared.stats.full_resyncs.fetch_add(1, Ordering::Relaxed);
+            env.log(&format!("junos-sync master: backup {} connected, full resync", c.peer_name()));
         }
         let welcome = Hello {
             version: PROTOCOL_VERSION,
@@ -336,6 +287,22 @@ impl<A: App> Master<A> {
             }
         }
         keep
+    }
+
+    /// Frees the whole backlog (no ack notifications), drops the backup, and makes sure the
+    /// next session is a full resync.
+    pub fn overflow(&mut self, env: &mut Env<A>, reg: &Registry) {
+        let limit = env.shared.backlog_limit.load(Ordering::Relaxed);
+        env.log(&format!(
+            "junos-sync master: backlog over its limit of {limit} bytes; dropping it, the backup gets a full resync"
+        ));
+        env.shared.stats.overflows.fetch_add(1, Ordering::Relaxed);
+        self.drop_conn(env, reg);
+        for (tlv, _) in self.purge(env) {
+            env.free(tlv);
+        }
+        self.resume_from = None;
+        self.backup_session = 0;
     }
 
     fn abort_walk(&mut self, env: &mut Env<A>) {
@@ -375,10 +342,7 @@ impl<A: App> Master<A> {
                 match f.header.kind {
                     FrameKind::Ack => {
                         if f.header.seq >= self.backlog.send_seq() {
-                            return Err(format!(
-                                "acknowledges sequence {} that was never sent",
-                                f.header.seq
-                            ));
+                            return Err(format!("acknowledges sequence {} that was never sent", f.header.seq));
                         }
                         self.process_ack(env, f.header.seq);
                         if env.halted() {
@@ -387,10 +351,7 @@ impl<A: App> Master<A> {
                     }
                     FrameKind::Keepalive => {}
                     FrameKind::Refuse => {
-                        return Err(format!(
-                            "backup refused: {}",
-                            String::from_utf8_lossy(c.inbuf.payload(&f))
-                        ));
+                        return Err(format!("backup refused: {}", String::from_utf8_lossy(c.inbuf.payload(&f))));
                     }
                     k => return Err(format!("unexpected {k:?} frame from a backup")),
                 }
@@ -403,9 +364,7 @@ impl<A: App> Master<A> {
         self.fill();
         let Master { conn, backlog, .. } = self;
         let c = conn.as_mut().expect("connected");
-        let done = c
-            .flush(|seq| payload_of(backlog, seq))
-            .map_err(|e| io_reason(&e))?;
+        let done = c.flush(|seq| payload_of(backlog, seq)).map_err(|e| io_reason(&e))?;
         let more_to_fill = self.backlog.send_seq() < self.backlog.next_seq() || self.walk.is_some();
         let c = self.conn.as_ref().expect("connected");
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
@@ -443,7 +402,13 @@ impl<A: App> Master<A> {
 
     /// Walks the database while there is room to send.
     fn walk_step(&mut self, env: &mut Env<A>) {
-        while self.walk.is_some() && self.out_room() && !env.halted() {
+        // Walked entries count against the backlog limit too: leave half of it for the queue.
+        let budget = env.shared.backlog_limit.load(Ordering::Relaxed) / 2;
+        while self.walk.is_some()
+            && self.out_room()
+            && !env.halted()
+            && env.shared.held_bytes.load(Ordering::Relaxed) < budget
+        {
             let cursor = self.walk.as_ref().and_then(|w| w.cursor);
             let next = env.app.get_next(cursor);
             if let Some(t) = self.pinned.take() {
@@ -463,9 +428,7 @@ impl<A: App> Master<A> {
                 Some((cur, tlv)) => {
                     w.cursor = Some(cur);
                     if let Some(t) = tlv {
-                        env.shared
-                            .held_bytes
-                            .fetch_add(held_size(&t), Ordering::Relaxed);
+                        env.shared.held_bytes.fetch_add(held_size(&t), Ordering::Relaxed);
                         w.count += 1;
                         w.last_seq = self.backlog.push(Entry::Walked(t));
                     }
@@ -476,9 +439,7 @@ impl<A: App> Master<A> {
     }
 
     fn out_room(&self) -> bool {
-        self.conn
-            .as_ref()
-            .is_some_and(|c| c.out.pending() < OUT_HIGH_WATER)
+        self.conn.as_ref().is_some_and(|c| c.out.pending() < OUT_HIGH_WATER)
     }
 
     /// Moves unsent backlog entries into the connection's output, up to the high-water mark.
@@ -489,9 +450,7 @@ impl<A: App> Master<A> {
                 break;
             };
             match e {
-                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
-                    c.out.data(seq, tlv.tlv_type(), tlv.payload())
-                }
+                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => c.out.data(seq, tlv.tlv_type(), tlv.payload()),
                 Entry::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
                 Entry::SyncEnd(n) => c.out.control(FrameKind::SyncEnd, seq, &n.to_le_bytes()),
             }
@@ -501,11 +460,8 @@ impl<A: App> Master<A> {
     fn timers(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
         let Some(c) = self.conn.as_mut() else { return };
         if c.peer_dead(now) {
-            let msg = format!(
-                "junos-sync master: backup {} silent for {:?}, declaring it dead",
-                c.peer_name(),
-                c.keepalive
-            );
+            let msg =
+                format!("junos-sync master: backup {} silent for {:?}, declaring it dead", c.peer_name(), c.keepalive);
             env.log(&msg);
             self.drop_conn(env, reg);
             return;
@@ -514,23 +470,14 @@ impl<A: App> Master<A> {
         let Master { conn, backlog, .. } = self;
         let c = conn.as_mut().expect("connected");
         if let Err(e) = c.flush(|seq| payload_of(backlog, seq)) {
-            env.log(&format!(
-                "junos-sync master: dropping backup {}: {}",
-                c.peer_name(),
-                io_reason(&e)
-            ));
+            env.log(&format!("junos-sync master: dropping backup {}: {}", c.peer_name(), io_reason(&e)));
             self.drop_conn(env, reg);
         }
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let pend = self
-            .pending
-            .iter()
-            .flatten()
-            .map(|c| c.last_rx + c.keepalive);
-        pend.chain(self.conn.as_ref().map(Conn::next_deadline))
-            .min()
+        let pend = self.pending.iter().flatten().map(|c| c.last_rx + c.keepalive);
+        pend.chain(self.conn.as_ref().map(Conn::next_deadline)).min()
     }
 
     /// Ends the role: closes everything, frees every TLV held. `notify`: report DOWN if up.
@@ -567,22 +514,14 @@ fn read_hello(c: &mut Conn) -> Result<Option<Hello>, String> {
         return Ok(None);
     };
     if f.header.kind != FrameKind::Hello {
-        return Err(format!(
-            "first frame is {:?}, not a handshake",
-            f.header.kind
-        ));
+        return Err(format!("first frame is {:?}, not a handshake", f.header.kind));
     }
-    Hello::decode(c.inbuf.payload(&f))
-        .map(Some)
-        .map_err(|e| e.to_string())
+    Hello::decode(c.inbuf.payload(&f)).map(Some).map_err(|e| e.to_string())
 }
 
 fn check_hello(h: &Hello) -> Result<(), String> {
     if h.version != PROTOCOL_VERSION {
-        return Err(format!(
-            "protocol version {} is not ours ({PROTOCOL_VERSION})",
-            h.version
-        ));
+        return Err(format!("protocol version {} is not ours ({PROTOCOL_VERSION})", h.version));
     }
     if h.role != Role::Backup {
         return Err("peer is a master too: two masters".to_string());
@@ -592,10 +531,7 @@ fn check_hello(h: &Hello) -> Result<(), String> {
 
 /// Logs a refused connection, tells the peer why (best effort) and closes it.
 fn refuse<A: App>(env: &mut Env<A>, reg: &Registry, mut c: Conn, why: &str) {
-    env.log(&format!(
-        "junos-sync master: refused connection from {}: {why}",
-        c.peer_name()
-    ));
+    env.log(&format!("junos-sync master: refused connection from {}: {why}", c.peer_name()));
     let msg = &why.as_bytes()[..why.len().min(200)];
     c.out.control(FrameKind::Refuse, 0, msg);
     let _ = c.flush(|_| &[]);

@@ -18,7 +18,7 @@ pub mod shared;
 pub mod tokens;
 pub mod wire;
 
-pub use app::{App, Logger, Tlv};
+pub use app::{App, Freer, Logger, Tlv};
 pub use config::Config;
 pub use error::Error;
 pub use handle::Context;

@@ -58,31 +58,18 @@ impl Out {
     /// Appends a DATA frame for entry `seq`. Large payloads are not copied: `flush` reads them
     /// through its `payload_of` argument, so the entry must stay alive until they are written.
     pub fn data(&mut self, seq: u64, tlv_type: u32, payload: &[u8]) {
-        self.own(&wire::encode_header(
-            FrameKind::Data,
-            tlv_type,
-            seq,
-            payload,
-        ));
+        self.own(&wire::encode_header(FrameKind::Data, tlv_type, seq, payload));
         if payload.len() <= INLINE_MAX {
             self.own(payload);
         } else {
-            self.segs.push_back(Seg::Ext {
-                seq,
-                off: 0,
-                len: payload.len(),
-            });
+            self.segs.push_back(Seg::Ext { seq, off: 0, len: payload.len() });
             self.pending += payload.len();
         }
         self.own(&ZEROS[..wire::padded(payload.len()) - payload.len()]);
     }
 
     /// Writes until everything is written (Ok(true)) or the socket would block (Ok(false)).
-    pub fn flush<'a, W: Write>(
-        &mut self,
-        w: &mut W,
-        payload_of: impl Fn(u64) -> &'a [u8],
-    ) -> io::Result<bool> {
+    pub fn flush<'a, W: Write>(&mut self, w: &mut W, payload_of: impl Fn(u64) -> &'a [u8]) -> io::Result<bool> {
         while self.pending > 0 {
             let n = {
                 let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(self.segs.len()));
@@ -93,9 +80,7 @@ impl Out {
                             iov.push(IoSlice::new(&self.buf[pos..pos + n]));
                             pos += n;
                         }
-                        Seg::Ext { seq, off, len } => {
-                            iov.push(IoSlice::new(&payload_of(seq)[off..len]))
-                        }
+                        Seg::Ext { seq, off, len } => iov.push(IoSlice::new(&payload_of(seq)[off..len])),
                     }
                 }
                 match w.write_vectored(&iov) {
@@ -183,19 +168,13 @@ mod tests {
 
     #[test]
     fn partial_writes_reassemble_into_the_same_frames() {
-        let payloads: Vec<Vec<u8>> = (0..50u32)
-            .map(|i| vec![i as u8; (i as usize * 97) % 2000])
-            .collect();
+        let payloads: Vec<Vec<u8>> = (0..50u32).map(|i| vec![i as u8; (i as usize * 97) % 2000]).collect();
         let mut out = Out::default();
         out.control(FrameKind::Keepalive, 0, &[]);
         for (i, p) in payloads.iter().enumerate() {
             out.data(i as u64, i as u32, p);
         }
-        let mut w = Trickle {
-            out: Vec::new(),
-            chunk: 333,
-            calls: 0,
-        };
+        let mut w = Trickle { out: Vec::new(), chunk: 333, calls: 0 };
         while !out.flush(&mut w, |seq| &payloads[seq as usize]).unwrap() {}
         assert_eq!(out.pending(), 0);
 

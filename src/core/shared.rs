@@ -15,6 +15,7 @@ pub struct Stats {
     pub partial_resyncs: AtomicU64,
     pub connections: AtomicU64,
     pub frames_rejected: AtomicU64,
+    pub overflows: AtomicU64,
 }
 
 pub struct Shared {
@@ -26,6 +27,9 @@ pub struct Shared {
     /// Payload bytes the master holds (queued, unacknowledged or being walked).
     pub held_bytes: AtomicUsize,
     pub backlog_limit: AtomicUsize,
+    /// The master's backlog went over the limit (with resync): the loop drops it and the next
+    /// backup session is a full resync.
+    pub overflow: AtomicBool,
     pub no_resync: AtomicBool,
     pub loop_thread: Mutex<Option<ThreadId>>,
     /// The application's evContext, recorded for compatibility.
@@ -35,18 +39,14 @@ pub struct Shared {
 }
 
 impl Shared {
-    pub fn new(
-        is_master: bool,
-        no_resync: bool,
-        logger: Logger,
-        backlog_limit: usize,
-    ) -> Arc<Self> {
+    pub fn new(is_master: bool, no_resync: bool, logger: Logger, backlog_limit: usize) -> Arc<Self> {
         Arc::new(Shared {
             sleeping: AtomicBool::new(false),
             halt: AtomicBool::new(false),
             is_master: AtomicBool::new(is_master),
             held_bytes: AtomicUsize::new(0),
             backlog_limit: AtomicUsize::new(backlog_limit),
+            overflow: AtomicBool::new(false),
             no_resync: AtomicBool::new(no_resync),
             loop_thread: Mutex::new(None),
             event_context: AtomicUsize::new(0),

@@ -92,10 +92,7 @@ impl std::fmt::Display for FrameError {
                 write!(f, "{kind:?} frame of {len} bytes is over the limit")
             }
             Self::BadCrc { expected, got } => {
-                write!(
-                    f,
-                    "CRC32C mismatch (frame says {expected:#010x}, computed {got:#010x})"
-                )
+                write!(f, "CRC32C mismatch (frame says {expected:#010x}, computed {got:#010x})")
             }
         }
     }
@@ -145,29 +142,16 @@ pub fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
     let crc = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
     let mut s = [0u8; 8];
     s.copy_from_slice(&b[16..24]);
-    Ok(Header {
-        kind,
-        len,
-        aux,
-        seq: u64::from_le_bytes(s),
-        crc,
-    })
+    Ok(Header { kind, len, aux, seq: u64::from_le_bytes(s), crc })
 }
 
 /// Checks a frame's CRC once its payload is complete.
-pub fn verify(
-    header_bytes: &[u8; HEADER_LEN],
-    h: &Header,
-    payload: &[u8],
-) -> Result<(), FrameError> {
+pub fn verify(header_bytes: &[u8; HEADER_LEN], h: &Header, payload: &[u8]) -> Result<(), FrameError> {
     let got = frame_crc(header_bytes, payload);
     if got == h.crc {
         Ok(())
     } else {
-        Err(FrameError::BadCrc {
-            expected: h.crc,
-            got,
-        })
+        Err(FrameError::BadCrc { expected: h.crc, got })
     }
 }
 
@@ -193,10 +177,7 @@ mod tests {
         assert_eq!(out.len(), HEADER_LEN + 8);
         assert_eq!(out.len(), frame_size(5));
         let h = decode_header(&hdr(&out)).unwrap();
-        assert_eq!(
-            (h.kind, h.len, h.aux, h.seq),
-            (FrameKind::Data, 5, 0xdead_beef, 42)
-        );
+        assert_eq!((h.kind, h.len, h.aux, h.seq), (FrameKind::Data, 5, 0xdead_beef, 42));
         verify(&hdr(&out), &h, &out[HEADER_LEN..HEADER_LEN + 5]).unwrap();
         assert_eq!(&out[HEADER_LEN + 5..], &[0, 0, 0]);
     }
@@ -211,9 +192,7 @@ mod tests {
                 c[i] ^= 1 << bit;
                 let caught = match decode_header(&hdr(&c)) {
                     Err(_) => true,
-                    Ok(h) => {
-                        h.len != 8 || verify(&hdr(&c), &h, &c[HEADER_LEN..HEADER_LEN + 8]).is_err()
-                    }
+                    Ok(h) => h.len != 8 || verify(&hdr(&c), &h, &c[HEADER_LEN..HEADER_LEN + 8]).is_err(),
                 };
                 assert!(caught, "flip of byte {i} bit {bit} went unnoticed");
             }

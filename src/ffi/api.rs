@@ -29,13 +29,7 @@ fn status(r: Result<(), Error>) -> junos_sync_status_t {
 }
 
 fn config(s: &junos_sync_state_t) -> Config {
-    Config::new(
-        s.is_master,
-        s.no_resync,
-        s.server_addr,
-        s.server_port,
-        s.keepalive_time,
-    )
+    Config::new(s.is_master, s.no_resync, s.server_addr, s.server_port, s.keepalive_time)
 }
 
 /// # Safety

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use libc::c_void;
 
 use super::types::*;
-use crate::core::{App, Logger, Tlv};
+use crate::core::{App, Freer, Logger, Tlv};
 
 /// A TLV the application handed over (non-NULL, `tlv_len` checked when it was taken).
 pub struct CTlv(NonNull<junos_sync_tlv_t>);
@@ -83,20 +83,22 @@ pub fn logger_for(cb: &junos_sync_callbacks_t) -> Logger {
 
 impl CApp {
     pub fn new(cb: junos_sync_callbacks_t) -> Self {
-        CApp {
-            logger: logger_for(&cb),
-            cb,
-        }
+        CApp { logger: logger_for(&cb), cb }
     }
 
     fn free_raw(&self, p: *mut c_void) {
-        match self.cb.sync_free_func {
-            // SAFETY: `p` came from the application, which allocates with the allocator behind
-            // its free callback; it is freed exactly once here.
-            Some(f) => unsafe { f(p) },
-            // SAFETY: as above, with libc's allocator (the documented default).
-            None => unsafe { libc::free(p) },
-        }
+        free_with(self.cb.sync_free_func, p);
+    }
+}
+
+/// Frees application memory with its free callback, or libc's `free` when that is NULL.
+fn free_with(f: junos_sync_free_func_t, p: *mut c_void) {
+    match f {
+        // SAFETY: `p` came from the application, which allocates with the allocator behind its
+        // free callback; every caller gives each pointer here exactly once.
+        Some(f) => unsafe { f(p) },
+        // SAFETY: as above, with libc's allocator (the documented default).
+        None => unsafe { libc::free(p) },
     }
 }
 
@@ -139,11 +141,14 @@ impl App for CApp {
         self.free_raw(tlv.into_raw().cast());
     }
 
+    fn freer(&self) -> Freer<CTlv> {
+        let f = self.cb.sync_free_func;
+        Arc::new(move |tlv: CTlv| free_with(f, tlv.into_raw().cast()))
+    }
+
     fn get_next(&mut self, cursor: Option<Cursor>) -> Option<(Cursor, Option<CTlv>)> {
         let f = self.cb.sync_data_get_next_func?;
-        let mut gn = junos_sync_getnext_data_t {
-            data: ptr::null_mut(),
-        };
+        let mut gn = junos_sync_getnext_data_t { data: ptr::null_mut() };
         let cur = cursor.map_or(ptr::null_mut(), |c| c.0);
         // SAFETY: the application's walk function, with its own cursor and a valid out-param.
         let next = unsafe { f(cur, &mut gn) };
@@ -161,9 +166,7 @@ impl App for CApp {
         });
         if next.is_null() {
             if let Some(t) = tlv {
-                (self.logger)(
-                    "junos-sync: get_next set a TLV but returned NULL; TLV freed, walk ended",
-                );
+                (self.logger)("junos-sync: get_next set a TLV but returned NULL; TLV freed, walk ended");
                 self.free(t);
             }
             return None;

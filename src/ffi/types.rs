@@ -87,16 +87,14 @@ pub type junos_sync_getnext_data_t = junos_sync_getnext_data_s;
 /// Called on the context's loop thread with the TLV (still valid) and its `tlv_len`; the library
 /// frees the TLV with `sync_free_func` right after this returns. May call `junos_sync_queue` and
 /// `junos_sync_exit`.
-pub type junos_sync_ack_notify_func_t =
-    Option<unsafe extern "C" fn(data: *mut junos_sync_tlv_t, len: size_t)>;
+pub type junos_sync_ack_notify_func_t = Option<unsafe extern "C" fn(data: *mut junos_sync_tlv_t, len: size_t)>;
 
 /// Backup: apply one replicated entry.
 ///
 /// Called on the context's loop thread, in exactly the master's queue order, with a pointer to
 /// the payload bytes (not the TLV header), 8-byte aligned and writable, valid only until this
 /// returns. May call `junos_sync_exit`.
-pub type junos_sync_data_decode_func_t =
-    Option<unsafe extern "C" fn(data: *mut c_void, len: size_t)>;
+pub type junos_sync_data_decode_func_t = Option<unsafe extern "C" fn(data: *mut c_void, len: size_t)>;
 
 /// Master: walk the database for a resync.
 ///
@@ -104,26 +102,20 @@ pub type junos_sync_data_decode_func_t =
 /// value, until it returns NULL. Before returning non-NULL, store the entry's TLV in
 /// `gndata->data`; the library owns that TLV from then on and keeps it alive at least until the
 /// next call has returned, so the returned cursor may point into it. May call `junos_sync_queue`.
-pub type junos_sync_data_getnext_func_t = Option<
-    unsafe extern "C" fn(
-        current_node: *mut c_void,
-        gndata: *mut junos_sync_getnext_data_t,
-    ) -> *mut c_void,
->;
+pub type junos_sync_data_getnext_func_t =
+    Option<unsafe extern "C" fn(current_node: *mut c_void, gndata: *mut junos_sync_getnext_data_t) -> *mut c_void>;
 
 /// Both roles: the connection to the peer came up or went down.
 ///
 /// Called on the loop thread; every `JUNOS_SYNC_CONN_UP` is followed by exactly one
 /// `JUNOS_SYNC_CONN_DOWN`. May call `junos_sync_queue` and `junos_sync_exit`.
-pub type junos_sync_conn_status_change_func_t =
-    Option<unsafe extern "C" fn(conn_status: junos_sync_conn_status_t)>;
+pub type junos_sync_conn_status_change_func_t = Option<unsafe extern "C" fn(conn_status: junos_sync_conn_status_t)>;
 
 /// Both roles: the initial (full) resync has completed with `num_of_entries_synced` entries.
 ///
 /// Backup: after the last walked entry was decoded. Master: once the backup has acknowledged
 /// the end of the walk. Called on the loop thread.
-pub type junos_sync_init_sync_done_func_t =
-    Option<unsafe extern "C" fn(num_of_entries_synced: size_t)>;
+pub type junos_sync_init_sync_done_func_t = Option<unsafe extern "C" fn(num_of_entries_synced: size_t)>;
 
 /// Master: the listening socket is bound to `port` (host byte order).
 ///

@@ -79,6 +79,10 @@ impl App for TestApp {
     fn free(&mut self, _t: Buf) {
         self.rec.lock().frees += 1;
     }
+    fn freer(&self) -> junos_sync::core::Freer<Buf> {
+        let r = self.rec.clone();
+        std::sync::Arc::new(move |_t: Buf| r.lock().frees += 1)
+    }
     fn get_next(&mut self, cursor: Option<u32>) -> Option<(u32, Option<Buf>)> {
         let db = self.master_db.lock();
         let next = match cursor {
