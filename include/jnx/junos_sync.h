@@ -342,6 +342,10 @@ struct junos_sync_stats_s {
      */
     uint64_t frames_rejected;
     /**
+     * Master: times the backlog went over its limit and was dropped for a full resync.
+     */
+    uint64_t overflows;
+    /**
      * Master: TLV bytes held (queued, in flight, unacknowledged).
      */
     uint64_t backlog_bytes;

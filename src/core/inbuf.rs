@@ -78,6 +78,9 @@ impl InBuf {
         }
         let range = self.start + HEADER_LEN..self.start + HEADER_LEN + header.len as usize;
         wire::verify(hb, &header, &self.buf[range.clone()])?;
+        if self.buf[range.end..self.start + size].iter().any(|&b| b != 0) {
+            return Err(FrameError::NonZeroPadding);
+        }
         self.start += size;
         Ok(Some(Frame { header, range }))
     }

@@ -81,6 +81,7 @@ pub enum FrameError {
     ReservedBitsSet,
     TooLong { kind: FrameKind, len: u32 },
     BadCrc { expected: u32, got: u32 },
+    NonZeroPadding,
 }
 
 impl std::fmt::Display for FrameError {
@@ -91,6 +92,7 @@ impl std::fmt::Display for FrameError {
             Self::TooLong { kind, len } => {
                 write!(f, "{kind:?} frame of {len} bytes is over the limit")
             }
+            Self::NonZeroPadding => write!(f, "padding after the payload is not zero"),
             Self::BadCrc { expected, got } => {
                 write!(f, "CRC32C mismatch (frame says {expected:#010x}, computed {got:#010x})")
             }

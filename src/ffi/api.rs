@@ -229,6 +229,7 @@ pub unsafe extern "C" fn junos_sync_get_stats(
             partial_resyncs: st.partial_resyncs.load(Ordering::Relaxed),
             connections: st.connections.load(Ordering::Relaxed),
             frames_rejected: st.frames_rejected.load(Ordering::Relaxed),
+            overflows: st.overflows.load(Ordering::Relaxed),
             backlog_bytes: s.held_bytes.load(Ordering::Relaxed) as u64,
         };
         junos_sync_status_t::JUNOS_SYNC_OK

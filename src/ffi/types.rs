@@ -218,6 +218,8 @@ pub struct junos_sync_stats_s {
     pub connections: u64,
     /// Connections refused for malformed or hostile input.
     pub frames_rejected: u64,
+    /// Master: times the backlog went over its limit and was dropped for a full resync.
+    pub overflows: u64,
     /// Master: TLV bytes held (queued, in flight, unacknowledged).
     pub backlog_bytes: u64,
 }

@@ -1,0 +1,884 @@
+/*
+ * flowd -- an example flow-monitoring daemon replicated with junos-sync.
+ *
+ * The master keeps a table of flows (5-tuple -> packet/byte counters) and replicates every
+ * change to a hot-standby backup as add/update/delete records (see flowd.h). A backup that
+ * (re)connects gets the whole table by a resync walk, then the live stream. A backup can be
+ * promoted to master in place with junos_sync_switchover, keeping its table.
+ *
+ *   flowd master [port]     listen on 127.0.0.1:port (0 or absent: any free port)
+ *   flowd backup <port>     replicate from the master on 127.0.0.1:port
+ *
+ * It is driven by line commands on stdin and answers each with exactly one line on stdout, so a
+ * script can drive it (see demo.sh). Events and library log lines go to stderr, prefixed with
+ * the daemon's role (and $FLOWD_NAME, if set).
+ *
+ *   fill N [SEED]           master: add N new flows
+ *   churn N [SEED]          master: N random add/update/delete operations
+ *   barrier [SECS]          master: queue a marker with ack_requested, wait for its ack
+ *   digest                  "digest <entries> <order-independent 64-bit hex digest>"
+ *   wait-synced [SECS]      backup: wait for the initial resync to complete
+ *   wait-conn up|down [SECS] wait until the connection to the peer is up or down
+ *   switchover-master PORT  backup: become master on 127.0.0.1:PORT (0 = any free port)
+ *   stats                   library counters
+ *   quit                    junos_sync_exit, print final counters, exit 0 (also on EOF)
+ *
+ * Threads: junos-sync calls back on its own loop thread, while commands run on the main thread,
+ * so everything the callbacks touch is protected by one mutex (flowd_lock).
+ */
+
+#include <arpa/inet.h>
+#include <endian.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+
+#include <jnx/junos_sync.h>
+
+#include "flowd.h"
+
+#define FLOWD_KEEPALIVE   2            /* seconds: a dead or hung peer is noticed quickly */
+#define FT_BUCKETS        (1u << 16)   /* fixed, so a resync walk's order never changes */
+#define DEFAULT_WAIT_SECS 20
+
+/* ---------------------------------------------------------------------------------------- */
+/* The flow table                                                                             */
+
+typedef struct flow_key_s {      /* host byte order */
+    uint32_t fk_src_addr;
+    uint32_t fk_dst_addr;
+    uint16_t fk_src_port;
+    uint16_t fk_dst_port;
+    uint8_t  fk_proto;
+} flow_key_t;
+
+typedef struct flow_entry_s {
+    struct flow_entry_s *fe_next;   /* hash chain, sorted by key */
+    uint32_t     fe_index;          /* position in ft_vec (random picks for churn) */
+    flow_key_t   fe_key;
+    uint32_t     fe_first_seen;
+    uint32_t     fe_last_seen;
+    uint64_t     fe_packets;
+    uint64_t     fe_bytes;
+} flow_entry_t;
+
+static pthread_mutex_t flowd_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t  flowd_cond = PTHREAD_COND_INITIALIZER;
+
+static flow_entry_t  *ft_buckets[FT_BUCKETS];
+static flow_entry_t **ft_vec;       /* every entry once, in no particular order */
+static uint32_t       ft_count;
+static uint32_t       ft_cap;
+
+/* ---------------------------------------------------------------------------------------- */
+/* Daemon state (all protected by flowd_lock unless noted)                                   */
+
+static junos_sync_context_t *sync_ctx;   /* set and cleared by the main thread only */
+static bool     is_master;               /* main thread only */
+static in_port_t bound_port;
+static bool     conn_up;
+static bool     synced;                  /* backup: initial resync complete */
+static size_t   synced_entries;
+static uint32_t barrier_next = 1;        /* main thread only */
+static uint32_t barrier_acked;
+
+static struct {
+    uint64_t queued;            /* master: records queued */
+    uint64_t queue_errors;      /* master: junos_sync_queue failures */
+    uint64_t walked;            /* master: records produced by resync walks */
+    uint64_t resyncs;           /* both: completed initial resyncs */
+    uint64_t applied_add;       /* backup: records applied */
+    uint64_t applied_update;
+    uint64_t applied_delete;
+    uint64_t update_unknown;    /* backup: update for a flow we do not have (should stay 0) */
+    uint64_t delete_unknown;    /* backup: delete for a flow we do not have (harmless replay) */
+    uint64_t bad_records;       /* backup: malformed payloads */
+} counters;
+
+/* "master", "backup A", ...: read by the log function on any thread, so swapped atomically. */
+static char label_master[64], label_backup[64];
+static const char *label = "flowd";
+
+/* ---------------------------------------------------------------------------------------- */
+/* Logging                                                                                    */
+
+/*
+ * Variadic, as junos-sync's sync_log_msg_func expects (the library always calls it as
+ * log("%s", text)). One fprintf per line, so lines from different threads do not mix.
+ */
+static void
+flowd_log (const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "    [%s] %s\n", __atomic_load_n(&label, __ATOMIC_ACQUIRE), buf);
+}
+
+static void
+set_role (bool master)
+{
+    is_master = master;
+    __atomic_store_n(&label, master ? label_master : label_backup, __ATOMIC_RELEASE);
+}
+
+static void *
+xmalloc (size_t len)
+{
+    void *p = malloc(len);
+
+    if (p == NULL) {
+        flowd_log("out of memory");
+        abort();
+    }
+    return p;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Hashing and the order-independent digest                                                   */
+
+static uint64_t
+mix64 (uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t
+flow_key_hash (const flow_key_t *k)
+{
+    uint64_t h = mix64(((uint64_t)k->fk_src_addr << 32) | k->fk_dst_addr);
+
+    return mix64(h ^ (((uint64_t)k->fk_src_port << 24) | ((uint64_t)k->fk_dst_port << 8) |
+                      k->fk_proto));
+}
+
+static uint32_t
+flow_bucket (const flow_key_t *k)
+{
+    return (uint32_t)flow_key_hash(k) & (FT_BUCKETS - 1);
+}
+
+/* Each entry hashes to 64 bits; the table's digest is their sum, so order does not matter. */
+static uint64_t
+flow_entry_digest (const flow_entry_t *fe)
+{
+    uint64_t h = flow_key_hash(&fe->fe_key);
+
+    h = mix64(h ^ fe->fe_packets);
+    h = mix64(h ^ fe->fe_bytes);
+    h = mix64(h ^ (((uint64_t)fe->fe_first_seen << 32) | fe->fe_last_seen));
+    return h;
+}
+
+static int
+flow_key_cmp (const flow_key_t *a, const flow_key_t *b)
+{
+    if (a->fk_src_addr != b->fk_src_addr)
+        return a->fk_src_addr < b->fk_src_addr ? -1 : 1;
+    if (a->fk_dst_addr != b->fk_dst_addr)
+        return a->fk_dst_addr < b->fk_dst_addr ? -1 : 1;
+    if (a->fk_src_port != b->fk_src_port)
+        return a->fk_src_port < b->fk_src_port ? -1 : 1;
+    if (a->fk_dst_port != b->fk_dst_port)
+        return a->fk_dst_port < b->fk_dst_port ? -1 : 1;
+    if (a->fk_proto != b->fk_proto)
+        return a->fk_proto < b->fk_proto ? -1 : 1;
+    return 0;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Table operations; the caller holds flowd_lock                                              */
+
+/* Finds key; *linkp is where it is, or where it would be inserted (chains are sorted). */
+static flow_entry_t *
+ft_find (const flow_key_t *key, flow_entry_t ***linkp)
+{
+    flow_entry_t **link = &ft_buckets[flow_bucket(key)];
+    int cmp = 1;
+
+    while (*link != NULL && (cmp = flow_key_cmp(&(*link)->fe_key, key)) < 0)
+        link = &(*link)->fe_next;
+    *linkp = link;
+    return (*link != NULL && cmp == 0) ? *link : NULL;
+}
+
+static flow_entry_t *
+ft_insert (flow_entry_t **link, const flow_key_t *key)
+{
+    flow_entry_t *fe = xmalloc(sizeof(*fe));
+
+    bzero(fe, sizeof(*fe));
+    fe->fe_key = *key;
+    fe->fe_next = *link;
+    *link = fe;
+    if (ft_count == ft_cap) {
+        ft_cap = ft_cap ? ft_cap * 2 : 1024;
+        ft_vec = realloc(ft_vec, ft_cap * sizeof(*ft_vec));
+        if (ft_vec == NULL) {
+            flowd_log("out of memory");
+            abort();
+        }
+    }
+    fe->fe_index = ft_count;
+    ft_vec[ft_count++] = fe;
+    return fe;
+}
+
+static void
+ft_remove (flow_entry_t **link)
+{
+    flow_entry_t *fe = *link;
+
+    *link = fe->fe_next;
+    ft_vec[fe->fe_index] = ft_vec[--ft_count];
+    ft_vec[fe->fe_index]->fe_index = fe->fe_index;
+    free(fe);
+}
+
+static void
+ft_clear (void)
+{
+    for (uint32_t i = 0; i < ft_count; i++)
+        free(ft_vec[i]);
+    ft_count = 0;
+    bzero(ft_buckets, sizeof(ft_buckets));
+}
+
+/* The first entry after key in walk order (bucket, then key within the bucket). */
+static flow_entry_t *
+ft_successor (const flow_key_t *key)
+{
+    uint32_t b = flow_bucket(key);
+    flow_entry_t *fe = ft_buckets[b];
+
+    while (fe != NULL && flow_key_cmp(&fe->fe_key, key) <= 0)
+        fe = fe->fe_next;
+    while (fe == NULL && ++b < FT_BUCKETS)
+        fe = ft_buckets[b];
+    return fe;
+}
+
+static uint64_t
+ft_digest (void)
+{
+    uint64_t sum = 0;
+
+    for (uint32_t i = 0; i < ft_count; i++)
+        sum += flow_entry_digest(ft_vec[i]);
+    return sum;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Records                                                                                    */
+
+static void
+rec_to_key (const flowd_rec_t *rec, flow_key_t *key)
+{
+    bzero(key, sizeof(*key));
+    key->fk_src_addr = ntohl(rec->fr_src_addr);
+    key->fk_dst_addr = ntohl(rec->fr_dst_addr);
+    key->fk_src_port = ntohs(rec->fr_src_port);
+    key->fk_dst_port = ntohs(rec->fr_dst_port);
+    key->fk_proto = rec->fr_proto;
+}
+
+/* A malloc'd TLV for one flow; junos-sync frees it with sync_free_func (free). */
+static junos_sync_tlv_t *
+flow_tlv_alloc (uint8_t op, const flow_entry_t *fe)
+{
+    size_t len = (op == FLOWD_OP_DELETE) ? FLOWD_REC_KEY_LEN : sizeof(flowd_rec_t);
+    junos_sync_tlv_t *tlv = xmalloc(sizeof(*tlv) + len);
+    flowd_rec_t *rec = (flowd_rec_t *)&tlv->tlv_value;
+
+    tlv->tlv_type = op;
+    tlv->tlv_len = (uint32_t)len;
+    bzero(rec, len);
+    rec->fr_op = op;
+    rec->fr_proto = fe->fe_key.fk_proto;
+    rec->fr_src_addr = htonl(fe->fe_key.fk_src_addr);
+    rec->fr_dst_addr = htonl(fe->fe_key.fk_dst_addr);
+    rec->fr_src_port = htons(fe->fe_key.fk_src_port);
+    rec->fr_dst_port = htons(fe->fe_key.fk_dst_port);
+    if (op != FLOWD_OP_DELETE) {
+        rec->fr_first_seen = htonl(fe->fe_first_seen);
+        rec->fr_last_seen = htonl(fe->fe_last_seen);
+        rec->fr_packets = htobe64(fe->fe_packets);
+        rec->fr_bytes = htobe64(fe->fe_bytes);
+    }
+    return tlv;
+}
+
+/* Master: hand a record to junos-sync. On error the TLV is still ours. Holds flowd_lock. */
+static void
+flow_queue (junos_sync_tlv_t *tlv, bool ack)
+{
+    junos_sync_status_t st = junos_sync_queue(sync_ctx, tlv, ack);
+
+    if (st != JUNOS_SYNC_OK) {
+        counters.queue_errors++;
+        flowd_log("junos_sync_queue failed (status %d), record dropped", (int)st);
+        free(tlv);
+        return;
+    }
+    counters.queued++;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* junos-sync callbacks (library loop thread)                                                 */
+
+/*
+ * Master: resync walk. The cursor we return points into the TLV we just built (junos-sync keeps
+ * it alive until the next call returns), so a flow deleted meanwhile cannot leave us with a
+ * dangling pointer: we continue from its key. Changes made during the walk are queued as usual
+ * and delivered after the walk, so the backup converges on the table as it is.
+ */
+static void *
+flowd_get_next (void *current, junos_sync_getnext_data_t *gndata)
+{
+    flow_entry_t *fe;
+    junos_sync_tlv_t *tlv = NULL;
+
+    pthread_mutex_lock(&flowd_lock);
+    if (current == NULL) {
+        fe = NULL;
+        for (uint32_t b = 0; fe == NULL && b < FT_BUCKETS; b++)
+            fe = ft_buckets[b];
+    } else {
+        flow_key_t key;
+
+        rec_to_key(current, &key);
+        fe = ft_successor(&key);
+    }
+    if (fe != NULL) {
+        tlv = flow_tlv_alloc(FLOWD_OP_ADD, fe);
+        counters.walked++;
+    }
+    pthread_mutex_unlock(&flowd_lock);
+
+    gndata->data = tlv;
+    return tlv != NULL ? (void *)&tlv->tlv_value : NULL;
+}
+
+/* Backup: apply one record. */
+static void
+flowd_decode (void *data, size_t len)
+{
+    flowd_rec_t *rec = data;
+    flow_entry_t *fe, **link;
+    flow_key_t key;
+
+    if (len >= sizeof(flowd_barrier_t) && rec->fr_op == FLOWD_OP_BARRIER)
+        return;
+
+    pthread_mutex_lock(&flowd_lock);
+    if (len < FLOWD_REC_KEY_LEN ||
+        (rec->fr_op != FLOWD_OP_DELETE && len < sizeof(flowd_rec_t))) {
+        counters.bad_records++;
+        pthread_mutex_unlock(&flowd_lock);
+        flowd_log("malformed record (op %u, %zu bytes) ignored", rec->fr_op, len);
+        return;
+    }
+    rec_to_key(rec, &key);
+    fe = ft_find(&key, &link);
+    switch (rec->fr_op) {
+    case FLOWD_OP_ADD:
+    case FLOWD_OP_UPDATE:
+        if (rec->fr_op == FLOWD_OP_ADD) {
+            counters.applied_add++;
+        } else {
+            counters.applied_update++;
+            if (fe == NULL)
+                counters.update_unknown++;
+        }
+        if (fe == NULL)
+            fe = ft_insert(link, &key);
+        fe->fe_first_seen = ntohl(rec->fr_first_seen);
+        fe->fe_last_seen = ntohl(rec->fr_last_seen);
+        fe->fe_packets = be64toh(rec->fr_packets);
+        fe->fe_bytes = be64toh(rec->fr_bytes);
+        break;
+    case FLOWD_OP_DELETE:
+        counters.applied_delete++;
+        if (fe != NULL)
+            ft_remove(link);
+        else
+            counters.delete_unknown++;
+        break;
+    default:
+        counters.bad_records++;
+        break;
+    }
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+/* Backup: a full resync starts. */
+static void
+flowd_db_clear (void)
+{
+    uint32_t n;
+
+    pthread_mutex_lock(&flowd_lock);
+    n = ft_count;
+    ft_clear();
+    synced = false;
+    pthread_mutex_unlock(&flowd_lock);
+    flowd_log("resync starting: flow table cleared (%" PRIu32 " flows dropped)", n);
+}
+
+static void
+flowd_init_sync_done (size_t entries)
+{
+    pthread_mutex_lock(&flowd_lock);
+    synced = true;
+    synced_entries = entries;
+    counters.resyncs++;
+    pthread_cond_broadcast(&flowd_cond);
+    pthread_mutex_unlock(&flowd_lock);
+    flowd_log("initial resync complete: %zu flows", entries);
+}
+
+static void
+flowd_conn_status (junos_sync_conn_status_t status)
+{
+    pthread_mutex_lock(&flowd_lock);
+    conn_up = (status == JUNOS_SYNC_CONN_UP);
+    pthread_cond_broadcast(&flowd_cond);
+    pthread_mutex_unlock(&flowd_lock);
+    flowd_log("connection to %s %s", __atomic_load_n(&label, __ATOMIC_ACQUIRE) == label_master
+              ? "backup" : "master", status == JUNOS_SYNC_CONN_UP ? "UP" : "DOWN");
+}
+
+/* Master: the listening port (start: on our thread; switchover: on the loop thread). */
+static void
+flowd_bind_done (in_port_t port)
+{
+    pthread_mutex_lock(&flowd_lock);
+    bound_port = port;
+    pthread_mutex_unlock(&flowd_lock);
+    flowd_log("listening on 127.0.0.1:%u", (unsigned)port);
+}
+
+/* Master: a record queued with ack_requested was applied by the backup. */
+static void
+flowd_ack_notify (junos_sync_tlv_t *tlv, size_t len)
+{
+    const flowd_barrier_t *b = (const flowd_barrier_t *)&tlv->tlv_value;
+
+    if (tlv->tlv_type != FLOWD_OP_BARRIER || len < sizeof(*b))
+        return;
+    pthread_mutex_lock(&flowd_lock);
+    if (ntohl(b->fb_id) > barrier_acked)
+        barrier_acked = ntohl(b->fb_id);
+    pthread_cond_broadcast(&flowd_cond);
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+master_callbacks (junos_sync_callbacks_t *cb)
+{
+    bzero(cb, sizeof(*cb));
+    cb->sync_data_get_next_func = flowd_get_next;
+    cb->sync_conn_status_change_func = flowd_conn_status;
+    cb->sync_init_sync_done_func = flowd_init_sync_done;
+    cb->sync_bind_done_func = flowd_bind_done;
+    cb->sync_ack_notify_func = flowd_ack_notify;
+    cb->sync_log_msg_func = flowd_log;
+    cb->sync_malloc_func = malloc;
+    cb->sync_free_func = free;
+}
+
+static void
+backup_callbacks (junos_sync_callbacks_t *cb)
+{
+    bzero(cb, sizeof(*cb));
+    cb->sync_data_decode_func = flowd_decode;
+    cb->sync_db_clear_func = flowd_db_clear;
+    cb->sync_conn_status_change_func = flowd_conn_status;
+    cb->sync_init_sync_done_func = flowd_init_sync_done;
+    cb->sync_log_msg_func = flowd_log;
+    cb->sync_malloc_func = malloc;
+    cb->sync_free_func = free;
+}
+
+static void
+sync_state (junos_sync_state_t *state, bool master, uint16_t port)
+{
+    bzero(state, sizeof(*state));
+    state->is_master = master;
+    state->server_addr = INADDR_LOOPBACK;   /* host byte order */
+    state->server_port = port;
+    state->keepalive_time = FLOWD_KEEPALIVE;
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* Commands (main thread)                                                                     */
+
+static uint64_t rng_state;
+
+static uint64_t
+rng_next (void)
+{
+    rng_state += 0x9e3779b97f4a7c15ULL;
+    return mix64(rng_state);
+}
+
+/* Master, under flowd_lock: a new flow with a key not in the table yet. */
+static flow_entry_t *
+flow_create (uint32_t now)
+{
+    flow_entry_t *fe, **link;
+    flow_key_t key;
+
+    do {
+        uint64_t r = rng_next();
+
+        bzero(&key, sizeof(key));
+        key.fk_src_addr = 0x0a000000u | (uint32_t)(r & 0xffffff);            /* 10/8 */
+        key.fk_dst_addr = 0xc0a80000u | (uint32_t)((r >> 24) & 0xffff);     /* 192.168/16 */
+        key.fk_src_port = (uint16_t)(1024 + ((r >> 40) % 64000));
+        key.fk_dst_port = (r >> 60) & 1 ? 443 : 53;
+        key.fk_proto = key.fk_dst_port == 53 ? IPPROTO_UDP : IPPROTO_TCP;
+    } while (ft_find(&key, &link) != NULL);
+
+    fe = ft_insert(link, &key);
+    fe->fe_first_seen = fe->fe_last_seen = now;
+    fe->fe_packets = 1 + rng_next() % 100;
+    fe->fe_bytes = fe->fe_packets * (64 + rng_next() % 1437);
+    return fe;
+}
+
+static void
+cmd_fill (unsigned long n)
+{
+    uint32_t now = (uint32_t)time(NULL);
+
+    pthread_mutex_lock(&flowd_lock);
+    for (unsigned long i = 0; i < n; i++)
+        flow_queue(flow_tlv_alloc(FLOWD_OP_ADD, flow_create(now)), false);
+    printf("filled %lu flows %" PRIu32 "\n", n, ft_count);
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+cmd_churn (unsigned long n)
+{
+    uint32_t now = (uint32_t)time(NULL);
+    unsigned long adds = 0, updates = 0, deletes = 0;
+
+    pthread_mutex_lock(&flowd_lock);
+    for (unsigned long i = 0; i < n; i++) {
+        uint64_t r = rng_next() % 10;
+
+        if (ft_count == 0 || r < 3) {                    /* 30%: a new flow */
+            flow_queue(flow_tlv_alloc(FLOWD_OP_ADD, flow_create(now)), false);
+            adds++;
+        } else if (r < 7) {                              /* 40%: packets seen */
+            flow_entry_t *fe = ft_vec[rng_next() % ft_count];
+            uint64_t pkts = 1 + rng_next() % 50;
+
+            fe->fe_packets += pkts;
+            fe->fe_bytes += pkts * (64 + rng_next() % 1437);
+            fe->fe_last_seen = now;
+            flow_queue(flow_tlv_alloc(FLOWD_OP_UPDATE, fe), false);
+            updates++;
+        } else {                                         /* 30%: flow expired */
+            flow_entry_t *fe = ft_vec[rng_next() % ft_count], **link;
+
+            flow_queue(flow_tlv_alloc(FLOWD_OP_DELETE, fe), false);
+            ft_find(&fe->fe_key, &link);
+            ft_remove(link);
+            deletes++;
+        }
+    }
+    printf("churned %lu adds %lu updates %lu deletes %lu flows %" PRIu32 "\n",
+           n, adds, updates, deletes, ft_count);
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static struct timespec
+deadline_after (unsigned secs)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += secs;
+    return ts;
+}
+
+static void
+cmd_barrier (unsigned secs)
+{
+    junos_sync_tlv_t *tlv = xmalloc(sizeof(*tlv) + sizeof(flowd_barrier_t));
+    flowd_barrier_t *b = (flowd_barrier_t *)&tlv->tlv_value;
+    struct timespec deadline = deadline_after(secs);
+    uint32_t id = barrier_next++;
+    int rc = 0;
+
+    tlv->tlv_type = FLOWD_OP_BARRIER;
+    tlv->tlv_len = sizeof(*b);
+    bzero(b, sizeof(*b));
+    b->fb_op = FLOWD_OP_BARRIER;
+    b->fb_id = htonl(id);
+
+    pthread_mutex_lock(&flowd_lock);
+    flow_queue(tlv, true);
+    while (barrier_acked < id && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
+    if (barrier_acked >= id)
+        printf("barrier %" PRIu32 " acked\n", id);
+    else
+        printf("timeout barrier %" PRIu32 "\n", id);
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+cmd_wait_synced (unsigned secs)
+{
+    struct timespec deadline = deadline_after(secs);
+    int rc = 0;
+
+    pthread_mutex_lock(&flowd_lock);
+    while (!synced && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
+    if (synced)
+        printf("synced %zu flows %" PRIu32 "\n", synced_entries, ft_count);
+    else
+        printf("timeout wait-synced\n");
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+cmd_wait_conn (bool up, unsigned secs)
+{
+    struct timespec deadline = deadline_after(secs);
+    int rc = 0;
+
+    pthread_mutex_lock(&flowd_lock);
+    while (conn_up != up && rc != ETIMEDOUT)
+        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
+    if (conn_up == up)
+        printf("conn %s\n", up ? "up" : "down");
+    else
+        printf("timeout wait-conn\n");
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+cmd_switchover_master (uint16_t port)
+{
+    junos_sync_state_t state;
+    junos_sync_callbacks_t callbacks;
+    junos_sync_status_t st;
+    in_port_t p;
+
+    sync_state(&state, true, port);
+    master_callbacks(&callbacks);
+    set_role(true);              /* label first: bind_done logs during the switchover */
+    st = junos_sync_switchover(sync_ctx, &state, &callbacks);
+    if (st != JUNOS_SYNC_OK) {
+        set_role(false);
+        printf("error switchover status %d\n", (int)st);
+        return;
+    }
+    pthread_mutex_lock(&flowd_lock);
+    synced = false;
+    p = bound_port;
+    printf("master port %u flows %" PRIu32 "\n", (unsigned)p, ft_count);
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+static void
+print_stats (const char *what)
+{
+    junos_sync_stats_t s;
+
+    bzero(&s, sizeof(s));
+    if (junos_sync_get_stats(sync_ctx, &s) != JUNOS_SYNC_OK) {
+        printf("error stats\n");
+        return;
+    }
+    printf("%s connections %" PRIu64 " full_resyncs %" PRIu64 " partial_resyncs %" PRIu64
+           " frames_rejected %" PRIu64 " backlog_bytes %" PRIu64 "\n", what, s.connections,
+           s.full_resyncs, s.partial_resyncs, s.frames_rejected, s.backlog_bytes);
+}
+
+static void
+cmd_quit (void)
+{
+    junos_sync_exit(sync_ctx);   /* no callback runs after this returns */
+    sync_ctx = NULL;
+
+    pthread_mutex_lock(&flowd_lock);
+    printf("bye flows %" PRIu32 " queued %" PRIu64 " queue_errors %" PRIu64 " walked %" PRIu64
+           " resyncs %" PRIu64 " applied add %" PRIu64 " update %" PRIu64 " delete %" PRIu64
+           " update_unknown %" PRIu64 " delete_unknown %" PRIu64 " bad %" PRIu64 "\n",
+           ft_count, counters.queued, counters.queue_errors, counters.walked, counters.resyncs,
+           counters.applied_add, counters.applied_update, counters.applied_delete,
+           counters.update_unknown, counters.delete_unknown, counters.bad_records);
+    ft_clear();
+    free(ft_vec);
+    ft_vec = NULL;
+    pthread_mutex_unlock(&flowd_lock);
+}
+
+/* Parses an optional unsigned number; returns dflt when absent, -1 when malformed. */
+static long
+arg_num (const char *s, long dflt)
+{
+    char *end;
+    unsigned long v;
+
+    if (s == NULL)
+        return dflt;
+    errno = 0;
+    v = strtoul(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v > 0x7fffffffUL)
+        return -1;
+    return (long)v;
+}
+
+/* Runs one command line; returns false on quit. */
+static bool
+run_command (char *line)
+{
+    char *save = NULL;
+    char *cmd = strtok_r(line, " \t\r\n", &save);
+    char *a1 = cmd ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+    char *a2 = a1 ? strtok_r(NULL, " \t\r\n", &save) : NULL;
+
+    if (cmd == NULL) {
+        return true;
+    } else if (strcmp(cmd, "quit") == 0) {
+        cmd_quit();
+        return false;
+    } else if (strcmp(cmd, "digest") == 0) {
+        pthread_mutex_lock(&flowd_lock);
+        printf("digest %" PRIu32 " %016" PRIx64 "\n", ft_count, ft_digest());
+        pthread_mutex_unlock(&flowd_lock);
+    } else if (strcmp(cmd, "stats") == 0) {
+        print_stats("stats");
+    } else if (strcmp(cmd, "wait-conn") == 0 && a1 != NULL &&
+               (strcmp(a1, "up") == 0 || strcmp(a1, "down") == 0) &&
+               arg_num(a2, DEFAULT_WAIT_SECS) >= 0) {
+        cmd_wait_conn(strcmp(a1, "up") == 0, (unsigned)arg_num(a2, DEFAULT_WAIT_SECS));
+    } else if (!is_master && strcmp(cmd, "wait-synced") == 0 &&
+               arg_num(a1, DEFAULT_WAIT_SECS) >= 0) {
+        cmd_wait_synced((unsigned)arg_num(a1, DEFAULT_WAIT_SECS));
+    } else if (!is_master && strcmp(cmd, "switchover-master") == 0 &&
+               arg_num(a1, -1) >= 0 && arg_num(a1, -1) <= 65535) {
+        cmd_switchover_master((uint16_t)arg_num(a1, 0));
+    } else if (is_master && strcmp(cmd, "fill") == 0 && arg_num(a1, -1) >= 0 &&
+               arg_num(a2, 0) >= 0) {
+        if (a2 != NULL)
+            rng_state = (uint64_t)arg_num(a2, 0);
+        cmd_fill((unsigned long)arg_num(a1, 0));
+    } else if (is_master && strcmp(cmd, "churn") == 0 && arg_num(a1, -1) >= 0 &&
+               arg_num(a2, 0) >= 0) {
+        if (a2 != NULL)
+            rng_state = (uint64_t)arg_num(a2, 0);
+        cmd_churn((unsigned long)arg_num(a1, 0));
+    } else if (is_master && strcmp(cmd, "barrier") == 0 &&
+               arg_num(a1, DEFAULT_WAIT_SECS) >= 0) {
+        cmd_barrier((unsigned)arg_num(a1, DEFAULT_WAIT_SECS));
+    } else {
+        printf("error unknown or misplaced command '%s' (role %s)\n", cmd,
+               is_master ? "master" : "backup");
+    }
+    return true;
+}
+
+static void
+usage (void)
+{
+    fprintf(stderr, "usage: flowd master [port]\n"
+                    "       flowd backup <port>\n"
+                    "commands on stdin: fill N [SEED], churn N [SEED], barrier [SECS], digest,\n"
+                    "  wait-synced [SECS], wait-conn up|down [SECS], switchover-master PORT,\n"
+                    "  stats, quit\n");
+    exit(2);
+}
+
+int
+main (int argc, char **argv)
+{
+    junos_sync_state_t state;
+    junos_sync_callbacks_t callbacks;
+    junos_sync_status_t st;
+    const char *name = getenv("FLOWD_NAME");   /* "A", "B": tells daemons apart in logs */
+    char line[256];
+    long port;
+    bool master;
+
+    if (argc < 2 || argc > 3)
+        usage();
+    if (strcmp(argv[1], "master") == 0)
+        master = true;
+    else if (strcmp(argv[1], "backup") == 0 && argc == 3)
+        master = false;
+    else
+        usage();
+    port = arg_num(argc == 3 ? argv[2] : NULL, 0);
+    if (port < 0 || port > 65535 || (!master && port == 0))
+        usage();
+
+    setvbuf(stdout, NULL, _IOLBF, 0);   /* one answer per line, to a pipe */
+    if (name != NULL && *name == '\0')
+        name = NULL;
+    snprintf(label_master, sizeof(label_master), "master%s%s", name ? " " : "", name ? name : "");
+    snprintf(label_backup, sizeof(label_backup), "backup%s%s", name ? " " : "", name ? name : "");
+    set_role(master);
+    {
+        struct timeval tv;
+
+        gettimeofday(&tv, NULL);
+        rng_state = ((uint64_t)tv.tv_sec << 20) ^ (uint64_t)tv.tv_usec;
+    }
+
+    sync_state(&state, master, (uint16_t)port);
+    if (master)
+        master_callbacks(&callbacks);
+    else
+        backup_callbacks(&callbacks);
+
+    sync_ctx = junos_sync_init(&state, &callbacks);
+    if (sync_ctx == NULL) {
+        flowd_log("junos_sync_init failed");
+        return 1;
+    }
+    st = junos_sync_start(sync_ctx);
+    if (st != JUNOS_SYNC_OK) {
+        flowd_log("junos_sync_start failed (status %d)", (int)st);
+        junos_sync_exit(sync_ctx);
+        return 1;
+    }
+    if (master) {
+        printf("ready master port %u\n", (unsigned)bound_port);
+    } else {
+        flowd_log("replicating from master 127.0.0.1:%ld", port);
+        printf("ready backup port %ld\n", port);
+    }
+
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        if (!run_command(line))
+            return 0;
+    }
+    cmd_quit();   /* EOF: same as quit */
+    return 0;
+}

@@ -1,0 +1,162 @@
+//! Fault injection between a live master and backup: a seeded schedule of link faults (cut,
+//! blackhole, delay, corrupt, truncate) and backup restarts, interleaved with random
+//! add/update/delete traffic. After every fault the backup's table must converge to the
+//! master's; at the end every TLV must have been freed exactly once, and every link fault on an
+//! established session must have been healed by a partial resync.
+//!
+//! `JUNOS_SYNC_SOAK_SEED` picks the schedule; `JUNOS_SYNC_SOAK_FAULTS` its length.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use common::*;
+use common::proxy::{Dir, Mode, Proxy, Shot};
+
+/// xorshift64*: a seeded schedule without a dependency.
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+fn stat(s: &Side, f: impl Fn(&junos_sync::core::shared::Stats) -> u64) -> u64 {
+    f(&s.ctx().shared().stats)
+}
+
+fn converge(m: &Side, b: &Side, what: &str, seed: u64) {
+    let end = Instant::now() + Duration::from_secs(15);
+    loop {
+        let ok = {
+            let (bd, md) = (b.rec.lock(), m.db.lock());
+            bd.db == *md && bd.ups == bd.downs + 1
+        };
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < end, "seed {seed}: backup never converged after {what}");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn traffic(m: &Side, rng: &mut Rng, keys: u32, ops: u64) {
+    for _ in 0..ops {
+        let k = 1 + rng.below(u64::from(keys)) as u32;
+        let v = if rng.below(5) == 0 { 0 } else { 1 + rng.below(1 << 30) as u32 };
+        m.put(k, v, rng.below(4) == 0);
+    }
+}
+
+#[test]
+fn seeded_fault_soak() {
+    let seed: u64 = std::env::var("JUNOS_SYNC_SOAK_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1
+    });
+    let faults: u32 = std::env::var("JUNOS_SYNC_SOAK_FAULTS").ok().and_then(|s| s.parse().ok()).unwrap_or(200);
+    eprintln!("fault soak: seed {seed}, {faults} faults (JUNOS_SYNC_SOAK_SEED={seed} to replay)");
+    let mut rng = Rng(seed);
+    const KEYS: u32 = 10_000;
+
+    let mut m = Side::new(junos_sync::core::Config::new(true, false, 0x7f00_0001, 0, 1));
+    for k in 1..=KEYS {
+        m.db.lock().insert(k, k);
+    }
+    m.ctx().start().unwrap();
+    let port = m.rec.lock().port;
+    let proxy = Proxy::new(SocketAddr::from(([127, 0, 0, 1], port)));
+    let bcfg = junos_sync::core::Config::new(false, false, 0x7f00_0001, proxy.port, 1);
+    let mut b = Side::new(bcfg);
+    b.ctx().start().unwrap();
+    converge(&m, &b, "start", seed);
+
+    let (mut link_faults, mut restarts) = (0u64, 0u64);
+    let started = Instant::now();
+    for i in 0..faults {
+        let ops = 20 + rng.below(200);
+        traffic(&m, &mut rng, KEYS, ops);
+        let full_before = stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst));
+        let part_before = stat(&m, |s| s.partial_resyncs.load(Ordering::SeqCst));
+        let conns_before = stat(&m, |s| s.connections.load(Ordering::SeqCst));
+        let kind = rng.below(100);
+        let what;
+        let mut restarted = false;
+        match kind {
+            0..=29 => {
+                what = "cut";
+                proxy.cut();
+            }
+            30..=49 => {
+                what = "corrupt";
+                let dir = if rng.below(2) == 0 { Dir::ToBackup } else { Dir::ToMaster };
+                proxy.shoot(dir, Shot::Corrupt(rng.below(4096) as usize));
+                traffic(&m, &mut rng, KEYS, 50);
+            }
+            50..=69 => {
+                what = "truncate";
+                proxy.shoot(Dir::ToBackup, Shot::Truncate(1 + rng.below(200) as usize));
+                traffic(&m, &mut rng, KEYS, 50);
+            }
+            70..=79 => {
+                what = "delay";
+                proxy.set_mode(Mode::Delay(Duration::from_millis(1 + rng.below(20))));
+                traffic(&m, &mut rng, KEYS, 100);
+            }
+            80..=84 => {
+                what = "blackhole";
+                proxy.set_mode(Mode::Blackhole);
+                traffic(&m, &mut rng, KEYS, 100);
+                // Long enough for both sides' keepalive (1 s) to declare the peer dead.
+                let downs = b.rec.lock().downs;
+                wait_for("blackhole detected", 10, || b.rec.lock().downs > downs);
+            }
+            _ => {
+                what = "backup restart";
+                restarted = true;
+                b.exit();
+                b = Side::new(bcfg);
+                b.ctx().start().unwrap();
+            }
+        }
+        // A shot stays armed until traffic carries it; keepalives do within a third of a second.
+        wait_for("fault delivered", 10, || !proxy.shot_pending());
+        proxy.set_mode(Mode::Forward);
+        converge(&m, &b, what, seed);
+        if restarted {
+            restarts += 1;
+            let fb = full_before;
+            wait_for("full resync done", 10, || {
+                stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst)) == fb + 1 && b.rec.lock().sync_done.len() == 1
+            });
+        } else if stat(&m, |s| s.connections.load(Ordering::SeqCst)) > conns_before {
+            link_faults += 1;
+            assert_eq!(
+                stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst)),
+                full_before,
+                "seed {seed}, fault {i} ({what}): a link fault caused a full resync"
+            );
+            assert!(
+                stat(&m, |s| s.partial_resyncs.load(Ordering::SeqCst)) > part_before,
+                "seed {seed}, fault {i} ({what}): reconnect without partial resync"
+            );
+        }
+    }
+    eprintln!(
+        "fault soak: {faults} faults in {:.1?}: {link_faults} reconnects healed by partial resync, {restarts} restarts by full resync",
+        started.elapsed()
+    );
+    assert!(link_faults > u64::from(faults) / 3, "seed {seed}: too few faults broke the link ({link_faults})");
+    let sent = m.allocated.load(Ordering::SeqCst);
+    wait_for("all acknowledged", 15, || m.rec.lock().frees == sent);
+    b.exit();
+    m.exit();
+    assert_eq!(m.rec.lock().frees, m.allocated.load(Ordering::SeqCst), "seed {seed}: frees != allocations");
+}
