@@ -43,7 +43,20 @@ fn converge(m: &Side, b: &Side, what: &str, seed: u64) {
         if ok {
             return;
         }
-        assert!(Instant::now() < end, "seed {seed}: backup never converged after {what}");
+        if Instant::now() >= end {
+            let (bd, md) = (b.rec.lock(), m.db.lock());
+            let diff: Vec<_> = md.iter().filter(|(k, v)| bd.db.get(k) != Some(v)).take(5).collect();
+            let extra: Vec<_> = bd.db.iter().filter(|(k, _)| !md.contains_key(k)).take(5).collect();
+            panic!(
+                "seed {seed}: backup never converged after {what}: ups {} downs {}, {} vs {} entries, differ {diff:?}, extra {extra:?}\n{}\n{}",
+                bd.ups,
+                bd.downs,
+                bd.db.len(),
+                md.len(),
+                m.ctx().describe(),
+                b.ctx().describe()
+            );
+        }
         std::thread::sleep(Duration::from_millis(2));
     }
 }
@@ -125,6 +138,9 @@ fn seeded_fault_soak() {
                 b = Side::new(bcfg);
                 b.ctx().start().unwrap();
             }
+        }
+        if std::env::var_os("JUNOS_SYNC_SOAK_VERBOSE").is_some() {
+            eprintln!("fault {i}: {what}");
         }
         // A shot stays armed until traffic carries it; keepalives do within a third of a second.
         wait_for("fault delivered", 10, || !proxy.shot_pending());

@@ -14,7 +14,7 @@ use super::conn::{io_reason, Conn};
 use super::env::Env;
 use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
 use super::tokens;
-use super::wire::FrameKind;
+use super::wire::{FrameKind, MAX_DATA_LEN};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -67,6 +67,23 @@ impl Backup {
         let mut b = Backup::new(Config::new(false, true, 0, 0, 0), 0);
         b.state = State::Dormant;
         b
+    }
+
+    pub fn describe(&self) -> String {
+        let st = match &self.state {
+            State::Dormant => "dormant".to_string(),
+            State::Idle { .. } => "idle".to_string(),
+            State::Connecting(_) => "connecting".to_string(),
+            State::Handshake(_) => "handshake".to_string(),
+            State::Up(c) => format!(
+                "up(r={} w={} out={} inbuf={})",
+                c.readable,
+                c.writable,
+                c.out.pending(),
+                c.inbuf.buffered()
+            ),
+        };
+        format!("backup: {st}, applied {}, acked {}, walked {:?}", self.last_applied, self.last_acked, self.walked)
     }
 
     fn conn_mut(&mut self) -> Option<&mut Conn> {
@@ -124,7 +141,7 @@ impl Backup {
 
     fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry) {
         let addr = SocketAddr::V4(self.cfg.sock_addr());
-        let r = TcpStream::connect(addr).and_then(|s| Conn::new(s, tokens::CONN, reg, READ_CAP, self.cfg.keepalive));
+        let r = TcpStream::connect(addr).and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_DATA_LEN), self.cfg.keepalive));
         match r {
             Ok(mut c) => {
                 // Readiness means nothing until the connect completes.

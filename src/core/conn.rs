@@ -31,7 +31,7 @@ impl Conn {
         mut stream: TcpStream,
         token: Token,
         registry: &Registry,
-        read_cap: usize,
+        (read_cap, max_payload): (usize, u32),
         keepalive: Duration,
     ) -> io::Result<Self> {
         registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
@@ -41,7 +41,7 @@ impl Conn {
             peer: stream.peer_addr().ok(),
             stream,
             token,
-            inbuf: InBuf::new(read_cap),
+            inbuf: InBuf::new(read_cap, max_payload),
             out: Out::default(),
             last_rx: now,
             last_tx: now,

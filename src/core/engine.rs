@@ -20,6 +20,8 @@ use super::tokens;
 /// Requests from API calls other than `junos_sync_queue`.
 pub enum Ctrl<A: App> {
     Exit,
+    /// A one-line description of the loop's state, for diagnostics.
+    Describe(Sender<String>),
     Switchover { cfg: Config, app: A, reply: Sender<Result<(), Error>> },
 }
 
@@ -45,6 +47,12 @@ impl<A: App> Engine<A> {
             while let Ok(c) = self.ctrl_rx.try_recv() {
                 match c {
                     Ctrl::Exit => return self.teardown(true),
+                    Ctrl::Describe(tx) => {
+                        let _ = tx.send(match &self.role {
+                            Role::Master(m) => m.describe(),
+                            Role::Backup(b) => b.describe(),
+                        });
+                    }
                     Ctrl::Switchover { cfg, app, reply } => {
                         let r = self.switchover(cfg, app);
                         let _ = reply.send(r);
@@ -168,11 +176,11 @@ impl<A: App> Engine<A> {
             },
             None => Role::Backup(Backup::new(cfg, self.session)),
         };
-        self.env.log(&format!(
-            "junos-sync: switched over to {} ({})",
-            if cfg.is_master { "master" } else { "backup" },
-            cfg.sock_addr()
-        ));
+        let role = match &self.role {
+            Role::Master(m) => format!("master listening on {}:{}", cfg.addr, m.port()),
+            Role::Backup(_) => format!("backup of {}", cfg.sock_addr()),
+        };
+        self.env.log(&format!("junos-sync: switched over to {role}"));
         Ok(())
     }
 
@@ -200,6 +208,7 @@ impl<A: App> Engine<A> {
 /// Makes the loop thread for a started context.
 pub fn spawn<A: App>(engine: Engine<A>) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("junos-sync".into()).spawn(move || {
+        crate::sys::block_sigpipe_on_this_thread();
         let shared: Arc<Shared> = engine.env.shared.clone();
         if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
             shared.log("junos-sync: internal error: the loop thread panicked; replication stopped");

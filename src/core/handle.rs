@@ -111,7 +111,8 @@ impl<A: App> Context<A> {
     /// Master: binds and listens (calling `bind_done` here, on the caller's thread, before the
     /// loop thread exists). Backup: starts connecting in the background.
     pub fn start(&self) -> Result<(), Error> {
-        let kit = match std::mem::replace(&mut *self.phase.lock(), Phase::Starting) {
+        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Starting);
+        let kit = match prev {
             Phase::Ready(kit) => kit,
             other => {
                 *self.phase.lock() = other;
@@ -210,6 +211,16 @@ impl<A: App> Context<A> {
         Ok(())
     }
 
+    /// A one-line description of the loop's state (diagnostics; waits for the loop).
+    pub fn describe(&self) -> String {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if self.ctrl_tx.send(Ctrl::Describe(tx)).is_err() {
+            return "stopped".to_string();
+        }
+        let _ = self.waker.wake();
+        rx.recv_timeout(std::time::Duration::from_secs(5)).unwrap_or_else(|_| "no answer".to_string())
+    }
+
     /// Changes role in place. Master side binds before returning (and calls `bind_done`).
     pub fn switchover(&self, cfg: Config, app: A) -> Result<(), Error> {
         if let Some(why) = check(&cfg, &app) {
@@ -261,7 +272,8 @@ impl<A: App> Context<A> {
             self.shared.halt.store(true, Ordering::Release);
             return;
         }
-        match std::mem::replace(&mut *self.phase.lock(), Phase::Starting) {
+        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Starting);
+        match prev {
             Phase::Running(h) => {
                 let _ = self.ctrl_tx.send(Ctrl::Exit);
                 let _ = self.waker.wake();

@@ -14,6 +14,8 @@ pub struct InBuf {
     start: usize,
     end: usize,
     base_cap: usize,
+    /// Largest payload this connection accepts: its peer has no business sending more.
+    max_payload: u32,
 }
 
 /// A complete, CRC-checked frame inside the buffer.
@@ -23,9 +25,11 @@ pub struct Frame {
 }
 
 impl InBuf {
-    pub fn new(capacity: usize) -> Self {
+    /// A buffer of `capacity` bytes that refuses frames with more than `max_payload` bytes
+    /// before growing for them.
+    pub fn new(capacity: usize, max_payload: u32) -> Self {
         let base_cap = wire::padded(capacity.max(wire::frame_size(wire::MAX_CONTROL_LEN)));
-        InBuf { buf: vec![0; base_cap], start: 0, end: 0, base_cap }
+        InBuf { buf: vec![0; base_cap], start: 0, end: 0, base_cap, max_payload }
     }
 
     /// Reads once from `r` into free space. Ok(0) means end of stream.
@@ -63,6 +67,9 @@ impl InBuf {
         }
         let hb: &[u8; HEADER_LEN] = self.buf[self.start..self.start + HEADER_LEN].try_into().expect("header length");
         let header = wire::decode_header(hb)?;
+        if header.len > self.max_payload {
+            return Err(FrameError::TooLong { kind: header.kind, len: header.len });
+        }
         let size = wire::frame_size(header.len);
         if avail < size {
             if size > self.buf.len() - self.start {
@@ -77,7 +84,7 @@ impl InBuf {
             return Ok(None);
         }
         let range = self.start + HEADER_LEN..self.start + HEADER_LEN + header.len as usize;
-        wire::verify(hb, &header, &self.buf[range.clone()])?;
+        wire::verify(&header, &self.buf[range.clone()])?;
         if self.buf[range.end..self.start + size].iter().any(|&b| b != 0) {
             return Err(FrameError::NonZeroPadding);
         }
@@ -109,7 +116,7 @@ mod tests {
         push_frame(&mut bytes, FrameKind::Data, 2, 2, &big);
         push_frame(&mut bytes, FrameKind::Ack, 0, 2, b"");
         for step in [1usize, 5, 24, 999, 20_000] {
-            let mut inb = InBuf::new(512);
+            let mut inb = InBuf::new(512, wire::MAX_DATA_LEN);
             let mut got = Vec::new();
             for chunk in bytes.chunks(step) {
                 let mut c = chunk;
@@ -132,7 +139,7 @@ mod tests {
         let mut bytes = Vec::new();
         push_frame(&mut bytes, FrameKind::Data, 1, 1, b"abcdefgh");
         bytes[HEADER_LEN + 2] ^= 0x10;
-        let mut inb = InBuf::new(64);
+        let mut inb = InBuf::new(64, wire::MAX_DATA_LEN);
         inb.fill(&mut &bytes[..]).unwrap();
         assert!(matches!(inb.next_frame(), Err(FrameError::BadCrc { .. })));
     }

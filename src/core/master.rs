@@ -17,7 +17,7 @@ use super::conn::{io_reason, Conn};
 use super::env::{held_size, Env};
 use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
 use super::tokens;
-use super::wire::FrameKind;
+use super::wire::{FrameKind, MAX_CONTROL_LEN};
 
 /// Stop walking and filling once this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 1 << 20;
@@ -73,6 +73,21 @@ impl<A: App> Master<A> {
             resume_from: None,
             cfg,
         })
+    }
+
+    pub fn describe(&self) -> String {
+        let c = self.conn.as_ref().map(|c| {
+            format!("conn(r={} w={} out={} inbuf={})", c.readable, c.writable, c.out.pending(), c.inbuf.buffered())
+        });
+        format!(
+            "master: backlog front {} send {} next {}, walking {}, held {}, pending {}, {c:?}",
+            self.backlog.front_seq(),
+            self.backlog.send_seq(),
+            self.backlog.next_seq(),
+            self.walk.is_some(),
+            self.held.len(),
+            self.pending.iter().flatten().count()
+        )
     }
 
     pub fn port(&self) -> u16 {
@@ -150,7 +165,7 @@ impl<A: App> Master<A> {
                             oldest
                         }
                     };
-                    match Conn::new(stream, tokens::pending(slot), reg, 512, self.cfg.keepalive) {
+                    match Conn::new(stream, tokens::pending(slot), reg, (512, MAX_CONTROL_LEN), self.cfg.keepalive) {
                         Ok(c) => self.pending[slot] = Some(c),
                         Err(e) => env.log(&format!("junos-sync master: cannot register connection: {e}")),
                     }

@@ -178,7 +178,7 @@ mod tests {
         while !out.flush(&mut w, |seq| &payloads[seq as usize]).unwrap() {}
         assert_eq!(out.pending(), 0);
 
-        let mut inb = InBuf::new(64);
+        let mut inb = InBuf::new(64, crate::core::wire::MAX_DATA_LEN);
         let mut src = &w.out[..];
         let mut got = Vec::new();
         loop {

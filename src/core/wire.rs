@@ -3,17 +3,20 @@
 //! ```text
 //! 0..4   len    payload bytes that follow the header (padding excluded)
 //! 4      kind   FrameKind
-//! 5      flags  reserved, 0
-//! 6..8   rsvd   reserved, 0
+//! 5..8   rsvd   reserved, 0
 //! 8..12  aux    DATA: the TLV's tlv_type; otherwise 0
-//! 12..16 crc    CRC32C of bytes 0..12, 16..24 and the payload
+//! 12..16 pcrc   CRC32C of the payload
 //! 16..24 seq    sequence number (DATA, SYNC_BEGIN, SYNC_END, ACK), else 0
+//! 24..28 rsvd   reserved, 0
+//! 28..32 hcrc   CRC32C of bytes 0..28
 //! ```
-//! The payload is followed by zero padding up to a multiple of 8 bytes, so that a payload read
-//! into an 8-aligned buffer stays 8-aligned for the application's record casts.
+//! The header has its own CRC so that a corrupted length is caught before the receiver waits
+//! for (or allocates) a payload that will never come. The payload is followed by zero padding
+//! up to a multiple of 8 bytes, so that a payload read into an 8-aligned buffer stays 8-aligned
+//! for the application's record casts.
 
 /// Bytes in a frame header.
-pub(crate) const HEADER_LEN: usize = 24;
+pub(crate) const HEADER_LEN: usize = 32;
 /// Largest DATA payload (the TLV's `tlv_len`).
 pub(crate) const MAX_DATA_LEN: u32 = 16 * 1024 * 1024;
 /// Largest payload of any non-DATA frame.
@@ -71,7 +74,7 @@ pub struct Header {
     pub len: u32,
     pub aux: u32,
     pub seq: u64,
-    pub crc: u32,
+    pub payload_crc: u32,
 }
 
 /// Why bytes are not a valid frame. Every variant ends the connection.
@@ -80,6 +83,7 @@ pub enum FrameError {
     UnknownKind(u8),
     ReservedBitsSet,
     TooLong { kind: FrameKind, len: u32 },
+    BadHeaderCrc,
     BadCrc { expected: u32, got: u32 },
     NonZeroPadding,
 }
@@ -92,6 +96,7 @@ impl std::fmt::Display for FrameError {
             Self::TooLong { kind, len } => {
                 write!(f, "{kind:?} frame of {len} bytes is over the limit")
             }
+            Self::BadHeaderCrc => write!(f, "header CRC32C mismatch"),
             Self::NonZeroPadding => write!(f, "padding after the payload is not zero"),
             Self::BadCrc { expected, got } => {
                 write!(f, "CRC32C mismatch (frame says {expected:#010x}, computed {got:#010x})")
@@ -110,50 +115,56 @@ pub fn padded(n: usize) -> usize {
     (n + 7) & !7
 }
 
-/// Builds a header for `payload`, computing its CRC.
+/// Builds a header for `payload`, computing both CRCs.
 pub fn encode_header(kind: FrameKind, aux: u32, seq: u64, payload: &[u8]) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[0..4].copy_from_slice(&(payload.len() as u32).to_le_bytes());
     h[4] = kind as u8;
     h[8..12].copy_from_slice(&aux.to_le_bytes());
+    h[12..16].copy_from_slice(&crc32c::crc32c(payload).to_le_bytes());
     h[16..24].copy_from_slice(&seq.to_le_bytes());
-    let crc = frame_crc(&h, payload);
-    h[12..16].copy_from_slice(&crc.to_le_bytes());
+    let hcrc = crc32c::crc32c(&h[0..28]);
+    h[28..32].copy_from_slice(&hcrc.to_le_bytes());
     h
 }
 
-/// CRC32C over a header (its CRC field excluded) and its payload.
-pub fn frame_crc(header: &[u8; HEADER_LEN], payload: &[u8]) -> u32 {
-    let c = crc32c::crc32c(&header[0..12]);
-    let c = crc32c::crc32c_append(c, &header[16..24]);
-    crc32c::crc32c_append(c, payload)
+/// Recomputes a header's own CRC after its fields were changed by hand: how tests and fuzzers
+/// forge headers that get past the CRC to the checks behind it.
+pub fn seal_header(b: &mut [u8]) {
+    let c = crc32c::crc32c(&b[0..28]);
+    b[28..32].copy_from_slice(&c.to_le_bytes());
 }
 
-/// Parses a header without trusting anything in it: the length is checked against the kind's
-/// limit before anyone allocates or waits for that many bytes.
+fn u32_at(b: &[u8], i: usize) -> u32 {
+    u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]])
+}
+
+/// Parses a header without trusting anything in it: its CRC first, then the length against
+/// the kind's limit, all before anyone allocates or waits for that many bytes.
 pub fn decode_header(b: &[u8; HEADER_LEN]) -> Result<Header, FrameError> {
-    let len = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if crc32c::crc32c(&b[0..28]) != u32_at(b, 28) {
+        return Err(FrameError::BadHeaderCrc);
+    }
+    let len = u32_at(b, 0);
     let kind = FrameKind::from_u8(b[4]).ok_or(FrameError::UnknownKind(b[4]))?;
-    if b[5] != 0 || b[6] != 0 || b[7] != 0 {
+    if b[5..8] != [0, 0, 0] || b[24..28] != [0, 0, 0, 0] {
         return Err(FrameError::ReservedBitsSet);
     }
     if len > kind.max_len() {
         return Err(FrameError::TooLong { kind, len });
     }
-    let aux = u32::from_le_bytes([b[8], b[9], b[10], b[11]]);
-    let crc = u32::from_le_bytes([b[12], b[13], b[14], b[15]]);
     let mut s = [0u8; 8];
     s.copy_from_slice(&b[16..24]);
-    Ok(Header { kind, len, aux, seq: u64::from_le_bytes(s), crc })
+    Ok(Header { kind, len, aux: u32_at(b, 8), seq: u64::from_le_bytes(s), payload_crc: u32_at(b, 12) })
 }
 
-/// Checks a frame's CRC once its payload is complete.
-pub fn verify(header_bytes: &[u8; HEADER_LEN], h: &Header, payload: &[u8]) -> Result<(), FrameError> {
-    let got = frame_crc(header_bytes, payload);
-    if got == h.crc {
+/// Checks a frame's payload CRC once the payload is complete.
+pub fn verify(h: &Header, payload: &[u8]) -> Result<(), FrameError> {
+    let got = crc32c::crc32c(payload);
+    if got == h.payload_crc {
         Ok(())
     } else {
-        Err(FrameError::BadCrc { expected: h.crc, got })
+        Err(FrameError::BadCrc { expected: h.payload_crc, got })
     }
 }
 
@@ -180,7 +191,7 @@ mod tests {
         assert_eq!(out.len(), frame_size(5));
         let h = decode_header(&hdr(&out)).unwrap();
         assert_eq!((h.kind, h.len, h.aux, h.seq), (FrameKind::Data, 5, 0xdead_beef, 42));
-        verify(&hdr(&out), &h, &out[HEADER_LEN..HEADER_LEN + 5]).unwrap();
+        verify(&h, &out[HEADER_LEN..HEADER_LEN + 5]).unwrap();
         assert_eq!(&out[HEADER_LEN + 5..], &[0, 0, 0]);
     }
 
@@ -194,7 +205,7 @@ mod tests {
                 c[i] ^= 1 << bit;
                 let caught = match decode_header(&hdr(&c)) {
                     Err(_) => true,
-                    Ok(h) => h.len != 8 || verify(&hdr(&c), &h, &c[HEADER_LEN..HEADER_LEN + 8]).is_err(),
+                    Ok(h) => h.len != 8 || verify(&h, &c[HEADER_LEN..HEADER_LEN + 8]).is_err(),
                 };
                 assert!(caught, "flip of byte {i} bit {bit} went unnoticed");
             }
@@ -203,17 +214,34 @@ mod tests {
 
     #[test]
     fn limits_are_checked_before_payload() {
-        let mut b = encode_header(FrameKind::Data, 0, 0, b"");
-        b[0..4].copy_from_slice(&(MAX_DATA_LEN + 1).to_le_bytes());
-        assert!(matches!(decode_header(&b), Err(FrameError::TooLong { .. })));
-        let mut b = encode_header(FrameKind::Keepalive, 0, 0, b"");
-        b[0] = 1;
-        assert!(matches!(decode_header(&b), Err(FrameError::TooLong { .. })));
+        // Headers with a valid CRC but a bad field: what a hostile peer can send.
+        let forge = |f: &dyn Fn(&mut [u8; HEADER_LEN])| {
+            let mut b = encode_header(FrameKind::Hello, 0, 0, b"");
+            f(&mut b);
+            let c = crc32c::crc32c(&b[0..28]);
+            b[28..32].copy_from_slice(&c.to_le_bytes());
+            decode_header(&b)
+        };
+        assert!(matches!(
+            forge(&|b| {
+                b[4] = FrameKind::Data as u8;
+                b[0..4].copy_from_slice(&(MAX_DATA_LEN + 1).to_le_bytes());
+            }),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert!(matches!(forge(&|b| b[0] = 1 + MAX_CONTROL_LEN as u8), Ok(_) | Err(FrameError::TooLong { .. })));
+        assert!(matches!(
+            forge(&|b| {
+                b[4] = FrameKind::Keepalive as u8;
+                b[0] = 1;
+            }),
+            Err(FrameError::TooLong { .. })
+        ));
+        assert_eq!(forge(&|b| b[4] = 99), Err(FrameError::UnknownKind(99)));
+        assert_eq!(forge(&|b| b[6] = 1), Err(FrameError::ReservedBitsSet));
+        assert_eq!(forge(&|b| b[25] = 1), Err(FrameError::ReservedBitsSet));
         let mut b = encode_header(FrameKind::Hello, 0, 0, b"");
-        b[4] = 99;
-        assert_eq!(decode_header(&b), Err(FrameError::UnknownKind(99)));
-        let mut b = encode_header(FrameKind::Hello, 0, 0, b"");
-        b[6] = 1;
-        assert_eq!(decode_header(&b), Err(FrameError::ReservedBitsSet));
+        b[0] = 9;
+        assert_eq!(decode_header(&b), Err(FrameError::BadHeaderCrc));
     }
 }
