@@ -99,8 +99,15 @@ static struct {
     uint64_t applied_add;       /* backup: records applied */
     uint64_t applied_update;
     uint64_t applied_delete;
-    uint64_t update_unknown;    /* backup: update for a flow we do not have (should stay 0) */
-    uint64_t delete_unknown;    /* backup: delete for a flow we do not have (harmless replay) */
+    /*
+     * Backup: records for flows we do not have. Normal around a resync: a flow updated and
+     * then deleted on the master before the walk reached it is in neither the walk nor our
+     * table, and its update and delete follow the walk; adds queued before the backup
+     * connected are replayed after the walk. Records carry whole flows, so applying them in
+     * order converges on the master's table all the same.
+     */
+    uint64_t update_unknown;
+    uint64_t delete_unknown;
     uint64_t bad_records;       /* backup: malformed payloads */
 } counters;
 
@@ -715,8 +722,9 @@ print_stats (const char *what)
         return;
     }
     printf("%s connections %" PRIu64 " full_resyncs %" PRIu64 " partial_resyncs %" PRIu64
-           " frames_rejected %" PRIu64 " backlog_bytes %" PRIu64 "\n", what, s.connections,
-           s.full_resyncs, s.partial_resyncs, s.frames_rejected, s.backlog_bytes);
+           " frames_rejected %" PRIu64 " overflows %" PRIu64 " backlog_bytes %" PRIu64 "\n",
+           what, s.connections, s.full_resyncs, s.partial_resyncs, s.frames_rejected,
+           s.overflows, s.backlog_bytes);
 }
 
 static void
