@@ -31,7 +31,11 @@ C_TEST_DEPS:= $(wildcard c-tests/*.h) include/jnx/junos_sync.h
 EXAMPLES   := $(BUILD)/examples/flowd
 
 .PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
-        c-test-valgrind c-test-asan demo bench install clean
+        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check
+
+FUZZ_SECONDS ?= 60
+# cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
+FUZZ_ENV   := RUSTC_BOOTSTRAP=1
 
 all: lib examples
 
@@ -92,7 +96,16 @@ c-test-valgrind: c-tests
 c-test-asan: c-tests
 	./c-tests/run.sh asan $(C_TESTS_SAN)
 
-test: header-check lint rust-test c-test-plain c-test-asan c-test-valgrind
+# The fuzz targets must keep compiling; `make fuzz` runs them.
+fuzz-check:
+	$(FUZZ_ENV) $(CARGO) check --quiet --manifest-path fuzz/Cargo.toml --bins
+
+fuzz:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
+	cd fuzz && for t in frames handshake; do \
+	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
+
+test: header-check lint fuzz-check rust-test c-test-plain c-test-asan c-test-valgrind
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
