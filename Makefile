@@ -102,7 +102,7 @@ fuzz-check:
 
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	cd fuzz && for t in frames handshake; do \
+	for t in frames handshake; do \
 	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 test: header-check lint fuzz-check rust-test c-test-plain c-test-asan c-test-valgrind
