@@ -30,8 +30,11 @@ const KINDS: [FrameKind; 8] = [
     FrameKind::SyncEnd,
 ];
 
+/// A decoded frame: kind, sequence number, payload.
+type Decoded = (FrameKind, u64, Vec<u8>);
+
 /// A valid stream of a few frames and the (kind, seq, payload) it encodes.
-fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<(FrameKind, u64, Vec<u8>)>) {
+fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Decoded>) {
     let mut out = Vec::new();
     let mut frames = Vec::new();
     for _ in 0..1 + rng.below(5) {
@@ -51,7 +54,7 @@ fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<(FrameKind, u64, Vec<u8>)>) {
 
 /// Feeds `bytes` in random chunks; returns the frames decoded and whether an error ended it.
 /// Also checks that the buffer never grew beyond what a checked length allows.
-fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<(FrameKind, u64, Vec<u8>)>, bool) {
+fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<Decoded>, bool) {
     let mut inb = InBuf::new(256, 16 << 20);
     let mut got = Vec::new();
     let mut rest = bytes;

@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use common::*;
 use common::proxy::{Dir, Mode, Proxy, Shot};
+use common::*;
 
 /// xorshift64*: a seeded schedule without a dependency.
 struct Rng(u64);

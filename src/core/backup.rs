@@ -75,13 +75,9 @@ impl Backup {
             State::Idle { .. } => "idle".to_string(),
             State::Connecting(_) => "connecting".to_string(),
             State::Handshake(_) => "handshake".to_string(),
-            State::Up(c) => format!(
-                "up(r={} w={} out={} inbuf={})",
-                c.readable,
-                c.writable,
-                c.out.pending(),
-                c.inbuf.buffered()
-            ),
+            State::Up(c) => {
+                format!("up(r={} w={} out={} inbuf={})", c.readable, c.writable, c.out.pending(), c.inbuf.buffered())
+            }
         };
         format!("backup: {st}, applied {}, acked {}, walked {:?}", self.last_applied, self.last_acked, self.walked)
     }
@@ -141,7 +137,8 @@ impl Backup {
 
     fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry) {
         let addr = SocketAddr::V4(self.cfg.sock_addr());
-        let r = TcpStream::connect(addr).and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_DATA_LEN), self.cfg.keepalive));
+        let r = TcpStream::connect(addr)
+            .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_DATA_LEN), self.cfg.keepalive));
         match r {
             Ok(mut c) => {
                 // Readiness means nothing until the connect completes.

@@ -22,7 +22,11 @@ pub enum Ctrl<A: App> {
     Exit,
     /// A one-line description of the loop's state, for diagnostics.
     Describe(Sender<String>),
-    Switchover { cfg: Config, app: A, reply: Sender<Result<(), Error>> },
+    Switchover {
+        cfg: Config,
+        app: A,
+        reply: Sender<Result<(), Error>>,
+    },
 }
 
 pub enum Role<A: App> {
@@ -75,6 +79,7 @@ impl<A: App> Engine<A> {
             if self.env.halted() {
                 return self.teardown(false);
             }
+            self.env.settle();
             let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -142,6 +147,7 @@ impl<A: App> Engine<A> {
             while let Ok((t, _)) = self.data_rx.try_recv() {
                 self.env.free(t);
             }
+            self.env.settle();
         }
     }
 
@@ -201,6 +207,7 @@ impl<A: App> Engine<A> {
         while let Ok((t, _)) = self.data_rx.try_recv() {
             self.env.free(t);
         }
+        self.env.settle();
         *self.env.shared.loop_thread.lock() = None;
     }
 }

@@ -158,14 +158,8 @@ impl<A: App> Context<A> {
             Role::Backup(Backup::new(kit.cfg, self.session))
         };
         let Kit { poll, app, data_rx, ctrl_rx, .. } = kit;
-        let eng = Engine {
-            poll,
-            env: Env { app, shared: self.shared.clone() },
-            data_rx,
-            ctrl_rx,
-            role,
-            session: self.session,
-        };
+        let eng =
+            Engine { poll, env: Env::new(app, self.shared.clone()), data_rx, ctrl_rx, role, session: self.session };
         engine::spawn(eng).map_err(|e| {
             // The engine (and the application's callbacks) went down with the failed spawn.
             self.shared.log(&format!("junos_sync_start: cannot start the loop thread: {e}"));
