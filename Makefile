@@ -31,7 +31,7 @@ C_TEST_DEPS:= $(wildcard c-tests/*.h) include/jnx/junos_sync.h
 EXAMPLES   := $(BUILD)/examples/flowd
 
 .PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
-        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check
+        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -105,7 +105,24 @@ fuzz:
 	for t in frames handshake; do \
 	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
-test: header-check lint fuzz-check rust-test c-test-plain c-test-asan c-test-valgrind
+# `make install` into a scratch prefix, then build and run a daemon against the installed tree
+# with pkg-config, once with the shared and once with the static library.
+INST := $(abspath $(BUILD)/install-check)
+install-check: lib
+	rm -rf $(INST)
+	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
+	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
+	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
+	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c -Ic-tests \
+	    $$(pkg-config --cflags --libs junos-sync) -lpthread -o $(INST)/layout-shared'
+	LD_LIBRARY_PATH=$(INST)/lib $(INST)/layout-shared >/dev/null
+	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c -Ic-tests \
+	    $$(pkg-config --cflags junos-sync) $(INST)/lib/libjunos-sync.a $$(pkg-config --static --libs-only-l junos-sync | sed s/-ljunos-sync//) \
+	    -o $(INST)/layout-static'
+	$(INST)/layout-static >/dev/null
+	@echo "install-check: shared and static builds against the installed tree run"
+
+test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
