@@ -27,11 +27,11 @@ RUST_SRC   := $(shell find src -name '*.rs') Cargo.toml build.rs cbindgen.toml
 C_TEST_SRC := $(wildcard c-tests/test_*.c)
 C_TESTS    := $(patsubst c-tests/%.c,$(BUILD)/c-tests/%,$(C_TEST_SRC))
 C_TESTS_SAN:= $(patsubst c-tests/%.c,$(BUILD)/c-tests-san/%,$(C_TEST_SRC))
-C_TEST_DEPS:= $(wildcard c-tests/*.h) include/jnx/junos_sync.h
+C_TEST_DEPS:= $(wildcard c-tests/*.h) c-tests/isc/eventlib.h include/jnx/junos_sync.h
 EXAMPLES   := $(BUILD)/examples/flowd
 
 .PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
-        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check
+        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -44,8 +44,9 @@ lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC)
 	$(CARGO) build --release --lib
 	mkdir -p $(LIBDIR)
-	cp target/release/libjunos_sync.so $(LIBDIR)/$(SOFILE)
-	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a
+	# Copy then rename: overwriting a mapped library in place kills the programs using it.
+	cp target/release/libjunos_sync.so $(LIBDIR)/$(SOFILE).tmp && mv -f $(LIBDIR)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
+	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a.tmp && mv -f $(LIBDIR)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so
 
@@ -76,16 +77,19 @@ $(BUILD)/c-tests-san/%: c-tests/%.c $(C_TEST_DEPS) lib
 	mkdir -p $(BUILD)/c-tests-san
 	$(CC) $(CFLAGS_T) $(SAN) $< -o $@ $(LDFLAGS_T)
 
-c-tests: $(C_TESTS) $(C_TESTS_SAN) $(BUILD)/c-tests/header_cxx $(BUILD)/c-tests/header_c11
+# The header must compile as C99 (the tests), C11 and C++17 with ISC eventlib's header included
+# before it (header_compile.c), after it (header_order_after.c) or not at all
+# (header_order_none.c, built without -Ic-tests so no <isc/eventlib.h> is on the path).
+HEADER_CHECKS := $(foreach o,compile order_after order_none,$(foreach l,c11 cxx17,$(BUILD)/c-tests/header_$(o)_$(l)))
 
-# The header alone must compile as C99 (above), C11 and C++17, with eventlib before, after, or
-# not at all (c-tests/header_compile.c covers the orders).
-$(BUILD)/c-tests/header_cxx: c-tests/header_compile.c $(C_TEST_DEPS)
+c-tests: $(C_TESTS) $(C_TESTS_SAN) $(HEADER_CHECKS)
+
+$(BUILD)/c-tests/header_%_c11: c-tests/header_%.c $(C_TEST_DEPS)
 	mkdir -p $(BUILD)/c-tests
-	$(CXX) -std=c++17 -x c++ $(CWARN) -Iinclude -Ic-tests -c $< -o $@.o && touch $@
-$(BUILD)/c-tests/header_c11: c-tests/header_compile.c $(C_TEST_DEPS)
+	$(CC) -std=c11 $(CWARN) -Iinclude $(if $(findstring none,$*),,-Ic-tests) -c $< -o $@.o && touch $@
+$(BUILD)/c-tests/header_%_cxx17: c-tests/header_%.c $(C_TEST_DEPS)
 	mkdir -p $(BUILD)/c-tests
-	$(CC) -std=c11 $(CWARN) -Iinclude -Ic-tests -c $< -o $@.o && touch $@
+	$(CXX) -std=c++17 -x c++ $(CWARN) -Iinclude $(if $(findstring none,$*),,-Ic-tests) -c $< -o $@.o && touch $@
 
 c-test-plain: c-tests
 	./c-tests/run.sh plain $(C_TESTS)
@@ -122,7 +126,13 @@ install-check: lib
 	$(INST)/layout-static >/dev/null
 	@echo "install-check: shared and static builds against the installed tree run"
 
-test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind
+# Process faults (SIGKILL, SIGSTOP of either side, switchover) and a network-namespace partition,
+# on real flowd daemons; the partition reports itself skipped where namespaces are not allowed.
+fault-test: examples
+	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
+	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
+
+test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

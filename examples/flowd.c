@@ -8,6 +8,8 @@
  *
  *   flowd master [port]     listen on 127.0.0.1:port (0 or absent: any free port)
  *   flowd backup <port>     replicate from the master on 127.0.0.1:port
+ *   ... --addr A            either role, last: the address to bind (master, 0.0.0.0 = all) or
+ *                           the master's address (backup), instead of 127.0.0.1
  *
  * It is driven by line commands on stdin and answers each with exactly one line on stdout, so a
  * script can drive it (see demo.sh). Events and library log lines go to stderr, prefixed with
@@ -45,6 +47,10 @@
 #include <jnx/junos_sync.h>
 
 #include "flowd.h"
+
+/* The address to bind (master) or of the master (backup), host byte order; --addr sets it. */
+static uint32_t flowd_addr = INADDR_LOOPBACK;
+static char addr_text[INET_ADDRSTRLEN] = "127.0.0.1";
 
 #define FLOWD_KEEPALIVE   2            /* seconds: a dead or hung peer is noticed quickly */
 #define FT_BUCKETS        (1u << 16)   /* fixed, so a resync walk's order never changes */
@@ -479,7 +485,7 @@ flowd_bind_done (in_port_t port)
     pthread_mutex_lock(&flowd_lock);
     bound_port = port;
     pthread_mutex_unlock(&flowd_lock);
-    flowd_log("listening on 127.0.0.1:%u", (unsigned)port);
+    flowd_log("listening on %s:%u", addr_text, (unsigned)port);
 }
 
 /* Master: a record queued with ack_requested was applied by the backup. */
@@ -529,7 +535,7 @@ sync_state (junos_sync_state_t *state, bool master, uint16_t port)
 {
     bzero(state, sizeof(*state));
     state->is_master = master;
-    state->server_addr = INADDR_LOOPBACK;   /* host byte order */
+    state->server_addr = flowd_addr;   /* host byte order */
     state->server_port = port;
     state->keepalive_time = FLOWD_KEEPALIVE;
 }
@@ -815,8 +821,8 @@ run_command (char *line)
 static void
 usage (void)
 {
-    fprintf(stderr, "usage: flowd master [port]\n"
-                    "       flowd backup <port>\n"
+    fprintf(stderr, "usage: flowd master [port] [--addr A]\n"
+                    "       flowd backup <port> [--addr A]\n"
                     "commands on stdin: fill N [SEED], churn N [SEED], barrier [SECS], digest,\n"
                     "  wait-synced [SECS], wait-conn up|down [SECS], switchover-master PORT,\n"
                     "  stats, quit\n");
@@ -834,6 +840,15 @@ main (int argc, char **argv)
     long port;
     bool master;
 
+    if (argc >= 4 && strcmp(argv[argc - 2], "--addr") == 0) {
+        struct in_addr a;
+
+        if (inet_pton(AF_INET, argv[argc - 1], &a) != 1)
+            usage();
+        flowd_addr = ntohl(a.s_addr);
+        snprintf(addr_text, sizeof(addr_text), "%s", argv[argc - 1]);
+        argc -= 2;
+    }
     if (argc < 2 || argc > 3)
         usage();
     if (strcmp(argv[1], "master") == 0)
@@ -877,10 +892,10 @@ main (int argc, char **argv)
         return 1;
     }
     if (master) {
-        printf("ready master port %u\n", (unsigned)bound_port);
+        printf("ready master port %u keepalive %d\n", (unsigned)bound_port, FLOWD_KEEPALIVE);
     } else {
-        flowd_log("replicating from master 127.0.0.1:%ld", port);
-        printf("ready backup port %ld\n", port);
+        flowd_log("replicating from master %s:%ld", addr_text, port);
+        printf("ready backup port %ld keepalive %d\n", port, FLOWD_KEEPALIVE);
     }
 
     while (fgets(line, sizeof(line), stdin) != NULL) {

@@ -387,6 +387,9 @@ junos_sync_status_t junos_sync_set_event_context(junos_sync_context_t *ctx, evCo
 /**
  * Starts the context.
  *
+ * Calling `junos_sync_exit` from inside `sync_bind_done_func` here is allowed: nothing starts,
+ * queued TLVs are freed, and this returns `JUNOS_SYNC_ERR_STATE`.
+ *
  * Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
  * and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
  * `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
@@ -409,6 +412,14 @@ junos_sync_status_t junos_sync_start(junos_sync_context_t *ctx);
  * caller's: `JUNOS_SYNC_ERR_INVALID` (NULL, or `tlv_len` over `JUNOS_SYNC_MAX_TLV_LEN`),
  * `JUNOS_SYNC_ERR_STATE` (a backup context), `JUNOS_SYNC_ERR_BACKLOG_FULL` (with `no_resync`,
  * the unacknowledged backlog is at its limit). May be called before `junos_sync_start`.
+ *
+ * Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
+ * backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
+ * it with `sync_free_func` without ack notifications (this TLV too, possibly right here on the
+ * calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, disconnects the
+ * backup, and gives it a full resync from your database walk, which carries the dropped
+ * changes. The call still returns `JUNOS_SYNC_OK`: what you queued is not lost, it is
+ * replicated by the walk instead.
  *
  * # Safety
  * `ctx` is NULL or a live context; `data` is NULL or a TLV with `tlv_len` payload bytes,

@@ -74,6 +74,12 @@ impl<T> Backlog<T> {
         self.send_seq = seq.clamp(self.front_seq, self.next_seq());
     }
 
+    /// The entries with sequence numbers up to `upto`, front first.
+    pub fn iter_upto(&self, upto: u64) -> impl Iterator<Item = &Entry<T>> {
+        let n = (upto + 1).saturating_sub(self.front_seq).min(self.entries.len() as u64);
+        self.entries.iter().take(n as usize)
+    }
+
     /// Removes the front entry if its sequence number is at most `upto`.
     pub fn pop_acked(&mut self, upto: u64) -> Option<(u64, Entry<T>)> {
         if self.front_seq > upto {

@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use mio::{Registry, Token};
 
 use super::app::App;
-use super::config::Config;
+use super::config::{keepalive_ms, Config};
 use super::conn::{io_reason, Conn};
 use super::env::Env;
 use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
@@ -161,7 +161,7 @@ impl Backup {
             version: PROTOCOL_VERSION,
             role: Role::Backup,
             flags: if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 },
-            keepalive_ms: self.cfg.keepalive.as_millis() as u32,
+            keepalive_ms: keepalive_ms(self.cfg.keepalive),
             session: self.session,
             peer_session: self.master_session,
             seq: self.last_applied,
@@ -230,6 +230,15 @@ impl Backup {
                 break;
             }
             let State::Up(c) = &mut self.state else { break };
+            // One cumulative ACK per read buffer applied: the master frees steadily.
+            if self.last_applied > self.last_acked {
+                c.out.control(FrameKind::Ack, self.last_applied, &[]);
+                self.last_acked = self.last_applied;
+                if let Err(e) = c.flush(|_| &[]) {
+                    r = Err(io_reason(&e));
+                    break;
+                }
+            }
             match c.read_some() {
                 Ok(true) => {}
                 Ok(false) => break,

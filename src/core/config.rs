@@ -18,6 +18,11 @@ pub struct Config {
     pub keepalive: Duration,
 }
 
+/// A keepalive time as the handshake carries it: milliseconds, saturating at u32::MAX (49 days).
+pub fn keepalive_ms(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
 impl Config {
     /// `keepalive_secs == 0` means the default.
     pub fn new(is_master: bool, no_resync: bool, addr_host_order: u32, port: u16, keepalive_secs: u32) -> Self {

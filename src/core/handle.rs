@@ -44,6 +44,8 @@ pub struct Context<A: App> {
     waker: Arc<Waker>,
     phase: Mutex<Phase<A>>,
     session: u64,
+    /// `exit` was called (it may be from a callback inside `start`).
+    exit_requested: std::sync::atomic::AtomicBool,
     /// The current application's free, for TLVs dropped on the caller's thread.
     freer: Mutex<Freer<A::Tlv>>,
 }
@@ -100,6 +102,7 @@ impl<A: App> Context<A> {
             ctrl_tx,
             waker: Arc::new(waker),
             phase: Mutex::new(Phase::Ready(Kit { poll, app, data_rx, ctrl_rx, cfg })),
+            exit_requested: std::sync::atomic::AtomicBool::new(false),
             session: new_session_id(),
         })
     }
@@ -147,6 +150,14 @@ impl<A: App> Context<A> {
             match Master::new(listener, kit.poll.registry(), kit.cfg, self.session) {
                 Ok(m) => {
                     kit.app.bind_done(m.port());
+                    if self.exit_requested.load(Ordering::Acquire) {
+                        // bind_done called junos_sync_exit: no loop, nothing held.
+                        while let Ok((t, _)) = kit.data_rx.try_recv() {
+                            self.shared.release_bytes(held_size(&t));
+                            kit.app.free(t);
+                        }
+                        return Err((Error::State, None));
+                    }
                     Role::Master(m)
                 }
                 Err(e) => {
@@ -259,13 +270,17 @@ impl<A: App> Context<A> {
         r
     }
 
-    /// Stops the loop and frees everything. From inside a callback (on the loop thread) the
-    /// loop finishes the job right after that callback returns.
-    pub fn exit(self) {
+    /// Stops the loop and frees everything it holds. From inside a callback on the loop
+    /// thread the loop finishes the job right after that callback returns; from inside
+    /// `bind_done` during `start`, `start` does. The caller frees the context itself (the C
+    /// layer holds it in an `Arc`, so a call still inside `start` or `switchover` keeps it
+    /// alive until it returns).
+    pub fn exit(&self) {
         if self.shared.on_loop_thread() {
             self.shared.halt.store(true, Ordering::Release);
             return;
         }
+        self.exit_requested.store(true, Ordering::Release);
         let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Starting);
         match prev {
             Phase::Running(h) => {
@@ -279,6 +294,7 @@ impl<A: App> Context<A> {
                     kit.app.free(t);
                 }
             }
+            // Inside `start` (its bind_done callback): `start` sees `exit_requested`.
             Phase::Starting => {}
         }
     }

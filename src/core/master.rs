@@ -12,7 +12,7 @@ use mio::{Interest, Registry, Token};
 
 use super::app::{App, Tlv};
 use super::backlog::{Backlog, Entry};
-use super::config::Config;
+use super::config::{keepalive_ms, Config};
 use super::conn::{io_reason, Conn};
 use super::env::{held_size, Env};
 use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
@@ -44,6 +44,9 @@ pub struct Master<A: App> {
     walk: Option<Walk<A::Cursor>>,
     /// The acknowledged last walked TLV, kept for the application's cursor.
     pinned: Option<A::Tlv>,
+    /// Bytes of walked TLVs not yet acknowledged: the walk's own pace, so that it neither
+    /// fills the backlog nor waits on TLVs queued meanwhile (those cannot move until it ends).
+    walked_bytes: usize,
     session: u64,
     backup_session: u64,
     /// A reconnecting backup that has applied at least this sequence number may resume.
@@ -68,6 +71,7 @@ impl<A: App> Master<A> {
             held: VecDeque::new(),
             walk: None,
             pinned: None,
+            walked_bytes: 0,
             session,
             backup_session: 0,
             resume_from: None,
@@ -277,7 +281,7 @@ impl<A: App> Master<A> {
             version: PROTOCOL_VERSION,
             role: Role::Master,
             flags,
-            keepalive_ms: c.keepalive.as_millis() as u32,
+            keepalive_ms: keepalive_ms(c.keepalive),
             session: self.session,
             peer_session: hello.session,
             seq: after,
@@ -294,6 +298,7 @@ impl<A: App> Master<A> {
     fn purge(&mut self, env: &mut Env<A>) -> VecDeque<(A::Tlv, bool)> {
         self.abort_walk(env);
         let mut keep = VecDeque::new();
+        self.walked_bytes = 0;
         for e in self.backlog.take_all() {
             match e {
                 Entry::Queued { tlv, ack } => keep.push_back((tlv, ack)),
@@ -327,7 +332,7 @@ impl<A: App> Master<A> {
             }
         }
         if let Some(t) = self.pinned.take() {
-            env.free(t);
+            env.app.free(t); // released when it was acknowledged
         }
     }
 
@@ -380,26 +385,35 @@ impl<A: App> Master<A> {
         let Master { conn, backlog, .. } = self;
         let c = conn.as_mut().expect("connected");
         let done = c.flush(|seq| payload_of(backlog, seq)).map_err(|e| io_reason(&e))?;
-        let more_to_fill = self.backlog.send_seq() < self.backlog.next_seq() || self.walk.is_some();
+        // A walk held back by its budget waits for acknowledgements (readable), not for us.
+        let more_to_fill = self.backlog.send_seq() < self.backlog.next_seq()
+            || (self.walk.is_some() && self.walk_may_go(env));
         let c = self.conn.as_ref().expect("connected");
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
     }
 
     /// Frees (and notifies) everything the backup has applied up to `upto`.
     fn process_ack(&mut self, env: &mut Env<A>, upto: u64) {
+        // Stop counting the batch against the backlog before the application sees any of it
+        // freed, with one atomic update for the whole batch.
+        let bytes: usize = self.backlog.iter_upto(upto).map(entry_size).sum();
+        env.shared.release_bytes(bytes);
         while let Some((seq, e)) = self.backlog.pop_acked(upto) {
+            // Once halted (exit from a callback), only frees: no other callback runs.
             match e {
                 Entry::Queued { tlv, ack } => {
                     if ack && !env.halted() {
                         env.app.ack_notify(&tlv);
                     }
-                    env.free(tlv);
+                    env.app.free(tlv);
                 }
                 Entry::Walked(t) => {
+                    self.walked_bytes -= held_size(&t);
                     if self.walk.as_ref().is_some_and(|w| w.last_seq == seq) {
+                        // Already released from the count; freed after the next get_next.
                         self.pinned = Some(t);
                     } else {
-                        env.free(t);
+                        env.app.free(t);
                     }
                 }
                 Entry::SyncBegin => {}
@@ -409,25 +423,16 @@ impl<A: App> Master<A> {
                     }
                 }
             }
-            if env.halted() {
-                return;
-            }
         }
     }
 
     /// Walks the database while there is room to send.
     fn walk_step(&mut self, env: &mut Env<A>) {
-        // Walked entries count against the backlog limit too: leave half of it for the queue.
-        let budget = env.shared.backlog_limit.load(Ordering::Relaxed) / 2;
-        while self.walk.is_some()
-            && self.out_room()
-            && !env.halted()
-            && env.shared.held_bytes.load(Ordering::Relaxed) < budget
-        {
+        while self.walk.is_some() && self.walk_may_go(env) && !env.halted() {
             let cursor = self.walk.as_ref().and_then(|w| w.cursor);
             let next = env.app.get_next(cursor);
             if let Some(t) = self.pinned.take() {
-                env.free(t);
+                env.app.free(t); // released when it was acknowledged
             }
             let w = self.walk.as_mut().expect("walking");
             match next {
@@ -443,6 +448,7 @@ impl<A: App> Master<A> {
                 Some((cur, tlv)) => {
                     w.cursor = Some(cur);
                     if let Some(t) = tlv {
+                        self.walked_bytes += held_size(&t);
                         env.shared.held_bytes.fetch_add(held_size(&t), Ordering::Relaxed);
                         w.count += 1;
                         w.last_seq = self.backlog.push(Entry::Walked(t));
@@ -453,8 +459,11 @@ impl<A: App> Master<A> {
         }
     }
 
-    fn out_room(&self) -> bool {
-        self.conn.as_ref().is_some_and(|c| c.out.pending() < OUT_HIGH_WATER)
+    /// Whether the walk may take another entry: there is room to send it, and what it has in
+    /// flight stays within half the backlog limit (the other half is for the queue).
+    fn walk_may_go(&self, env: &Env<A>) -> bool {
+        let budget = env.shared.backlog_limit.load(Ordering::Relaxed) / 2;
+        self.conn.as_ref().is_some_and(|c| c.out.pending() < OUT_HIGH_WATER) && self.walked_bytes < budget
     }
 
     /// Moves unsent backlog entries into the connection's output, up to the high-water mark.
@@ -512,6 +521,14 @@ impl<A: App> Master<A> {
             }
         }
         let _ = reg.deregister(&mut self.listener);
+    }
+}
+
+/// Bytes an entry counts against the backlog limit.
+fn entry_size<T: Tlv>(e: &Entry<T>) -> usize {
+    match e {
+        Entry::Queued { tlv: t, .. } | Entry::Walked(t) => held_size(t),
+        Entry::SyncBegin | Entry::SyncEnd(_) => 0,
     }
 }
 

@@ -2,6 +2,7 @@
 //! and a call into `crate::core`.
 
 use std::ptr::NonNull;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use super::app::{logger_for, CApp, CTlv};
@@ -32,11 +33,32 @@ fn config(s: &junos_sync_state_t) -> Config {
     Config::new(s.is_master, s.no_resync, s.server_addr, s.server_port, s.keepalive_time)
 }
 
+/// Contexts live in an `Arc`: `junos_sync_exit` drops the application's reference, and a call
+/// that runs application callbacks synchronously (start, switchover) holds its own, so an exit
+/// from inside such a callback cannot free the context under the running call. The hot path
+/// (`junos_sync_queue`) only borrows.
+///
 /// # Safety
 /// `ctx` is NULL or a live context from `junos_sync_init`.
 unsafe fn ctx_ref<'a>(ctx: *mut junos_sync_context_t) -> Option<&'a Ctx> {
-    // SAFETY: per this function's contract, a non-NULL `ctx` is a `Box<Ctx>` from init.
-    unsafe { ctx.cast::<Ctx>().as_ref() }
+    // SAFETY: per this function's contract, a non-NULL `ctx` is an `Arc<Ctx>` from init.
+    unsafe { ctx.cast::<Ctx>().cast_const().as_ref() }
+}
+
+/// A counted reference for the duration of a call that runs callbacks.
+///
+/// # Safety
+/// As `ctx_ref`.
+unsafe fn ctx_hold(ctx: *mut junos_sync_context_t) -> Option<Arc<Ctx>> {
+    if ctx.is_null() {
+        return None;
+    }
+    let p = ctx.cast::<Ctx>().cast_const();
+    // SAFETY: a live `Arc<Ctx>` from init (contract); one more strong count, owned by the result.
+    unsafe {
+        Arc::increment_strong_count(p);
+        Some(Arc::from_raw(p))
+    }
 }
 
 /// Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
@@ -63,7 +85,7 @@ pub unsafe extern "C" fn junos_sync_init(
             return std::ptr::null_mut();
         };
         match Ctx::new(config(&st), CApp::new(cb), logger) {
-            Ok(c) => Box::into_raw(Box::new(c)).cast(),
+            Ok(c) => Arc::into_raw(Arc::new(c)).cast_mut().cast(),
             Err(_) => std::ptr::null_mut(),
         }
     }
@@ -91,6 +113,9 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
 
 /// Starts the context.
 ///
+/// Calling `junos_sync_exit` from inside `sync_bind_done_func` here is allowed: nothing starts,
+/// queued TLVs are freed, and this returns `JUNOS_SYNC_ERR_STATE`.
+///
 /// Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
 /// and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
 /// `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
@@ -104,7 +129,7 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
 pub unsafe extern "C" fn junos_sync_start(ctx: *mut junos_sync_context_t) -> junos_sync_status_t {
     ffi_boundary! {
         // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
         status(c.start())
     }
 }
@@ -118,6 +143,14 @@ pub unsafe extern "C" fn junos_sync_start(ctx: *mut junos_sync_context_t) -> jun
 /// caller's: `JUNOS_SYNC_ERR_INVALID` (NULL, or `tlv_len` over `JUNOS_SYNC_MAX_TLV_LEN`),
 /// `JUNOS_SYNC_ERR_STATE` (a backup context), `JUNOS_SYNC_ERR_BACKLOG_FULL` (with `no_resync`,
 /// the unacknowledged backlog is at its limit). May be called before `junos_sync_start`.
+///
+/// Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
+/// backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
+/// it with `sync_free_func` without ack notifications (this TLV too, possibly right here on the
+/// calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, disconnects the
+/// backup, and gives it a full resync from your database walk, which carries the dropped
+/// changes. The call still returns `JUNOS_SYNC_OK`: what you queued is not lost, it is
+/// replicated by the walk instead.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context; `data` is NULL or a TLV with `tlv_len` payload bytes,
@@ -170,7 +203,7 @@ pub unsafe extern "C" fn junos_sync_switchover(
 ) -> junos_sync_status_t {
     ffi_boundary! {
         // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
         // SAFETY: NULL or valid per the contract; copied at once.
         let (Some(st), Some(cb)) = (unsafe { state.as_ref() }.copied(), unsafe { callbacks.as_ref() }.copied()) else {
             c.shared().log("junos_sync_switchover: state or callbacks is NULL");
@@ -252,8 +285,8 @@ pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
         if ctx.is_null() {
             return;
         }
-        // SAFETY: a live context from init, given back exactly once per the contract.
-        let c = unsafe { Box::from_raw(ctx.cast::<Ctx>()) };
+        // SAFETY: the application's reference from init, given back exactly once (contract).
+        let c = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
         c.exit();
     }
 }

@@ -1,9 +1,10 @@
 # lib.sh -- shared helpers for the flowd process-level fault tests (sourced by tests/sh/*.sh).
 #
 # Needs bash >= 5.0 (EPOCHREALTIME, namerefs). Conventions:
-#   - Each test case runs in a subshell through fs_case; fs_fail inside it prints nothing, records
-#     why, and exits the subshell, whose EXIT trap SIGKILLs every daemon it started. The parent
-#     prints `ok - NAME` or `not ok - NAME: WHY` (plus log tails as `#` lines) and goes on.
+#   - Each test case runs in a (background) subshell through fs_case; fs_fail inside it prints
+#     nothing, records why, and exits the subshell, whose EXIT trap SIGKILLs every daemon it
+#     started. The parent prints `ok - NAME` or `not ok - NAME: WHY` (plus the daemons' log
+#     tails as `#` lines) and goes on with the next case.
 #   - Daemons are flowd processes driven through FIFOs: fs_ask sends one command line and reads its
 #     one-line answer with a deadline, polling so that a dead daemon fails at once, never hangs.
 #   - Every daemon pid also goes to a file the top-level EXIT trap reads, so nothing survives the
@@ -15,6 +16,7 @@ FS_WORK=""            # per-run work directory (FIFOs, logs), removed at exit
 FS_FLOWD=""           # absolute path of the flowd binary
 FS_KEEPALIVE=2        # flowd's keepalive_time in seconds (FLOWD_KEEPALIVE in examples/flowd.c)
 FS_CASE_DIR=""        # current case's directory (logs, FIFOs, why, notes)
+FS_CASE_PID=""        # the running case's subshell
 FS_PASSED=0
 FS_FAILED=0
 FS_SKIPPED=0
@@ -51,6 +53,10 @@ fs_init() {
 # the exit hooks (namespace removal...), remove the work directory.
 fs_cleanup() {
     local p h
+    if [[ -n ${FS_CASE_PID:-} ]]; then
+        kill -TERM "$FS_CASE_PID" 2>/dev/null   # its EXIT trap kills its daemons
+        wait "$FS_CASE_PID" 2>/dev/null
+    fi
     if [[ -n $FS_WORK && -f $FS_WORK/pids ]]; then
         while read -r p; do
             [[ -n $p ]] && kill -KILL "$p" 2>/dev/null
@@ -96,13 +102,18 @@ fs_case() {
     fi
     FS_CASE_DIR=$FS_WORK/$name
     mkdir -p "$FS_CASE_DIR"
+    # In the background, so that a signal to the script interrupts `wait` at once (bash runs
+    # traps only between commands); the top-level cleanup then ends the case first.
     (
         FS_PID=() FS_IN=() FS_OUT=() FS_LOG=() FS_BARRIERS=()
         trap fs_case_cleanup EXIT
         trap 'exit 130' INT TERM HUP
         "$@"
-    )
+    ) &
+    FS_CASE_PID=$!
+    wait "$FS_CASE_PID"
     rc=$?
+    FS_CASE_PID=""
     if [[ -f $FS_CASE_DIR/notes ]]; then
         while IFS= read -r l; do printf '# %s: %s\n' "$name" "$l"; done <"$FS_CASE_DIR/notes"
     fi
@@ -207,8 +218,7 @@ fs_read() {
         (( rc > 128 )) || fs_fail "$key: cannot read its answer to '$what' (read status $rc)"
         part+=$line
         fs_state "$key"
-        [[ $PSTATE == gone || $PSTATE == Z || $PSTATE == X ]] &&
-            fs_fail "$key died (during '$what')"
+        [[ $PSTATE == gone || $PSTATE == Z || $PSTATE == X ]] && fs_died "$key" "$what"
         fs_now
         (( NOW_MS < deadline )) || fs_fail "$key did not answer '$what' within $secs s (state $PSTATE)"
     done
@@ -218,10 +228,21 @@ fs_read() {
     return 0
 }
 
+# fs_died KEY WHAT: the daemon is gone; reap it and fail the case saying how it ended.
+fs_died() {
+    local st=0
+    wait "${FS_PID[$1]}" 2>/dev/null || st=$?
+    unset "FS_PID[$1]"
+    if (( st > 128 && st < 128 + 65 )); then
+        fs_fail "$1 was killed by SIG$(kill -l $((st - 128))) (during '$2')"
+    fi
+    fs_fail "$1 exited with status $st (during '$2')"
+}
+
 # fs_send KEY COMMAND: sends one command line without reading the answer.
 fs_send() {
     fs_state "$1"
-    [[ $PSTATE != gone && $PSTATE != Z && $PSTATE != X ]] || fs_fail "$1 is not running (command: $2)"
+    [[ $PSTATE != gone && $PSTATE != Z && $PSTATE != X ]] || fs_died "$1" "$2"
     printf '%s\n' "$2" >&"${FS_IN[$1]}" || fs_fail "cannot write to $1"
 }
 
@@ -311,8 +332,17 @@ fs_quit() {
     for ((i = 0; i + 1 < ${#w[@]}; i += 2)); do
         _bye[${w[i]}]=${w[i + 1]}
     done
-    wait "${FS_PID[$key]}"
-    rc=$?
+    # It answered after junos_sync_exit returned; it must now exit promptly.
+    local t0
+    fs_now
+    t0=$NOW_MS
+    while fs_state "$key"; [[ $PSTATE != gone && $PSTATE != Z && $PSTATE != X ]]; do
+        fs_now
+        (( NOW_MS - t0 < 10000 )) || fs_fail "$key did not exit within 10 s of 'quit' (state $PSTATE)"
+        sleep 0.02
+    done
+    rc=0
+    wait "${FS_PID[$key]}" || rc=$?
     unset "FS_PID[$key]"
     (( rc == 0 )) || fs_fail "$key exited with status $rc after quit"
 }
@@ -441,7 +471,7 @@ fs_resync_kind() {
     FULLS=$(( _s1[full_resyncs] - _s0[full_resyncs] ))
     fs_log_count "$1" "$2" 'resumes after sequence'
     logp=$COUNT
-    fs_log_count "$1" "$2" 'full resync'
+    fs_log_count "$1" "$2" 'connected, full resync'
     logf=$COUNT
     (( logp == RESUMES && logf == FULLS )) ||
         fs_fail "master's log ($logp resumes, $logf full) disagrees with its stats ($RESUMES partial, $FULLS full)"

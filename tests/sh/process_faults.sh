@@ -117,8 +117,11 @@ stop_case() {
     fs_srand $((SEED + n))
     fs_pair_up M B
     limit_ms=$(( FS_KEEPALIVE * 1500 ))
-    fs_rand 500
-    stop_ms=$(( limit_ms + 500 + R ))         # > 1.5 x keepalive: DOWN happens during the stop
+    # Longer than 1.5 x keepalive, so DOWN happens during the stop; past 2 x keepalive the
+    # backup's reconnection attempts to a stopped master time out too and queue up in the
+    # master's accept backlog (stale valid HELLOs it must get past after SIGCONT).
+    fs_rand 2000
+    stop_ms=$(( limit_ms + 500 + R ))
     fs_stats M s0
     fs_mark M mark_m
     fs_mark B mark_b

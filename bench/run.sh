@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# `make bench`: builds the benchmark programs into build/bench/ against a snapshot of
+# build/lib/libjunos-sync.so (so a concurrent `make lib` cannot swap the library under a running
+# benchmark), installs libzmq3-dev if it is missing (or says clearly that the ZeroMQ baseline is
+# skipped), then runs bench/bench.py: markdown table on stdout, build/bench/results.json.
+#
+# Knobs (environment): BENCH_RUNS (default 5), BENCH_QUICK=1 (counts / 10), BENCH_PIN=0 (no CPU
+# pinning), BENCH_CPU_A / BENCH_CPU_B (CPUs of the sending and receiving process, default 0 / 1),
+# BENCH_ONLY=stream64,stream1k,latency,resync,memory, BENCH_TIMEOUT (seconds per program run),
+# BENCH_NO_APT=1 (never run apt-get), CC.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=build/bench
+CC=${CC:-cc}
+CFLAGS="-std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Iinclude -Ibench"
+
+log() { echo "bench: $*" >&2; }
+
+SRC_SO=build/lib/libjunos-sync.so.1.0.0
+if [ ! -f "$SRC_SO" ]; then
+  log "FAIL: $SRC_SO is missing; run 'make lib' (or 'make bench', which builds it)"
+  exit 1
+fi
+command -v python3 >/dev/null || { log "FAIL: python3 is needed"; exit 1; }
+
+# ---- snapshot of the library ---------------------------------------------------------------
+mkdir -p "$OUT/lib"
+ok=0
+for _ in 1 2 3 4 5; do
+  cp "$SRC_SO" "$OUT/lib/.libjunos-sync.so.new"
+  if cmp -s "$SRC_SO" "$OUT/lib/.libjunos-sync.so.new"; then ok=1; break; fi
+  sleep 1   # the library was being rewritten while we copied it
+done
+[ $ok = 1 ] || { log "FAIL: $SRC_SO keeps changing; cannot take a stable copy"; exit 1; }
+mv -f "$OUT/lib/.libjunos-sync.so.new" "$OUT/lib/libjunos-sync.so.1.0.0"
+ln -sf libjunos-sync.so.1.0.0 "$OUT/lib/libjunos-sync.so.1"
+ln -sf libjunos-sync.so.1 "$OUT/lib/libjunos-sync.so"
+LIBFLAGS="-L$OUT/lib -Wl,-rpath,$ROOT/$OUT/lib -ljunos-sync -lpthread"
+
+# ---- ZeroMQ --------------------------------------------------------------------------------
+zmq_ok() { [ -f /usr/include/zmq.h ] && { pkg-config --exists libzmq 2>/dev/null || ls /usr/lib/*/libzmq.so >/dev/null 2>&1; }; }
+zmq_flags() { pkg-config --cflags --libs libzmq 2>/dev/null || echo -lzmq; }
+BENCH_ZMQ_SKIPPED=""
+if ! zmq_ok; then
+  if [ "${BENCH_NO_APT:-0}" != 1 ] && command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    log "libzmq3-dev is missing: installing it with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! { apt-get update -qq && apt-get install -y -qq libzmq3-dev >/dev/null; }; then
+      log "apt-get could not install libzmq3-dev"
+    fi
+  fi
+  if ! zmq_ok; then
+    BENCH_ZMQ_SKIPPED="libzmq3-dev is not installed and could not be installed (apt-get, root needed)"
+    log "SKIPPING the ZeroMQ baseline: $BENCH_ZMQ_SKIPPED"
+  fi
+fi
+
+# ---- build ---------------------------------------------------------------------------------
+build() { # out src flags...
+  local out=$1 src=$2; shift 2
+  $CC $CFLAGS "$src" -o "$out" "$@"
+}
+build "$OUT/jsync_bench" bench/jsync_bench.c $LIBFLAGS
+build "$OUT/tcp_baseline" bench/tcp_baseline.c
+if [ -z "$BENCH_ZMQ_SKIPPED" ]; then
+  # shellcheck disable=SC2046
+  if ! build "$OUT/zmq_baseline" bench/zmq_baseline.c $(zmq_flags); then
+    BENCH_ZMQ_SKIPPED="bench/zmq_baseline.c did not build against the installed libzmq"
+    log "SKIPPING the ZeroMQ baseline: $BENCH_ZMQ_SKIPPED"
+  fi
+fi
+log "built $OUT/jsync_bench $OUT/tcp_baseline${BENCH_ZMQ_SKIPPED:+ (no zmq_baseline)}${BENCH_ZMQ_SKIPPED:- $OUT/zmq_baseline}"
+
+export BENCH_ZMQ_SKIPPED
+exec python3 bench/bench.py

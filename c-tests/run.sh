@@ -1,0 +1,94 @@
+#!/bin/sh
+# Runs the C test programs: run.sh MODE binary...
+#   MODE plain     run each binary as is
+#   MODE valgrind  under valgrind memcheck (same options as the Makefile's VALGRIND), with
+#                  smaller record counts (JSYNC_TEST_SCALE) and longer deadlines
+#   MODE asan      binaries built with -fsanitize=address,undefined; leak detection on
+# Prints each binary's output, a result line per binary, and finally exactly
+# "N passed, N failed" counting binaries. Exits non-zero if any binary failed.
+set -u
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 plain|valgrind|asan binary..." >&2
+    exit 2
+fi
+mode=$1
+shift
+
+VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
+# A binary that runs longer than this is killed and counted as failed (each test program also
+# has its own per-test watchdog).
+limit=300
+
+case "$mode" in
+plain)
+    wrap=""
+    : "${JSYNC_TEST_SCALE:=1}"
+    : "${JSYNC_TEST_TIMEOUT_MULT:=1}"
+    ;;
+valgrind)
+    if ! command -v valgrind >/dev/null 2>&1; then
+        echo "run.sh: valgrind is not installed" >&2
+        exit 2
+    fi
+    wrap=$VALGRIND
+    : "${JSYNC_TEST_SCALE:=1}"
+    : "${JSYNC_TEST_TIMEOUT_MULT:=5}"
+    limit=900
+    ;;
+asan)
+    wrap=""
+    : "${JSYNC_TEST_SCALE:=1}"
+    : "${JSYNC_TEST_TIMEOUT_MULT:=3}"
+    ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+    export ASAN_OPTIONS UBSAN_OPTIONS
+    limit=600
+    ;;
+*)
+    echo "run.sh: unknown mode '$mode' (plain, valgrind or asan)" >&2
+    exit 2
+    ;;
+esac
+export JSYNC_TEST_SCALE JSYNC_TEST_TIMEOUT_MULT
+: "${JSYNC_TEST_QUIET:=0}"
+export JSYNC_TEST_QUIET
+
+passed=0
+failed=0
+failed_list=""
+out=$(mktemp "${TMPDIR:-/tmp}/jsync-c-tests.XXXXXX") || exit 2
+trap 'rm -f "$out"' EXIT INT TERM
+
+for bin in "$@"; do
+    if [ ! -x "$bin" ]; then
+        echo "=== $bin: not found or not executable"
+        failed=$((failed + 1))
+        failed_list="$failed_list $bin"
+        continue
+    fi
+    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE)"
+    start=$(date +%s)
+    # shellcheck disable=SC2086
+    timeout -s KILL "$limit" $wrap "$bin" >"$out" 2>&1
+    rc=$?
+    cat "$out"
+    secs=$(( $(date +%s) - start ))
+    summary=$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$out" | tail -n 1)
+    nfail=$(printf '%s\n' "$summary" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed$/\1/p')
+    if [ "$rc" -eq 0 ] && [ -n "$summary" ] && [ "$nfail" = "0" ]; then
+        echo "=== PASS $bin ($summary, ${secs}s)"
+        passed=$((passed + 1))
+    else
+        why="exit status $rc"
+        [ "$rc" -eq 137 ] && why="killed after ${limit}s"
+        [ -z "$summary" ] && why="$why, no summary line"
+        echo "=== FAIL $bin (${summary:-no summary}; $why, ${secs}s)"
+        failed=$((failed + 1))
+        failed_list="$failed_list $bin"
+    fi
+done
+
+[ -n "$failed_list" ] && echo "failed:$failed_list"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
