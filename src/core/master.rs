@@ -386,8 +386,8 @@ impl<A: App> Master<A> {
         let c = conn.as_mut().expect("connected");
         let done = c.flush(|seq| payload_of(backlog, seq)).map_err(|e| io_reason(&e))?;
         // A walk held back by its budget waits for acknowledgements (readable), not for us.
-        let more_to_fill = self.backlog.send_seq() < self.backlog.next_seq()
-            || (self.walk.is_some() && self.walk_may_go(env));
+        let more_to_fill =
+            self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(env));
         let c = self.conn.as_ref().expect("connected");
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
     }

@@ -2,8 +2,8 @@
 //! and a call into `crate::core`.
 
 use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::app::{logger_for, CApp, CTlv};
 use super::panic::ffi_boundary;
