@@ -1,6 +1,7 @@
 //! The loop thread of one context: owns the sockets and the role, takes work from the API
 //! through channels, and sleeps in `poll` only when there is nothing to do.
 
+use std::collections::VecDeque;
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use super::backup::Backup;
 use super::config::Config;
 use super::env::Env;
 use super::error::Error;
+use super::handoff::Handoff;
 use super::master::{self, Master};
 use super::shared::Shared;
 use super::tokens;
@@ -37,7 +39,9 @@ pub enum Role<A: App> {
 pub struct Engine<A: App> {
     pub poll: Poll,
     pub env: Env<A>,
-    pub data_rx: Receiver<(A::Tlv, bool)>,
+    pub data: Arc<Handoff<(A::Tlv, bool)>>,
+    /// The loop's half of the hand-off's double buffer.
+    pub spare: VecDeque<(A::Tlv, bool)>,
     pub ctrl_rx: Receiver<Ctrl<A>>,
     pub role: Role<A>,
     pub session: u64,
@@ -94,7 +98,7 @@ impl<A: App> Engine<A> {
                 // the announcement is caught here, one that queued after it wakes us.
                 self.env.shared.sleeping.store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                if !self.data_rx.is_empty() || !self.ctrl_rx.is_empty() {
+                if !self.data.is_empty() || !self.ctrl_rx.is_empty() {
                     timeout = Some(Duration::ZERO);
                 }
             }
@@ -124,29 +128,28 @@ impl<A: App> Engine<A> {
     }
 
     fn drain_data(&mut self) {
-        match &mut self.role {
-            Role::Master(m) => {
-                while let Ok((t, ack)) = self.data_rx.try_recv() {
-                    m.enqueue(t, ack);
-                }
-            }
-            Role::Backup(_) => {
-                // Only a queue call racing a switchover to backup gets here.
-                while let Ok((t, _)) = self.data_rx.try_recv() {
-                    self.env.log("junos-sync: TLV queued while switching to backup; freed unsent");
-                    self.env.free(t);
-                }
-            }
+        let Engine { data, spare, role, env, .. } = self;
+        match role {
+            Role::Master(m) => data.drain(spare, |(t, ack)| m.enqueue(t, ack)),
+            // Only a queue call racing a switchover to backup gets here.
+            Role::Backup(_) => data.drain(spare, |(t, _)| {
+                env.log("junos-sync: TLV queued while switching to backup; freed unsent");
+                env.free(t);
+            }),
         }
+    }
+
+    /// Frees everything still in the hand-off.
+    fn free_queued(&mut self) {
+        let Engine { data, spare, env, .. } = self;
+        data.drain(spare, |(t, _)| env.free(t));
     }
 
     /// The backlog went over its limit: drop it; the next backup session starts from a walk.
     fn overflow(&mut self) {
         if let Role::Master(m) = &mut self.role {
             m.overflow(&mut self.env, self.poll.registry());
-            while let Ok((t, _)) = self.data_rx.try_recv() {
-                self.env.free(t);
-            }
+            self.free_queued();
             self.env.settle();
         }
     }
@@ -204,9 +207,7 @@ impl<A: App> Engine<A> {
     /// from inside a callback, where the application has already let go of the context).
     fn teardown(mut self, notify: bool) {
         self.end_role(notify && !self.env.halted());
-        while let Ok((t, _)) = self.data_rx.try_recv() {
-            self.env.free(t);
-        }
+        self.free_queued();
         self.env.settle();
         *self.env.shared.loop_thread.lock() = None;
     }

@@ -1,6 +1,7 @@
 //! A context as API callers see it: safe to share between threads, cheap to queue on.
 
 use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
@@ -16,16 +17,19 @@ use super::config::{Config, DEFAULT_BACKLOG_LIMIT};
 use super::engine::{self, Ctrl, Engine, Role};
 use super::env::{held_size, Env};
 use super::error::Error;
+use super::handoff::Handoff;
 use super::master::{self, Master};
 use super::shared::Shared;
 use super::tokens;
 use super::wire::MAX_DATA_LEN;
 
+/// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
+const HANDOFF_RING: usize = 64 * 1024;
+
 /// What a context needs to start its loop, kept until `start`.
 struct Kit<A: App> {
     poll: Poll,
     app: A,
-    data_rx: Receiver<(A::Tlv, bool)>,
     ctrl_rx: Receiver<Ctrl<A>>,
     cfg: Config,
 }
@@ -39,7 +43,7 @@ enum Phase<A: App> {
 
 pub struct Context<A: App> {
     shared: Arc<Shared>,
-    data_tx: Sender<(A::Tlv, bool)>,
+    data: Arc<Handoff<(A::Tlv, bool)>>,
     ctrl_tx: Sender<Ctrl<A>>,
     waker: Arc<Waker>,
     phase: Mutex<Phase<A>>,
@@ -91,17 +95,17 @@ impl<A: App> Context<A> {
             logger(&format!("junos_sync_init: cannot create the loop's waker: {e}"));
             Error::NoMem
         })?;
-        let (data_tx, data_rx) = crossbeam_channel::unbounded();
+        let data = Arc::new(Handoff::new(HANDOFF_RING));
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
         let freer = Mutex::new(app.freer());
         Ok(Context {
             freer,
             shared,
-            data_tx,
+            data,
             ctrl_tx,
             waker: Arc::new(waker),
-            phase: Mutex::new(Phase::Ready(Kit { poll, app, data_rx, ctrl_rx, cfg })),
+            phase: Mutex::new(Phase::Ready(Kit { poll, app, ctrl_rx, cfg })),
             exit_requested: std::sync::atomic::AtomicBool::new(false),
             session: new_session_id(),
         })
@@ -152,10 +156,7 @@ impl<A: App> Context<A> {
                     kit.app.bind_done(m.port());
                     if self.exit_requested.load(Ordering::Acquire) {
                         // bind_done called junos_sync_exit: no loop, nothing held.
-                        while let Ok((t, _)) = kit.data_rx.try_recv() {
-                            self.shared.release_bytes(held_size(&t));
-                            kit.app.free(t);
-                        }
+                        self.free_queued(&mut kit.app);
                         return Err((Error::State, None));
                     }
                     Role::Master(m)
@@ -168,9 +169,16 @@ impl<A: App> Context<A> {
         } else {
             Role::Backup(Backup::new(kit.cfg, self.session))
         };
-        let Kit { poll, app, data_rx, ctrl_rx, .. } = kit;
-        let eng =
-            Engine { poll, env: Env::new(app, self.shared.clone()), data_rx, ctrl_rx, role, session: self.session };
+        let Kit { poll, app, ctrl_rx, .. } = kit;
+        let eng = Engine {
+            poll,
+            env: Env::new(app, self.shared.clone()),
+            data: self.data.clone(),
+            spare: VecDeque::new(),
+            ctrl_rx,
+            role,
+            session: self.session,
+        };
         engine::spawn(eng).map_err(|e| {
             // The engine (and the application's callbacks) went down with the failed spawn.
             self.shared.log(&format!("junos_sync_start: cannot start the loop thread: {e}"));
@@ -204,11 +212,7 @@ impl<A: App> Context<A> {
             free(tlv);
             return Ok(());
         }
-        if let Err(e) = self.data_tx.send((tlv, ack)) {
-            self.shared.release_bytes(size);
-            self.shared.log("junos_sync_queue: the context is shutting down");
-            return Err((Error::State, e.into_inner().0));
-        }
+        self.data.push((tlv, ack));
         fence(Ordering::SeqCst);
         if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
@@ -270,6 +274,14 @@ impl<A: App> Context<A> {
         r
     }
 
+    /// Frees what was queued but never reached a loop.
+    fn free_queued(&self, app: &mut A) {
+        self.data.drain(&mut VecDeque::new(), |(t, _)| {
+            self.shared.release_bytes(held_size(&t));
+            app.free(t);
+        });
+    }
+
     /// Stops the loop and frees everything it holds. From inside a callback on the loop
     /// thread the loop finishes the job right after that callback returns; from inside
     /// `bind_done` during `start`, `start` does. The caller frees the context itself (the C
@@ -289,10 +301,7 @@ impl<A: App> Context<A> {
                 let _ = h.join();
             }
             Phase::Ready(mut kit) => {
-                while let Ok((t, _)) = kit.data_rx.try_recv() {
-                    self.shared.release_bytes(held_size(&t));
-                    kit.app.free(t);
-                }
+                self.free_queued(&mut kit.app);
             }
             // Inside `start` (its bind_done callback): `start` sees `exit_requested`.
             Phase::Starting => {}

@@ -10,6 +10,7 @@ pub mod engine;
 pub mod env;
 pub mod error;
 pub mod handle;
+pub mod handoff;
 pub mod handshake;
 pub mod inbuf;
 pub mod master;
