@@ -297,7 +297,9 @@ static void test_exit_backup_mid_stream(void)
     pthread_join(th, NULL);
     CHECK_EQ(H_LOAD(b_order_err), 0);
     long applied = H_LOAD(b_live);
-    CHECK(applied <= at_exit);
+    /* The producer counts a record after junos_sync_queue returns, so the backup may already
+     * have applied the one record the producer had not counted yet when we looked. */
+    CHECK(applied <= at_exit + 1);
     CHECK(h_alloc_outstanding() > 0); /* the master holds what the backup never acknowledged */
     junos_sync_exit(mctx);
     H_STORE(mcs.exited, 1);

@@ -47,6 +47,8 @@ pub struct Master<A: App> {
     /// Bytes of walked TLVs not yet acknowledged: the walk's own pace, so that it neither
     /// fills the backlog nor waits on TLVs queued meanwhile (those cannot move until it ends).
     walked_bytes: usize,
+    /// Size of the last walked entry: the guess for the next one.
+    last_walked_size: usize,
     session: u64,
     backup_session: u64,
     /// A reconnecting backup that has applied at least this sequence number may resume.
@@ -72,6 +74,7 @@ impl<A: App> Master<A> {
             walk: None,
             pinned: None,
             walked_bytes: 0,
+            last_walked_size: 0,
             session,
             backup_session: 0,
             resume_from: None,
@@ -448,6 +451,7 @@ impl<A: App> Master<A> {
                 Some((cur, tlv)) => {
                     w.cursor = Some(cur);
                     if let Some(t) = tlv {
+                        self.last_walked_size = held_size(&t);
                         self.walked_bytes += held_size(&t);
                         env.shared.held_bytes.fetch_add(held_size(&t), Ordering::Relaxed);
                         w.count += 1;
@@ -457,13 +461,30 @@ impl<A: App> Master<A> {
             }
             self.fill();
         }
+        if self.walk_deadlocked(env) && !env.shared.overflow.swap(true, Ordering::AcqRel) {
+            env.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
+        }
     }
 
-    /// Whether the walk may take another entry: there is room to send it, and what it has in
-    /// flight stays within half the backlog limit (the other half is for the queue).
+    /// Whether the walk may take another entry: there is room to send it, what it has in
+    /// flight stays within half the backlog limit (the other half is for the queue), and one
+    /// more entry (sized like the last) keeps the whole backlog within the limit.
     fn walk_may_go(&self, env: &Env<A>) -> bool {
-        let budget = env.shared.backlog_limit.load(Ordering::Relaxed) / 2;
-        self.conn.as_ref().is_some_and(|c| c.out.pending() < OUT_HIGH_WATER) && self.walked_bytes < budget
+        let limit = env.shared.backlog_limit.load(Ordering::Relaxed);
+        let held = env.shared.held_bytes.load(Ordering::Relaxed);
+        self.conn.as_ref().is_some_and(|c| c.out.pending() < OUT_HIGH_WATER)
+            && self.walked_bytes < limit / 2
+            && held + self.last_walked_size <= limit
+    }
+
+    /// The walk waits for room that only acknowledgements of its own entries can make; with
+    /// none in flight, what fills the backlog is TLVs queued during the walk, which cannot
+    /// move until it ends. That is an overflow: drop the backlog and walk again.
+    fn walk_deadlocked(&self, env: &Env<A>) -> bool {
+        self.walk.is_some() && self.walked_bytes == 0 && self.pinned.is_none() && !self.walk_may_go(env) && {
+            let limit = env.shared.backlog_limit.load(Ordering::Relaxed);
+            env.shared.held_bytes.load(Ordering::Relaxed) + self.last_walked_size > limit
+        }
     }
 
     /// Moves unsent backlog entries into the connection's output, up to the high-water mark.

@@ -56,6 +56,8 @@ pub struct TestApp {
     pub master_db: Arc<Mutex<BTreeMap<u32, u32>>>,
     pub walk_can: bool,
     pub allocated: Arc<AtomicUsize>,
+    /// Microseconds each decode sleeps: a slow application.
+    pub decode_delay_us: Arc<AtomicUsize>,
 }
 
 impl App for TestApp {
@@ -63,6 +65,10 @@ impl App for TestApp {
     type Cursor = u32;
 
     fn decode(&mut self, p: &mut [u8]) {
+        let delay = self.decode_delay_us.load(Ordering::Relaxed);
+        if delay > 0 {
+            std::thread::sleep(std::time::Duration::from_micros(delay as u64));
+        }
         let mut r = self.rec.lock();
         r.decoded.push(p.to_vec());
         if p.len() == 8 {
@@ -127,6 +133,7 @@ pub struct Side {
     pub rec: Shared,
     pub db: Arc<Mutex<BTreeMap<u32, u32>>>,
     pub allocated: Arc<AtomicUsize>,
+    pub decode_delay_us: Arc<AtomicUsize>,
     pub ctx: Option<Context<TestApp>>,
 }
 
@@ -143,9 +150,16 @@ impl Side {
         let rec: Shared = Arc::default();
         let db = Arc::new(Mutex::new(BTreeMap::new()));
         let allocated = Arc::new(AtomicUsize::new(0));
-        let app = TestApp { rec: rec.clone(), master_db: db.clone(), walk_can: true, allocated: allocated.clone() };
+        let decode_delay_us = Arc::new(AtomicUsize::new(0));
+        let app = TestApp {
+            rec: rec.clone(),
+            master_db: db.clone(),
+            walk_can: true,
+            allocated: allocated.clone(),
+            decode_delay_us: decode_delay_us.clone(),
+        };
         let ctx = Context::new(cfg, app, logger(&rec)).expect("init");
-        Side { rec, db, allocated, ctx: Some(ctx) }
+        Side { rec, db, allocated, decode_delay_us, ctx: Some(ctx) }
     }
 
     pub fn ctx(&self) -> &Context<TestApp> {
