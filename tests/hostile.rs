@@ -119,3 +119,43 @@ fn misuse_is_refused_and_logged() {
     b.exit();
     m.exit();
 }
+
+/// A "master" that answers the handshake as another role or protocol version.
+fn fake_master(answer: Hello) -> (u16, std::thread::JoinHandle<()>) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let h = std::thread::spawn(move || {
+        let (mut s, _) = l.accept().unwrap();
+        let mut hello = [0u8; 32 + 40];
+        std::io::Read::read_exact(&mut s, &mut hello).unwrap();
+        let mut out = Vec::new();
+        push_frame(&mut out, FrameKind::Welcome, 0, 0, &answer.encode());
+        s.write_all(&out).unwrap();
+        // Hold the connection until the backup gives up on it.
+        let mut sink = [0u8; 256];
+        while std::io::Read::read(&mut s, &mut sink).map(|n| n > 0).unwrap_or(false) {}
+    });
+    (port, h)
+}
+
+#[test]
+fn backup_refuses_a_peer_that_is_no_master_or_speaks_another_version() {
+    for (answer, why) in [
+        (
+            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1000, session: 9, peer_session: 0, seq: 0 },
+            "two backups",
+        ),
+        (
+            Hello { version: 7, role: Role::Master, flags: 0, keepalive_ms: 1000, session: 9, peer_session: 0, seq: 0 },
+            "protocol version 7",
+        ),
+    ] {
+        let (port, fake) = fake_master(answer);
+        let mut b = Side::new(junos_sync::core::Config::new(false, false, 0x7f00_0001, port, 1));
+        b.ctx().start().unwrap();
+        wait_for("refusal logged", 10, || b.rec.lock().logs.iter().any(|l| l.contains(why)));
+        assert_eq!(b.rec.lock().ups, 0, "the backup went up with a bad peer");
+        b.exit();
+        fake.join().unwrap();
+    }
+}
