@@ -3,7 +3,6 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -16,13 +15,13 @@ use super::config::{keepalive_ms, Config};
 use super::conn::{io_reason, Conn};
 use super::env::{held_size, Env};
 use super::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
+pub use super::lobby::bind;
+use super::lobby::Lobby;
 use super::tokens;
-use super::wire::{FrameKind, MAX_CONTROL_LEN};
+use super::wire::FrameKind;
 
 /// Stop walking and filling once this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 1 << 20;
-/// Connections still in their handshake; more than this and the oldest is dropped.
-const MAX_PENDING: usize = 64;
 const MAX_READS_PER_STEP: usize = 16;
 
 struct Walk<C> {
@@ -34,9 +33,7 @@ struct Walk<C> {
 }
 
 pub struct Master<A: App> {
-    listener: TcpListener,
-    acceptable: bool,
-    pending: Vec<Option<Conn>>,
+    lobby: Lobby,
     conn: Option<Conn>,
     backlog: Backlog<A::Tlv>,
     /// Queued while a walk runs: sent after the walk's entries.
@@ -56,18 +53,10 @@ pub struct Master<A: App> {
     cfg: Config,
 }
 
-/// Binds the master's listening socket (SO_REUSEADDR is set by mio).
-pub fn bind(cfg: &Config) -> io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::V4(cfg.sock_addr()))
-}
-
 impl<A: App> Master<A> {
-    pub fn new(mut listener: TcpListener, registry: &Registry, cfg: Config, session: u64) -> io::Result<Self> {
-        registry.register(&mut listener, tokens::LISTENER, Interest::READABLE)?;
+    pub fn new(listener: TcpListener, registry: &Registry, cfg: Config, session: u64) -> io::Result<Self> {
         Ok(Master {
-            listener,
-            acceptable: true,
-            pending: Vec::new(),
+            lobby: Lobby::new(listener, registry, cfg.keepalive)?,
             conn: None,
             backlog: Backlog::default(),
             held: VecDeque::new(),
@@ -93,12 +82,12 @@ impl<A: App> Master<A> {
             self.backlog.next_seq(),
             self.walk.is_some(),
             self.held.len(),
-            self.pending.iter().flatten().count()
+            self.lobby.pending()
         )
     }
 
     pub fn port(&self) -> u16 {
-        self.listener.local_addr().map_or(0, |a| a.port())
+        self.lobby.port()
     }
 
     /// A TLV from `junos_sync_queue`.
@@ -111,27 +100,25 @@ impl<A: App> Master<A> {
     }
 
     pub fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
-        let c = if token == tokens::LISTENER {
-            self.acceptable = true;
-            return;
-        } else if token == tokens::CONN {
-            self.conn.as_mut()
+        if token == tokens::CONN {
+            if let Some(c) = self.conn.as_mut() {
+                c.readable |= readable;
+                c.writable |= writable;
+            }
         } else {
-            tokens::pending_index(token).and_then(|i| self.pending.get_mut(i)).and_then(Option::as_mut)
-        };
-        if let Some(c) = c {
-            c.readable |= readable;
-            c.writable |= writable;
+            self.lobby.on_event(token, readable, writable);
         }
     }
 
     /// Does all the work that is ready. Returns true if more is ready right away.
     pub fn step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
-        let mut busy = self.accept(env, reg, now);
-        busy |= self.pending_step(env, reg, now);
-        if env.halted() {
-            return false;
+        for (c, hello) in self.lobby.step(&env.shared, reg, now) {
+            self.promote(env, reg, c, hello);
+            if env.halted() {
+                return false;
+            }
         }
+        let mut busy = self.lobby.busy();
         if self.conn.is_some() {
             match self.conn_step(env) {
                 Ok(more) => busy |= more,
@@ -145,84 +132,6 @@ impl<A: App> Master<A> {
         self.timers(env, reg, now);
         // A liveness check in `timers` may have read bytes that no event will announce.
         busy || self.conn.as_ref().is_some_and(|c| c.readable)
-    }
-
-    fn accept(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
-        let mut accepted = 0;
-        while self.acceptable && accepted < MAX_PENDING {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    accepted += 1;
-                    let slot = match self.pending.iter().position(Option::is_none) {
-                        Some(i) => i,
-                        None if self.pending.len() < MAX_PENDING => {
-                            self.pending.push(None);
-                            self.pending.len() - 1
-                        }
-                        None => {
-                            let oldest = (0..self.pending.len())
-                                .min_by_key(|&i| self.pending[i].as_ref().map(|c| c.last_rx))
-                                .expect("pending is full");
-                            let c = self.pending[oldest].take().expect("full slot");
-                            env.log(&format!(
-                                "junos-sync master: too many connections in handshake, dropping {}",
-                                c.peer_name()
-                            ));
-                            c.close(reg);
-                            oldest
-                        }
-                    };
-                    match Conn::new(stream, tokens::pending(slot), reg, (512, MAX_CONTROL_LEN), self.cfg.keepalive) {
-                        Ok(c) => self.pending[slot] = Some(c),
-                        Err(e) => env.log(&format!("junos-sync master: cannot register connection: {e}")),
-                    }
-                    let _ = now;
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.acceptable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // EMFILE and friends: try again on the next event rather than spin.
-                    env.log(&format!("junos-sync master: accept failed: {e}"));
-                    self.acceptable = false;
-                }
-            }
-        }
-        self.acceptable
-    }
-
-    fn pending_step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
-        for i in 0..self.pending.len() {
-            let Some(c) = self.pending[i].as_mut() else {
-                continue;
-            };
-            let verdict = read_hello(c);
-            match verdict {
-                Ok(None) => {
-                    if c.peer_dead(now) {
-                        let c = self.pending[i].take().expect("slot");
-                        env.log(&format!("junos-sync master: no handshake from {} in time, closing", c.peer_name()));
-                        c.close(reg);
-                    }
-                }
-                Ok(Some(hello)) => {
-                    let c = self.pending[i].take().expect("slot");
-                    if let Err(why) = check_hello(&hello) {
-                        refuse(env, reg, c, &why);
-                    } else {
-                        self.promote(env, reg, c, hello);
-                        if env.halted() {
-                            return false;
-                        }
-                    }
-                }
-                Err(why) => {
-                    let c = self.pending[i].take().expect("slot");
-                    env.shared.stats.frames_rejected.fetch_add(1, Ordering::Relaxed);
-                    refuse(env, reg, c, &why);
-                }
-            }
-        }
-        false
     }
 
     /// A valid backup: it replaces the current one and its session starts.
@@ -521,8 +430,7 @@ impl<A: App> Master<A> {
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        let pend = self.pending.iter().flatten().map(|c| c.last_rx + c.keepalive);
-        pend.chain(self.conn.as_ref().map(Conn::next_deadline)).min()
+        self.lobby.next_deadline().into_iter().chain(self.conn.as_ref().map(Conn::next_deadline)).min()
     }
 
     /// Ends the role: closes everything, frees every TLV held. `notify`: report DOWN if up.
@@ -532,16 +440,13 @@ impl<A: App> Master<A> {
         } else if let Some(c) = self.conn.take() {
             c.close(reg);
         }
-        for c in self.pending.drain(..).flatten() {
-            c.close(reg);
-        }
         self.abort_walk(env);
         for e in self.backlog.take_all() {
             if let Entry::Queued { tlv: t, .. } | Entry::Walked(t) = e {
                 env.free(t);
             }
         }
-        let _ = reg.deregister(&mut self.listener);
+        self.lobby.shutdown(reg);
     }
 }
 
@@ -558,35 +463,4 @@ fn payload_of<T: Tlv>(b: &Backlog<T>, seq: u64) -> &[u8] {
         Some(Entry::Queued { tlv, .. } | Entry::Walked(tlv)) => tlv.payload(),
         _ => &[],
     }
-}
-
-/// Reads a pending connection's first frame, if it has arrived.
-fn read_hello(c: &mut Conn) -> Result<Option<Hello>, String> {
-    while c.read_some().map_err(|e| io_reason(&e))? {}
-    let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? else {
-        return Ok(None);
-    };
-    if f.header.kind != FrameKind::Hello {
-        return Err(format!("first frame is {:?}, not a handshake", f.header.kind));
-    }
-    Hello::decode(c.inbuf.payload(&f)).map(Some).map_err(|e| e.to_string())
-}
-
-fn check_hello(h: &Hello) -> Result<(), String> {
-    if h.version != PROTOCOL_VERSION {
-        return Err(format!("protocol version {} is not ours ({PROTOCOL_VERSION})", h.version));
-    }
-    if h.role != Role::Backup {
-        return Err("peer is a master too: two masters".to_string());
-    }
-    Ok(())
-}
-
-/// Logs a refused connection, tells the peer why (best effort) and closes it.
-fn refuse<A: App>(env: &mut Env<A>, reg: &Registry, mut c: Conn, why: &str) {
-    env.log(&format!("junos-sync master: refused connection from {}: {why}", c.peer_name()));
-    let msg = &why.as_bytes()[..why.len().min(200)];
-    c.out.control(FrameKind::Refuse, 0, msg);
-    let _ = c.flush(|_| &[]);
-    c.close(reg);
 }

@@ -13,6 +13,7 @@ pub mod handle;
 pub mod handoff;
 pub mod handshake;
 pub mod inbuf;
+pub mod lobby;
 pub mod master;
 pub mod out;
 pub mod shared;
