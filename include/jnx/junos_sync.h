@@ -11,8 +11,9 @@
  *   sync_log_msg_func, sync_malloc_func and sync_free_func must not call into the library.
  * - Ownership: a TLV passed to junos_sync_queue (on JUNOS_SYNC_OK) or returned through
  *   junos_sync_getnext_data_t belongs to the library and is freed exactly once with
- *   sync_free_func: after the backup acknowledged it, or in junos_sync_exit. On any error
- *   return the TLV stays the caller's.
+ *   sync_free_func: after the backup acknowledged it, in junos_sync_exit, or when a backlog
+ *   overflow hands it to a full resync (see junos_sync_queue). On any error return the TLV
+ *   stays the caller's.
  * - The library never holds an internal lock while it calls the application.
  */
 
@@ -246,15 +247,16 @@ typedef void (*junos_sync_bind_done_func_t)(in_port_t port);
 typedef void (*junos_sync_log_msg_func_t)(const char *format, ...);
 
 /**
- * Allocator for buffers the library hands the application (NULL means libc's `malloc`).
- * May be called from the loop thread. Must not call back into the library.
+ * Allocator for buffers the library would hand the application (NULL means libc's `malloc`).
+ * Accepted for source compatibility: this implementation hands the application no allocated
+ * buffers (decode payloads are borrowed from its read buffer), so it never calls it.
  */
 typedef void *(*junos_sync_malloc_func_t)(size_t size);
 
 /**
- * Frees TLVs the application handed over, and buffers from `sync_malloc_func` (NULL means
- * libc's `free`). Called on the loop thread, or in `junos_sync_exit`. Must not call back into
- * the library.
+ * Frees TLVs the application handed over (NULL means libc's `free`). Called on the loop
+ * thread, in `junos_sync_exit`, or, when the backlog overflowed with resync enabled, on the
+ * thread inside `junos_sync_queue` (see there). Must not call back into the library.
  */
 typedef void (*junos_sync_free_func_t)(void *ptr);
 

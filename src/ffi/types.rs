@@ -128,13 +128,14 @@ pub type junos_sync_bind_done_func_t = Option<unsafe extern "C" fn(port: in_port
 /// library call or the loop thread. Must not call back into the library.
 pub type junos_sync_log_msg_func_t = Option<unsafe extern "C" fn(format: *const c_char, ...)>;
 
-/// Allocator for buffers the library hands the application (NULL means libc's `malloc`).
-/// May be called from the loop thread. Must not call back into the library.
+/// Allocator for buffers the library would hand the application (NULL means libc's `malloc`).
+/// Accepted for source compatibility: this implementation hands the application no allocated
+/// buffers (decode payloads are borrowed from its read buffer), so it never calls it.
 pub type junos_sync_malloc_func_t = Option<unsafe extern "C" fn(size: size_t) -> *mut c_void>;
 
-/// Frees TLVs the application handed over, and buffers from `sync_malloc_func` (NULL means
-/// libc's `free`). Called on the loop thread, or in `junos_sync_exit`. Must not call back into
-/// the library.
+/// Frees TLVs the application handed over (NULL means libc's `free`). Called on the loop
+/// thread, in `junos_sync_exit`, or, when the backlog overflowed with resync enabled, on the
+/// thread inside `junos_sync_queue` (see there). Must not call back into the library.
 pub type junos_sync_free_func_t = Option<unsafe extern "C" fn(ptr: *mut c_void)>;
 
 /// Backup: a full resync is starting; empty the database. Called on the loop thread.
