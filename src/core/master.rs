@@ -46,6 +46,8 @@ pub struct Master<A: App> {
     walked_bytes: usize,
     /// Size of the last walked entry: the guess for the next one.
     last_walked_size: usize,
+    /// A backlog overflow dropped TLVs that only a walk can replace.
+    dropped: bool,
     session: u64,
     backup_session: u64,
     /// A reconnecting backup that has applied at least this sequence number may resume.
@@ -64,6 +66,7 @@ impl<A: App> Master<A> {
             pinned: None,
             walked_bytes: 0,
             last_walked_size: 0,
+            dropped: false,
             session,
             backup_session: 0,
             resume_from: None,
@@ -179,6 +182,13 @@ impl<A: App> Master<A> {
             after = self.backlog.front_seq() - 1;
             self.resume_from = Some(after);
             env.log(&format!("junos-sync master: backup {} connected (no resync)", c.peer_name()));
+            if self.dropped {
+                // Only a walk could carry what the overflow dropped, and this backup takes none.
+                env.log(&format!(
+                    "junos-sync master: WARNING: backup {} has no_resync; changes dropped by the last backlog overflow are not replicated to it",
+                    c.peer_name()
+                ));
+            }
         } else {
             let mut queued = self.purge(env);
             queued.append(&mut self.held);
@@ -186,6 +196,7 @@ impl<A: App> Master<A> {
             after = self.backlog.push(Entry::SyncBegin) - 1;
             self.walk = Some(Walk { cursor: None, count: 0, last_seq: 0 });
             self.resume_from = None;
+            self.dropped = false;
             env.shared.stats.full_resyncs.fetch_add(1, Ordering::Relaxed);
             env.log(&format!("junos-sync master: backup {} connected, full resync", c.peer_name()));
         }
@@ -235,6 +246,7 @@ impl<A: App> Master<A> {
         }
         self.resume_from = None;
         self.backup_session = 0;
+        self.dropped = true;
     }
 
     fn abort_walk(&mut self, env: &mut Env<A>) {
