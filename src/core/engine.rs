@@ -71,7 +71,11 @@ impl<A: App> Engine<A> {
                 return self.teardown(false);
             }
             self.drain_data();
-            if self.env.shared.overflow.swap(false, Ordering::AcqRel) {
+            // A plain load first: the flag is almost never set, and a swap would take the cache
+            // line from the producers every turn.
+            if self.env.shared.overflow.load(Ordering::Relaxed)
+                && self.env.shared.overflow.swap(false, Ordering::AcqRel)
+            {
                 self.overflow();
             }
             let now = Instant::now();
