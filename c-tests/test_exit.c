@@ -4,7 +4,7 @@
  * loop thread ends, no callback after the exit call and no DOWN on that side, the remaining TLVs
  * are freed: the counting allocator balances within a deadline).
  */
-#include "harness.h"
+#include "pair.h"
 
 enum exit_where {
     EXIT_NONE = 0,
@@ -33,8 +33,7 @@ static long m_acks, m_walk_calls, m_sync_done_calls, m_walk_bad;
 
 static void m_exit_here(void)
 {
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     H_INC(g_exit_calls);
 }
 
@@ -98,8 +97,7 @@ static long b_exit_at = 50; /* EXIT_B_DECODE: exit on this decode */
 
 static void b_exit_here(void)
 {
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     H_INC(g_exit_calls);
 }
 
@@ -164,31 +162,14 @@ static void b_db_clear(void)
 static junos_sync_context_t *make_master(void)
 {
     junos_sync_state_t st = h_master_state(false, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_ack_notify_func = m_ack;
-    cb.sync_data_get_next_func = m_get_next;
-    cb.sync_conn_status_change_func = m_conn;
-    cb.sync_init_sync_done_func = m_sync_done;
-    cb.sync_bind_done_func = m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_master_callbacks(m_ack, m_get_next, m_conn, m_sync_done, m_bind);
     return junos_sync_init(&st, &cb);
 }
 
 static junos_sync_context_t *make_backup(void)
 {
     junos_sync_state_t st = h_backup_state(mport, false, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = b_decode;
-    cb.sync_conn_status_change_func = b_conn;
-    cb.sync_init_sync_done_func = b_sync_done;
-    cb.sync_db_clear_func = b_db_clear;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_backup_callbacks(b_decode, b_conn, b_sync_done, b_db_clear);
     return junos_sync_init(&st, &cb);
 }
 
@@ -236,8 +217,7 @@ static void test_exit_master_with_traffic_in_flight(void)
     h_note("%ld of %ld TLVs unacknowledged at exit", outstanding, n);
     CHECK(outstanding >= n - 600);
     long acks_before = H_LOAD(m_acks);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     /* Right after exit returns: everything it held is freed, DOWN was reported. */
     CHECK_EQ(h_alloc_outstanding(), 0);
     CHECK_EQ(H_LOAD(h_bad_frees), 0);
@@ -246,8 +226,7 @@ static void test_exit_master_with_traffic_in_flight(void)
     CHECK_EQ(h_thread_count(), threads0 + 1);
     H_STORE(b_gate_open, 1);
     CHECK_WAIT(H_LOAD(bcs.down) == 1, 10000);
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(b_order_err), 0);
     CHECK_EQ(H_LOAD(b_bad), 0);
     CHECK_CBSTAT(&mcs);
@@ -286,8 +265,7 @@ static void test_exit_backup_mid_stream(void)
     pthread_t th;
     REQUIRE(pthread_create(&th, NULL, producer, NULL) == 0);
     CHECK_WAIT(H_LOAD(b_live) >= 100, 10000);
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(bcs.down), 1);
     long at_exit = H_LOAD(p_queued);
     /* The producer keeps going after the backup is gone. */
@@ -301,8 +279,7 @@ static void test_exit_backup_mid_stream(void)
      * have applied the one record the producer had not counted yet when we looked. */
     CHECK(applied <= at_exit + 1);
     CHECK(h_alloc_outstanding() > 0); /* the master holds what the backup never acknowledged */
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_EQ(H_LOAD(mcs.up), 1);
     CHECK_EQ(H_LOAD(mcs.down), 1);
     CHECK_EQ(H_LOAD(b_live), applied);
@@ -342,13 +319,11 @@ static void exit_inside(int where)
     }
     if (where == EXIT_M_CONN_DOWN) {
         CHECK_WAIT(H_LOAD(b_sync_done_calls) == 1, 10000);
-        junos_sync_exit(bctx); /* the master's DOWN callback exits */
-        H_STORE(bcs.exited, 1);
+        h_exit(bctx, &bcs); /* the master's DOWN callback exits */
     }
     if (where == EXIT_B_CONN_DOWN) {
         CHECK_WAIT(H_LOAD(b_sync_done_calls) == 1, 10000);
-        junos_sync_exit(mctx); /* the backup's DOWN callback exits */
-        H_STORE(mcs.exited, 1);
+        h_exit(mctx, &mcs); /* the backup's DOWN callback exits */
     }
 
     /* The in-callback exit happened and that loop thread is gone. */
@@ -362,16 +337,14 @@ static void exit_inside(int where)
             if (where == EXIT_M_ACK || where == EXIT_M_SYNC_DONE)
                 CHECK(H_LOAD(bcs.up) > 0); /* data flowed: the backup was up */
             CHECK_WAIT(H_LOAD(bcs.down) == H_LOAD(bcs.up), 15000);
-            junos_sync_exit(bctx);
-            H_STORE(bcs.exited, 1);
+            h_exit(bctx, &bcs);
         }
         CHECK_EQ(H_LOAD(mcs.down), where == EXIT_M_CONN_DOWN ? 1 : 0); /* no DOWN after exit */
     } else {
         if (where != EXIT_B_CONN_DOWN) {
             CHECK(H_LOAD(mcs.up) > 0); /* the master reports UP before the backup can */
             CHECK_WAIT(H_LOAD(mcs.down) == H_LOAD(mcs.up), 15000);
-            junos_sync_exit(mctx);
-            H_STORE(mcs.exited, 1);
+            h_exit(mctx, &mcs);
         }
         CHECK_EQ(H_LOAD(bcs.down), where == EXIT_B_CONN_DOWN ? 1 : 0);
     }
@@ -445,12 +418,8 @@ static void test_exit_inside_bind_done(void)
     h_table_init(&mtab, 100);
     int threads0 = h_thread_count();
     junos_sync_state_t st = h_master_state(true, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
+    junos_sync_callbacks_t cb = h_callbacks();
     cb.sync_bind_done_func = bind_then_exit;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
     mctx = junos_sync_init(&st, &cb);
     REQUIRE(mctx != NULL);
     queue_records(10, false, 0);

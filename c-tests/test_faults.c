@@ -11,7 +11,7 @@
  *     (and may be started again later), a switchover onto a taken port changes nothing.
  * Children are forked before the parent creates any junos-sync context.
  */
-#include "harness.h"
+#include "pair.h"
 
 /* ---- shared memory between the test process and one child ------------------------------ */
 
@@ -128,15 +128,7 @@ static void backup_child(shm_t *s)
     }
     h_table_init(&c_tab, 200000);
     junos_sync_state_t st = h_backup_state(H_LOAD(s->port), false, s->keepalive);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = c_decode;
-    cb.sync_conn_status_change_func = c_conn;
-    cb.sync_init_sync_done_func = c_sync_done;
-    cb.sync_db_clear_func = c_db_clear;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_backup_callbacks(c_decode, c_conn, c_sync_done, c_db_clear);
     junos_sync_context_t *ctx = junos_sync_init(&st, &cb);
     if (ctx == NULL || junos_sync_start(ctx) != JUNOS_SYNC_OK)
         exit(21);
@@ -146,8 +138,7 @@ static void backup_child(shm_t *s)
             exit(22);
         h_sleep_us(2000);
     }
-    junos_sync_exit(ctx);
-    H_STORE(c_cs.exited, 1);
+    h_exit(ctx, &c_cs);
     long bad = H_LOAD(c_cs.overlap) + H_LOAD(c_cs.after_exit) + H_LOAD(c_cs.wrong_thread) +
                H_LOAD(c_cs.bad_updown) + (H_LOAD(c_cs.up) != H_LOAD(c_cs.down)) +
                (h_alloc_outstanding() != 0) + H_LOAD(h_bad_frees) + H_LOAD(h_log_bad_fmt);
@@ -210,28 +201,9 @@ static void m_ack(junos_sync_tlv_t *t, size_t len)
     h_cb_leave(&mcs);
 }
 
-static void *m_get_next(void *cur, junos_sync_getnext_data_t *gn)
-{
-    h_cb_enter(&mcs);
-    void *r = h_walk_next(&mtab, cur, gn, 24, &m_walk_bad);
-    h_cb_leave(&mcs);
-    return r;
-}
-
-static void m_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&mcs);
-    h_cb_conn(&mcs, st);
-    h_cb_leave(&mcs);
-}
-
-static void m_sync_done(size_t n)
-{
-    h_cb_enter(&mcs);
-    m_sync_n = n;
-    H_INC(m_sync_done_calls);
-    h_cb_leave(&mcs);
-}
+H_CB_WALK(m_get_next, mcs, mtab, 24, m_walk_bad)
+H_CB_CONN(m_conn, mcs)
+H_CB_SYNC_DONE(m_sync_done, mcs, m_sync_n, m_sync_done_calls)
 
 static void m_bind(in_port_t port)
 {
@@ -242,17 +214,7 @@ static void m_bind(in_port_t port)
 
 static junos_sync_callbacks_t master_callbacks(void)
 {
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_ack_notify_func = m_ack;
-    cb.sync_data_get_next_func = m_get_next;
-    cb.sync_conn_status_change_func = m_conn;
-    cb.sync_init_sync_done_func = m_sync_done;
-    cb.sync_bind_done_func = m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
-    return cb;
+    return h_master_callbacks(m_ack, m_get_next, m_conn, m_sync_done, m_bind);
 }
 
 static junos_sync_context_t *start_master(in_port_t port, uint32_t keepalive)
@@ -366,8 +328,7 @@ static void test_keepalive_detects_stopped_backup(void)
 
     quit_child(b, s, "backup");
     CHECK_WAIT(H_LOAD(mcs.down) == 2, 10000);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_CBSTAT(&mcs);
     CHECK_EQ(H_LOAD(m_walk_bad), 0);
     CHECK_ALLOC_BALANCED(1000);
@@ -424,8 +385,7 @@ static void test_backup_killed_and_restarted(void)
 
     quit_child(b2, s2, "restarted backup");
     CHECK_WAIT(H_LOAD(mcs.down) == 2, 10000);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_CBSTAT(&mcs);
     CHECK_EQ(H_LOAD(m_walk_bad), 0);
     CHECK_ALLOC_BALANCED(1000);
@@ -484,12 +444,7 @@ static void p_decode(void *data, size_t len)
     h_cb_leave(&pcs);
 }
 
-static void p_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&pcs);
-    h_cb_conn(&pcs, st);
-    h_cb_leave(&pcs);
-}
+H_CB_CONN(p_conn, pcs)
 
 static void p_sync(size_t n)
 {
@@ -499,13 +454,7 @@ static void p_sync(size_t n)
     h_cb_leave(&pcs);
 }
 
-static void p_clear(void)
-{
-    h_cb_enter(&pcs);
-    H_INC(p_db_clears);
-    h_table_clear(&mtab);
-    h_cb_leave(&pcs);
-}
+H_CB_DB_CLEAR(p_clear, pcs, mtab, p_db_clears)
 
 static void test_switchover(void)
 {
@@ -530,16 +479,8 @@ static void test_switchover(void)
     h_rec_t junk = {0xfffffff0u, 1, 1};
     h_table_put(&mtab, &junk);
     junos_sync_state_t st = h_backup_state(old_port, false, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = p_decode;
-    cb.sync_conn_status_change_func = p_conn;
-    cb.sync_init_sync_done_func = p_sync;
-    cb.sync_db_clear_func = p_clear;
+    junos_sync_callbacks_t cb = h_backup_callbacks(p_decode, p_conn, p_sync, p_clear);
     cb.sync_bind_done_func = m_bind; /* a backup never binds */
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
     mctx = junos_sync_init(&st, &cb);
     REQUIRE(mctx != NULL && junos_sync_start(mctx) == JUNOS_SYNC_OK);
     CHECK_WAIT(H_LOAD(p_sync_done) == 1, 30000);
@@ -593,8 +534,7 @@ static void test_switchover(void)
 
     quit_child(b2, s2, "second backup");
     CHECK_WAIT(H_LOAD(mcs.down) == 1, 10000);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     H_STORE(pcs.exited, 1);
     CHECK_CBSTAT(&mcs);
     CHECK_CBSTAT(&pcs);
@@ -659,12 +599,7 @@ static void x_decode(void *d, size_t l)
     H_INC(x_decodes);
     h_cb_leave(&xcs);
 }
-static void x_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&xcs);
-    h_cb_conn(&xcs, st);
-    h_cb_leave(&xcs);
-}
+H_CB_CONN(x_conn, xcs)
 static void x_bind(in_port_t p)
 {
     (void)p;
@@ -677,11 +612,9 @@ static void test_switchover_to_taken_port_changes_nothing(void)
     mctx = start_master(0, 0);
     REQUIRE(mctx != NULL);
     junos_sync_state_t st = h_backup_state(mport, true, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
+    junos_sync_callbacks_t cb = h_callbacks_log();
     cb.sync_data_decode_func = x_decode;
     cb.sync_conn_status_change_func = x_conn;
-    cb.sync_log_msg_func = log_msg;
     junos_sync_context_t *b = junos_sync_init(&st, &cb);
     REQUIRE(b != NULL && junos_sync_start(b) == JUNOS_SYNC_OK);
     CHECK_WAIT(H_LOAD(xcs.up) == 1 && H_LOAD(mcs.up) == 1, 10000);
@@ -701,10 +634,8 @@ static void test_switchover_to_taken_port_changes_nothing(void)
     junos_sync_tlv_t *t = h_tlv_rec(H_OP_PUT, &r, 2, 0, 0);
     CHECK_EQ(junos_sync_queue(b, t, false), JUNOS_SYNC_ERR_STATE); /* not a master */
     h_free(t);
-    junos_sync_exit(b);
-    H_STORE(xcs.exited, 1);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(b, &xcs);
+    h_exit(mctx, &mcs);
     CHECK_CBSTAT(&xcs);
     CHECK_CBSTAT(&mcs);
     CHECK_ALLOC_BALANCED(1000);

@@ -3,7 +3,7 @@
  * libjunos-sync callers fill the structs (must compile with -Wall -Wextra -Werror), NULL and
  * invalid arguments, init validation, error codes and TLV ownership on errors.
  */
-#include "harness.h"
+#include "pair.h"
 
 #include <stddef.h>
 #include <strings.h>
@@ -177,11 +177,7 @@ static void test_null_arguments(void)
 {
     h_alloc_reset();
     junos_sync_state_t st = h_master_state(true, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_callbacks();
 
     CHECK(junos_sync_init(NULL, NULL) == NULL);
     CHECK(junos_sync_init(&st, NULL) == NULL);
@@ -237,8 +233,7 @@ static void test_init_validation(void)
     junos_sync_context_t *ctx;
     long logs;
 
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
+    cb = h_callbacks_log();
     cb.sync_data_decode_func = my_decode;
 
     /* Backup without the master's address. */
@@ -296,11 +291,7 @@ static void test_init_validation(void)
 static void test_queue_errors_leave_tlv_to_caller(void)
 {
     h_alloc_reset();
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_callbacks();
     cb.sync_data_decode_func = my_decode;
 
     /* Queue on a backup: ERR_STATE, before and after start. */
@@ -340,11 +331,7 @@ static void test_queue_errors_leave_tlv_to_caller(void)
 static void test_backlog_full(void)
 {
     h_alloc_reset();
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_callbacks();
     junos_sync_state_t st = h_master_state(true, 0);
     junos_sync_context_t *m = junos_sync_init(&st, &cb);
     REQUIRE(m != NULL);
@@ -368,9 +355,7 @@ static void test_backlog_full(void)
  * master and for a backup. */
 static void test_second_start_is_state_error(void)
 {
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
+    junos_sync_callbacks_t cb = h_callbacks_log();
     cb.sync_bind_done_func = my_bind_done;
     cb.sync_data_decode_func = my_decode;
     H_STORE(g_bind_calls, 0);
@@ -394,9 +379,7 @@ static void test_second_start_is_state_error(void)
  * log callback is only ever called as log("%s", text). */
 static void test_start_and_log_format(void)
 {
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_log_msg_func = log_msg;
+    junos_sync_callbacks_t cb = h_callbacks_log();
     cb.sync_bind_done_func = my_bind_done;
     junos_sync_state_t st = h_master_state(true, 1);
     H_STORE(g_bind_calls, 0);

@@ -6,7 +6,7 @@
  * sync_init_sync_done_func on both sides with the same n, and that data queued during the walk
  * (from inside get_next and from another thread) arrives after the walk, in queue order.
  */
-#include "harness.h"
+#include "pair.h"
 
 #define WALK_EXTRA 64 /* payload padding: makes the walk bigger than the socket buffers */
 
@@ -153,20 +153,8 @@ static void *m_get_next(void *cur, junos_sync_getnext_data_t *gn)
     return ret;
 }
 
-static void m_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&mcs);
-    h_cb_conn(&mcs, st);
-    h_cb_leave(&mcs);
-}
-
-static void m_sync_done(size_t n)
-{
-    h_cb_enter(&mcs);
-    m_sync_n = n;
-    H_INC(m_sync_done_calls);
-    h_cb_leave(&mcs);
-}
+H_CB_CONN(m_conn, mcs)
+H_CB_SYNC_DONE(m_sync_done, mcs, m_sync_n, m_sync_done_calls)
 
 static void m_bind(in_port_t port)
 {
@@ -213,20 +201,8 @@ static void b_decode(void *data, size_t len)
     h_cb_leave(&bcs);
 }
 
-static void b_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&bcs);
-    h_cb_conn(&bcs, st);
-    h_cb_leave(&bcs);
-}
-
-static void b_sync_done(size_t n)
-{
-    h_cb_enter(&bcs);
-    b_sync_n = n;
-    H_INC(b_sync_done_calls);
-    h_cb_leave(&bcs);
-}
+H_CB_CONN(b_conn, bcs)
+H_CB_SYNC_DONE(b_sync_done, bcs, b_sync_n, b_sync_done_calls)
 
 static void b_db_clear(void)
 {
@@ -241,18 +217,15 @@ static void b_db_clear(void)
 
 /* ---- setup ----------------------------------------------------------------------------- */
 
+static junos_sync_callbacks_t master_callbacks(void)
+{
+    return h_master_callbacks(NULL, m_get_next, m_conn, m_sync_done, m_bind);
+}
+
 static void start_master(bool no_resync)
 {
     junos_sync_state_t st = h_master_state(no_resync, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_get_next_func = m_get_next;
-    cb.sync_conn_status_change_func = m_conn;
-    cb.sync_init_sync_done_func = m_sync_done;
-    cb.sync_bind_done_func = m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = master_callbacks();
     mctx = junos_sync_init(&st, &cb);
     if (mctx == NULL || junos_sync_start(mctx) != JUNOS_SYNC_OK || mport == 0) {
         fprintf(stderr, "master did not start\n");
@@ -263,15 +236,7 @@ static void start_master(bool no_resync)
 static void start_backup(bool no_resync)
 {
     junos_sync_state_t st = h_backup_state(mport, no_resync, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = b_decode;
-    cb.sync_conn_status_change_func = b_conn;
-    cb.sync_init_sync_done_func = b_sync_done;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
-    cb.sync_db_clear_func = b_db_clear;
+    junos_sync_callbacks_t cb = h_backup_callbacks(b_decode, b_conn, b_sync_done, b_db_clear);
     bctx = junos_sync_init(&st, &cb);
     if (bctx == NULL || junos_sync_start(bctx) != JUNOS_SYNC_OK) {
         fprintf(stderr, "backup did not start\n");
@@ -297,11 +262,9 @@ static void check_cursor_contract(void)
 
 static void exit_both(void)
 {
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     CHECK_WAIT(H_LOAD(mcs.down) == H_LOAD(mcs.up), 10000);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_EQ(H_LOAD(mcs.up), H_LOAD(mcs.down));
     CHECK_EQ(H_LOAD(bcs.up), H_LOAD(bcs.down));
     CHECK_CBSTAT(&mcs);
@@ -397,15 +360,7 @@ static void test_cursor_survives_ack_of_last_walked(void)
     h_free_hook = watch_hook;
     fill_master(n);
     junos_sync_state_t st = h_master_state(false, 0);
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_get_next_func = m_get_next;
-    cb.sync_conn_status_change_func = m_conn;
-    cb.sync_init_sync_done_func = m_sync_done;
-    cb.sync_bind_done_func = m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = master_callbacks();
     mctx = junos_sync_init(&st, &cb);
     REQUIRE(mctx != NULL);
     CHECK_EQ(junos_sync_set_backlog_limit(mctx, 16 * 1024), JUNOS_SYNC_OK);
@@ -489,8 +444,7 @@ static void test_walk_restarts_after_backup_loss(void)
     start_backup(false);
     CHECK_WAIT(H_LOAD(g_walk_tlvs) >= (long)n / 3, 10000);
     /* The loop thread is parked inside get_next; the backup leaves. */
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(bcs.up), H_LOAD(bcs.down));
     CHECK_EQ(H_LOAD(b_sync_done_calls), 0);
     H_STORE(g_walk_limit_pause, 0);

@@ -5,7 +5,7 @@
  * large and empty payloads, queueing from inside callbacks and before start, a backup that starts
  * before its master.
  */
-#include "harness.h"
+#include "pair.h"
 
 /* ---- master side ----------------------------------------------------------------------- */
 
@@ -46,34 +46,11 @@ static void m_ack(junos_sync_tlv_t *tlv, size_t len)
     h_cb_leave(&mcs);
 }
 
-static void *m_get_next(void *cur, junos_sync_getnext_data_t *gn)
-{
-    h_cb_enter(&mcs);
-    void *r = h_walk_next(&mtab, cur, gn, 8, &m_walk_bad);
-    h_cb_leave(&mcs);
-    return r;
-}
+H_CB_WALK(m_get_next, mcs, mtab, 8, m_walk_bad)
+H_CB_CONN(m_conn, mcs)
+H_CB_SYNC_DONE(m_sync_done, mcs, m_sync_n, m_sync_done_calls)
 
-static void m_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&mcs);
-    h_cb_conn(&mcs, st);
-    h_cb_leave(&mcs);
-}
-
-static void m_sync_done(size_t n)
-{
-    h_cb_enter(&mcs);
-    m_sync_n = n;
-    H_INC(m_sync_done_calls);
-    h_cb_leave(&mcs);
-}
-
-static void m_bind(in_port_t port)
-{
-    mport = port;
-    H_INC(m_bind_calls);
-}
+H_CB_BIND(m_bind, mport, m_bind_calls)
 
 /* ---- backup side ----------------------------------------------------------------------- */
 
@@ -138,58 +115,15 @@ static void b_decode(void *data, size_t len)
     h_cb_leave(&bcs);
 }
 
-static void b_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&bcs);
-    h_cb_conn(&bcs, st);
-    h_cb_leave(&bcs);
-}
-
-static void b_sync_done(size_t n)
-{
-    h_cb_enter(&bcs);
-    b_sync_n = n;
-    H_INC(b_sync_done_calls);
-    h_cb_leave(&bcs);
-}
-
-static void b_db_clear(void)
-{
-    h_cb_enter(&bcs);
-    H_INC(b_db_clears);
-    h_table_clear(&btab);
-    h_cb_leave(&bcs);
-}
+H_CB_CONN(b_conn, bcs)
+H_CB_SYNC_DONE(b_sync_done, bcs, b_sync_n, b_sync_done_calls)
+H_CB_DB_CLEAR(b_db_clear, bcs, btab, b_db_clears)
 
 /* ---- setup ----------------------------------------------------------------------------- */
 
 static junos_sync_callbacks_t master_callbacks(void)
 {
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_ack_notify_func = m_ack;
-    cb.sync_data_get_next_func = m_get_next;
-    cb.sync_conn_status_change_func = m_conn;
-    cb.sync_init_sync_done_func = m_sync_done;
-    cb.sync_bind_done_func = m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
-    return cb;
-}
-
-static junos_sync_callbacks_t backup_callbacks(void)
-{
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = b_decode;
-    cb.sync_conn_status_change_func = b_conn;
-    cb.sync_init_sync_done_func = b_sync_done;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
-    cb.sync_db_clear_func = b_db_clear;
-    return cb;
+    return h_master_callbacks(m_ack, m_get_next, m_conn, m_sync_done, m_bind);
 }
 
 static bool start_master(void)
@@ -205,7 +139,7 @@ static bool start_master(void)
 static bool start_backup(in_port_t port)
 {
     junos_sync_state_t st = h_backup_state(port, false, 0);
-    junos_sync_callbacks_t cb = backup_callbacks();
+    junos_sync_callbacks_t cb = h_backup_callbacks(b_decode, b_conn, b_sync_done, b_db_clear);
     bctx = junos_sync_init(&st, &cb);
     return bctx != NULL && junos_sync_start(bctx) == JUNOS_SYNC_OK;
 }
@@ -213,11 +147,9 @@ static bool start_backup(in_port_t port)
 /* Master first (DOWN on both), then backup; checks the callback invariants on both. */
 static void exit_both(void)
 {
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_WAIT(H_LOAD(bcs.down) >= H_LOAD(bcs.up), 10000);
-    junos_sync_exit(bctx);
-    H_STORE(bcs.exited, 1);
+    h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(mcs.up), H_LOAD(mcs.down));
     CHECK_EQ(H_LOAD(bcs.up), H_LOAD(bcs.down));
     CHECK_CBSTAT(&mcs);
@@ -339,8 +271,7 @@ static void test_exit_frees_unacked_without_backup(void)
     CHECK_EQ(junos_sync_get_stats(mctx, &ms), JUNOS_SYNC_OK);
     CHECK_EQ(ms.backlog_bytes, 500 * (8 + sizeof(h_wire_t) + 5));
     CHECK_EQ(h_alloc_outstanding(), 500);
-    junos_sync_exit(mctx);
-    H_STORE(mcs.exited, 1);
+    h_exit(mctx, &mcs);
     CHECK_EQ(H_LOAD(m_acks), 0);
     CHECK_EQ(H_LOAD(mcs.up), 0);
     CHECK_EQ(H_LOAD(mcs.down), 0);

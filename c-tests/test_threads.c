@@ -3,7 +3,7 @@
  * 8 threads queueing concurrently into one master (per-thread order preserved, nothing lost or
  * duplicated); a queue on an idle loop is picked up at once (no lost wake-up).
  */
-#include "harness.h"
+#include "pair.h"
 
 /* ---- one master/backup pair; callbacks are generated per pair (no user-data argument) ---- */
 
@@ -36,35 +36,6 @@ static void pair_m_ack(pair_t *p, junos_sync_tlv_t *t, size_t len)
     h_cb_leave(&p->mcs);
 }
 
-static void *pair_m_next(pair_t *p, void *cur, junos_sync_getnext_data_t *gn)
-{
-    h_cb_enter(&p->mcs);
-    void *r = h_walk_next(&p->mtab, cur, gn, 16, &p->walk_bad);
-    h_cb_leave(&p->mcs);
-    return r;
-}
-
-static void pair_m_conn(pair_t *p, junos_sync_conn_status_t st)
-{
-    h_cb_enter(&p->mcs);
-    h_cb_conn(&p->mcs, st);
-    h_cb_leave(&p->mcs);
-}
-
-static void pair_m_sync(pair_t *p, size_t n)
-{
-    h_cb_enter(&p->mcs);
-    p->m_n = n;
-    H_INC(p->m_sync);
-    h_cb_leave(&p->mcs);
-}
-
-static void pair_m_bind(pair_t *p, in_port_t port)
-{
-    p->port = port;
-    H_INC(p->bind_calls);
-}
-
 static void pair_b_decode(pair_t *p, void *data, size_t len)
 {
     h_cb_enter(&p->bcs);
@@ -85,42 +56,16 @@ static void pair_b_decode(pair_t *p, void *data, size_t len)
     h_cb_leave(&p->bcs);
 }
 
-static void pair_b_conn(pair_t *p, junos_sync_conn_status_t st)
-{
-    h_cb_enter(&p->bcs);
-    h_cb_conn(&p->bcs, st);
-    h_cb_leave(&p->bcs);
-}
-
-static void pair_b_sync(pair_t *p, size_t n)
-{
-    h_cb_enter(&p->bcs);
-    p->b_n = n;
-    H_INC(p->b_sync);
-    h_cb_leave(&p->bcs);
-}
-
-static void pair_b_clear(pair_t *p)
-{
-    h_cb_enter(&p->bcs);
-    H_INC(p->db_clears);
-    h_table_clear(&p->btab);
-    h_cb_leave(&p->bcs);
-}
-
 #define PAIR_CALLBACKS(i)                                                                     \
     static void m_ack_##i(junos_sync_tlv_t *t, size_t l) { pair_m_ack(&P[i], t, l); }         \
-    static void *m_next_##i(void *c, junos_sync_getnext_data_t *g)                            \
-    {                                                                                         \
-        return pair_m_next(&P[i], c, g);                                                      \
-    }                                                                                         \
-    static void m_conn_##i(junos_sync_conn_status_t s) { pair_m_conn(&P[i], s); }             \
-    static void m_sync_##i(size_t n) { pair_m_sync(&P[i], n); }                               \
-    static void m_bind_##i(in_port_t port) { pair_m_bind(&P[i], port); }                      \
+    H_CB_WALK(m_next_##i, P[i].mcs, P[i].mtab, 16, P[i].walk_bad)                             \
+    H_CB_CONN(m_conn_##i, P[i].mcs)                                                           \
+    H_CB_SYNC_DONE(m_sync_##i, P[i].mcs, P[i].m_n, P[i].m_sync)                               \
+    H_CB_BIND(m_bind_##i, P[i].port, P[i].bind_calls)                                         \
     static void b_decode_##i(void *d, size_t l) { pair_b_decode(&P[i], d, l); }               \
-    static void b_conn_##i(junos_sync_conn_status_t s) { pair_b_conn(&P[i], s); }             \
-    static void b_sync_##i(size_t n) { pair_b_sync(&P[i], n); }                               \
-    static void b_clear_##i(void) { pair_b_clear(&P[i]); }
+    H_CB_CONN(b_conn_##i, P[i].bcs)                                                           \
+    H_CB_SYNC_DONE(b_sync_##i, P[i].bcs, P[i].b_n, P[i].b_sync)                               \
+    H_CB_DB_CLEAR(b_clear_##i, P[i].bcs, P[i].btab, P[i].db_clears)
 
 PAIR_CALLBACKS(0)
 PAIR_CALLBACKS(1)
@@ -150,28 +95,13 @@ static const pair_cbs_t CBS[NPAIRS] = {PAIR_CBS(0), PAIR_CBS(1), PAIR_CBS(2), PA
 static bool pair_start(int i)
 {
     pair_t *p = &P[i];
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_ack_notify_func = CBS[i].ack;
-    cb.sync_data_get_next_func = CBS[i].next;
-    cb.sync_conn_status_change_func = CBS[i].mconn;
-    cb.sync_init_sync_done_func = CBS[i].msync;
-    cb.sync_bind_done_func = CBS[i].bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb =
+        h_master_callbacks(CBS[i].ack, CBS[i].next, CBS[i].mconn, CBS[i].msync, CBS[i].bind);
     junos_sync_state_t st = h_master_state(false, 0);
     p->m = junos_sync_init(&st, &cb);
     if (p->m == NULL || junos_sync_start(p->m) != JUNOS_SYNC_OK || p->port == 0)
         return false;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_data_decode_func = CBS[i].decode;
-    cb.sync_conn_status_change_func = CBS[i].bconn;
-    cb.sync_init_sync_done_func = CBS[i].bsync;
-    cb.sync_db_clear_func = CBS[i].clear;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    cb = h_backup_callbacks(CBS[i].decode, CBS[i].bconn, CBS[i].bsync, CBS[i].clear);
     st = h_backup_state(p->port, false, 0);
     p->b = junos_sync_init(&st, &cb);
     return p->b != NULL && junos_sync_start(p->b) == JUNOS_SYNC_OK;
@@ -267,17 +197,13 @@ static void test_four_pairs_at_once(void)
     for (int i = 0; i < NPAIRS; i++) {
         pair_t *p = &P[i];
         if (i % 2 == 0) {
-            junos_sync_exit(p->m);
-            H_STORE(p->mcs.exited, 1);
+            h_exit(p->m, &p->mcs);
             CHECK_WAIT(H_LOAD(p->bcs.down) == 1, 10000);
-            junos_sync_exit(p->b);
-            H_STORE(p->bcs.exited, 1);
+            h_exit(p->b, &p->bcs);
         } else {
-            junos_sync_exit(p->b);
-            H_STORE(p->bcs.exited, 1);
+            h_exit(p->b, &p->bcs);
             CHECK_WAIT(H_LOAD(p->mcs.down) == 1, 10000);
-            junos_sync_exit(p->m);
-            H_STORE(p->mcs.exited, 1);
+            h_exit(p->m, &p->mcs);
         }
         CHECK_EQ(H_LOAD(p->mcs.down), 1);
         CHECK_EQ(H_LOAD(p->bcs.down), 1);
@@ -318,12 +244,7 @@ static void g_m_ack(junos_sync_tlv_t *t, size_t len)
     h_cb_leave(&g_mcs);
 }
 
-static void g_m_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&g_mcs);
-    h_cb_conn(&g_mcs, st);
-    h_cb_leave(&g_mcs);
-}
+H_CB_CONN(g_m_conn, g_mcs)
 
 static void g_m_bind(in_port_t port)
 {
@@ -347,12 +268,7 @@ static void g_b_decode(void *data, size_t len)
     h_cb_leave(&g_bcs);
 }
 
-static void g_b_conn(junos_sync_conn_status_t st)
-{
-    h_cb_enter(&g_bcs);
-    h_cb_conn(&g_bcs, st);
-    h_cb_leave(&g_bcs);
-}
+H_CB_CONN(g_b_conn, g_bcs)
 
 static void g_b_syncdone(size_t n)
 {
@@ -363,19 +279,12 @@ static void g_b_syncdone(size_t n)
 /* A master without resync (nothing to walk) and a backup. */
 static bool single_pair_start(uint32_t keepalive)
 {
-    junos_sync_callbacks_t cb;
-    memset(&cb, 0, sizeof cb);
-    cb.sync_ack_notify_func = g_m_ack;
-    cb.sync_conn_status_change_func = g_m_conn;
-    cb.sync_bind_done_func = g_m_bind;
-    cb.sync_log_msg_func = log_msg;
-    cb.sync_malloc_func = h_malloc;
-    cb.sync_free_func = h_free;
+    junos_sync_callbacks_t cb = h_master_callbacks(g_m_ack, NULL, g_m_conn, NULL, g_m_bind);
     junos_sync_state_t st = h_master_state(true, keepalive);
     g_m = junos_sync_init(&st, &cb);
     if (g_m == NULL || junos_sync_start(g_m) != JUNOS_SYNC_OK)
         return false;
-    memset(&cb, 0, sizeof cb);
+    cb = h_callbacks_log();
     cb.sync_data_decode_func = g_b_decode;
     cb.sync_conn_status_change_func = g_b_conn;
     cb.sync_init_sync_done_func = g_b_syncdone;
@@ -387,11 +296,9 @@ static bool single_pair_start(uint32_t keepalive)
 
 static void single_pair_exit(void)
 {
-    junos_sync_exit(g_m);
-    H_STORE(g_mcs.exited, 1);
+    h_exit(g_m, &g_mcs);
     CHECK_WAIT(H_LOAD(g_bcs.down) == H_LOAD(g_bcs.up), 10000);
-    junos_sync_exit(g_b);
-    H_STORE(g_bcs.exited, 1);
+    h_exit(g_b, &g_bcs);
     CHECK_EQ(H_LOAD(g_mcs.up), H_LOAD(g_mcs.down));
     CHECK_CBSTAT(&g_mcs);
     CHECK_CBSTAT(&g_bcs);
