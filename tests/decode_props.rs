@@ -6,18 +6,8 @@ use junos_sync::core::handshake::{Hello, Role};
 use junos_sync::core::inbuf::InBuf;
 use junos_sync::core::wire::{push_frame, seal_header, FrameKind};
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+mod common;
+use common::Rng;
 
 const KINDS: [FrameKind; 8] = [
     FrameKind::Hello,
@@ -37,12 +27,12 @@ type Decoded = (FrameKind, u64, Vec<u8>);
 fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Decoded>) {
     let mut out = Vec::new();
     let mut frames = Vec::new();
-    for _ in 0..1 + rng.below(5) {
-        let kind = KINDS[rng.below(KINDS.len())];
+    for _ in 0..1 + rng.pick(5) {
+        let kind = KINDS[rng.pick(KINDS.len())];
         let len = match kind {
-            FrameKind::Data => rng.below(300),
+            FrameKind::Data => rng.pick(300),
             FrameKind::Ack | FrameKind::Keepalive | FrameKind::SyncBegin => 0,
-            _ => rng.below(64),
+            _ => rng.pick(64),
         };
         let payload: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let seq = rng.next();
@@ -72,7 +62,7 @@ fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<Decoded>, bool) {
         if rest.is_empty() {
             return (got, false);
         }
-        let n = 1 + rng.below(rest.len().min(97));
+        let n = 1 + rng.pick(rest.len().min(97));
         let mut chunk = &rest[..n];
         while !chunk.is_empty() {
             inb.fill(&mut chunk).unwrap();
@@ -86,7 +76,7 @@ fn random_bytes_never_panic_and_are_rejected_or_incomplete() {
     let mut rng = Rng(0x5eed_0001);
     let mut rejected = 0;
     for _ in 0..60_000 {
-        let len = rng.below(200);
+        let len = rng.pick(200);
         let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
         let (frames, err) = decode_all(&bytes, &mut rng);
         // A random 24-byte header passes the CRC with probability 2^-32: none should.
@@ -107,21 +97,21 @@ fn mutated_streams_decode_exactly_or_fail() {
         assert!(!err);
         assert_eq!(clean, frames);
         // Flip, drop or insert a few bytes, or cut the tail.
-        for _ in 0..1 + rng.below(3) {
-            match rng.below(4) {
+        for _ in 0..1 + rng.pick(3) {
+            match rng.pick(4) {
                 0 => {
-                    let i = rng.below(bytes.len());
-                    bytes[i] ^= 1 << rng.below(8);
+                    let i = rng.pick(bytes.len());
+                    bytes[i] ^= 1 << rng.pick(8);
                 }
                 1 => {
-                    let i = rng.below(bytes.len());
+                    let i = rng.pick(bytes.len());
                     bytes.remove(i);
                 }
                 2 => {
-                    let i = rng.below(bytes.len() + 1);
+                    let i = rng.pick(bytes.len() + 1);
                     bytes.insert(i, rng.next() as u8);
                 }
-                _ => bytes.truncate(rng.below(bytes.len())),
+                _ => bytes.truncate(rng.pick(bytes.len())),
             }
             if bytes.is_empty() {
                 break;
@@ -169,7 +159,7 @@ fn handshake_round_trips_and_rejects() {
     for _ in 0..20_000 {
         let h = Hello {
             version: rng.next() as u16,
-            role: if rng.below(2) == 0 { Role::Backup } else { Role::Master },
+            role: if rng.pick(2) == 0 { Role::Backup } else { Role::Master },
             flags: rng.next() as u8,
             keepalive_ms: rng.next() as u32,
             session: rng.next(),
@@ -178,7 +168,7 @@ fn handshake_round_trips_and_rejects() {
         };
         let mut b = h.encode();
         assert_eq!(Hello::decode(&b), Ok(h));
-        b[rng.below(4)] ^= 1 << rng.below(8);
+        b[rng.pick(4)] ^= 1 << rng.pick(8);
         assert!(Hello::decode(&b).is_err(), "bad magic accepted");
     }
 }

@@ -15,20 +15,6 @@ use std::time::{Duration, Instant};
 use common::proxy::{Dir, Mode, Proxy, Shot};
 use common::*;
 
-/// xorshift64*: a seeded schedule without a dependency.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn stat(s: &Side, f: impl Fn(&junos_sync::core::shared::Stats) -> u64) -> u64 {
     f(&s.ctx().shared().stats)
 }

@@ -42,12 +42,6 @@ impl<T> Backlog<T> {
     pub fn send_seq(&self) -> u64 {
         self.send_seq
     }
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 
     pub fn push(&mut self, e: Entry<T>) -> u64 {
         let seq = self.next_seq();

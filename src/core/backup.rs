@@ -332,10 +332,12 @@ impl Backup {
     fn fail<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, why: &str) {
         let old = std::mem::replace(&mut self.state, State::Idle { at: Instant::now() });
         let was_up = matches!(old, State::Up(_));
+        // A master that is down refuses every retry: say so once, not every backoff period.
+        let repeat = matches!(old, State::Connecting(_)) && self.backoff > BACKOFF_MIN;
         if let State::Connecting(c) | State::Handshake(c) | State::Up(c) = old {
             c.close(reg);
         }
-        if was_up || !why.starts_with("connection refused") {
+        if !repeat {
             env.log(&format!("junos-sync backup: connection to master {} lost: {why}", self.cfg.sock_addr()));
         }
         self.retry_later();

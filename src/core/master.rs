@@ -272,33 +272,21 @@ impl<A: App> Master<A> {
     }
 
     fn conn_step(&mut self, env: &mut Env<A>) -> Result<bool, String> {
-        // Acknowledgements first: they free memory and may unpin the walk.
-        for _ in 0..MAX_READS_PER_STEP {
+        // Acknowledgements first: they free memory and may unpin the walk. Frames already
+        // buffered (a liveness check may have read them) are taken before reading more.
+        let mut reads = 0;
+        loop {
+            self.take_frames(env)?;
+            if env.halted() {
+                return Ok(false);
+            }
+            if reads == MAX_READS_PER_STEP {
+                break;
+            }
+            reads += 1;
             let c = self.conn.as_mut().expect("connected");
             if !c.read_some().map_err(|e| io_reason(&e))? {
                 break;
-            }
-            loop {
-                let c = self.conn.as_mut().expect("connected");
-                let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? else {
-                    break;
-                };
-                match f.header.kind {
-                    FrameKind::Ack => {
-                        if f.header.seq >= self.backlog.send_seq() {
-                            return Err(format!("acknowledges sequence {} that was never sent", f.header.seq));
-                        }
-                        self.process_ack(env, f.header.seq);
-                        if env.halted() {
-                            return Ok(false);
-                        }
-                    }
-                    FrameKind::Keepalive => {}
-                    FrameKind::Refuse => {
-                        return Err(format!("backup refused: {}", String::from_utf8_lossy(c.inbuf.payload(&f))));
-                    }
-                    k => return Err(format!("unexpected {k:?} frame from a backup")),
-                }
             }
         }
         self.walk_step(env);
@@ -314,6 +302,32 @@ impl<A: App> Master<A> {
             self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(env));
         let c = self.conn.as_ref().expect("connected");
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
+    }
+
+    /// Handles every complete frame the backup has sent.
+    fn take_frames(&mut self, env: &mut Env<A>) -> Result<(), String> {
+        loop {
+            let c = self.conn.as_mut().expect("connected");
+            let Some(f) = c.inbuf.next_frame().map_err(|e| e.to_string())? else {
+                return Ok(());
+            };
+            match f.header.kind {
+                FrameKind::Ack => {
+                    if f.header.seq >= self.backlog.send_seq() {
+                        return Err(format!("acknowledges sequence {} that was never sent", f.header.seq));
+                    }
+                    self.process_ack(env, f.header.seq);
+                    if env.halted() {
+                        return Ok(());
+                    }
+                }
+                FrameKind::Keepalive => {}
+                FrameKind::Refuse => {
+                    return Err(format!("backup refused: {}", String::from_utf8_lossy(c.inbuf.payload(&f))));
+                }
+                k => return Err(format!("unexpected {k:?} frame from a backup")),
+            }
+        }
     }
 
     /// Frees (and notifies) everything the backup has applied up to `upto`.

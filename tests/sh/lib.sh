@@ -36,6 +36,12 @@ fs_now() {
     NOW_MS=$((t / 1000))
 }
 
+# fs_seed ARG: sets SEED from ARG, else $FAULT_SEED, else a random one; exits 2 if not a number.
+fs_seed() {
+    SEED=${1:-${FAULT_SEED:-$(( (${EPOCHREALTIME/[.,]/} ^ $$) % 1000000007 ))}}
+    [[ $SEED =~ ^[0-9]+$ ]] || { echo "seed must be a number" >&2; exit 2; }
+}
+
 # fs_init FLOWD: resolves the binary, creates the work directory, installs the traps.
 fs_init() {
     if [[ $# -lt 1 || ! -x $1 || -d $1 ]]; then

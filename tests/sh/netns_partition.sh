@@ -25,8 +25,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 
 fs_init "${1:-}" || exit 2
-SEED=${2:-${FAULT_SEED:-$(( (${EPOCHREALTIME/[.,]/} ^ $$) % 1000000007 ))}}
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "seed must be a number" >&2; exit 2; }
+fs_seed "${2:-}"
 
 NS_M=jsync-m-$$          # master's namespace
 NS_B=jsync-b-$$          # backup's namespace

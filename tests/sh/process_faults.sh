@@ -24,8 +24,7 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$HERE/lib.sh"
 
 fs_init "${1:-}" || exit 2
-SEED=${2:-${FAULT_SEED:-$(( (${EPOCHREALTIME/[.,]/} ^ $$) % 1000000007 ))}}
-[[ $SEED =~ ^[0-9]+$ ]] || { echo "seed must be a number" >&2; exit 2; }
+fs_seed "${2:-}"
 
 FS_FLOWS=20000  # flows the master holds before the first backup attaches (+ 0..4999)
 FS_CHURN=3000   # changes per round
