@@ -69,13 +69,22 @@ lint:
 rust-test:
 	$(CARGO) test --release
 
-$(BUILD)/c-tests/%: c-tests/%.c $(C_TEST_DEPS) lib
-	mkdir -p $(BUILD)/c-tests
-	$(CC) $(CFLAGS_T) $< -o $@ $(LDFLAGS_T)
+# Every test program is linked with the harness (c-tests/harness.c), built once per flavour.
+HARNESS_DEPS := c-tests/harness.c c-tests/harness.h include/jnx/junos_sync.h c-tests/isc/eventlib.h
 
-$(BUILD)/c-tests-san/%: c-tests/%.c $(C_TEST_DEPS) lib
+$(BUILD)/c-tests/harness.o: $(HARNESS_DEPS)
+	mkdir -p $(BUILD)/c-tests
+	$(CC) $(CFLAGS_T) -c $< -o $@
+
+$(BUILD)/c-tests-san/harness.o: $(HARNESS_DEPS)
 	mkdir -p $(BUILD)/c-tests-san
-	$(CC) $(CFLAGS_T) $(SAN) $< -o $@ $(LDFLAGS_T)
+	$(CC) $(CFLAGS_T) $(SAN) -c $< -o $@
+
+$(BUILD)/c-tests/%: c-tests/%.c $(BUILD)/c-tests/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $< $(BUILD)/c-tests/harness.o -o $@ $(LDFLAGS_T)
+
+$(BUILD)/c-tests-san/%: c-tests/%.c $(BUILD)/c-tests-san/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $(SAN) $< $(BUILD)/c-tests-san/harness.o -o $@ $(LDFLAGS_T)
 
 # The header must compile as C99 (the tests), C11 and C++17 with ISC eventlib's header included
 # before it (header_compile.c), after it (header_order_after.c) or not at all
@@ -117,10 +126,10 @@ install-check: lib
 	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
-	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c -Ic-tests \
+	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c c-tests/harness.c -Ic-tests \
 	    $$(pkg-config --cflags --libs junos-sync) -lpthread -o $(INST)/layout-shared'
 	LD_LIBRARY_PATH=$(INST)/lib $(INST)/layout-shared >/dev/null
-	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c -Ic-tests \
+	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c c-tests/harness.c -Ic-tests \
 	    $$(pkg-config --cflags junos-sync) $(INST)/lib/libjunos-sync.a $$(pkg-config --static --libs-only-l junos-sync | sed s/-ljunos-sync//) \
 	    -o $(INST)/layout-static'
 	$(INST)/layout-static >/dev/null
