@@ -19,9 +19,6 @@ CWARN      := -Wall -Wextra -Werror
 CFLAGS_T   := -std=c99 -D_GNU_SOURCE -O1 -g $(CWARN) -Iinclude -Ic-tests
 LDFLAGS_T  := -L$(LIBDIR) -Wl,-rpath,$(abspath $(LIBDIR)) -ljunos-sync -lpthread
 SAN        := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
-VALGRIND   := valgrind --quiet --error-exitcode=1 --leak-check=full \
-              --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect \
-              --trace-children=no
 RUST_SRC   := $(shell find src -name '*.rs') Cargo.toml build.rs cbindgen.toml
 
 C_TEST_SRC := $(wildcard c-tests/test_*.c)
@@ -103,6 +100,7 @@ $(BUILD)/c-tests/header_%_cxx17: c-tests/header_%.c $(C_TEST_DEPS)
 c-test-plain: c-tests
 	./c-tests/run.sh plain $(C_TESTS)
 
+# The valgrind command line (memcheck options) is defined in c-tests/run.sh, and only there.
 c-test-valgrind: c-tests
 	./c-tests/run.sh valgrind $(C_TESTS)
 

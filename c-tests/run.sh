@@ -1,8 +1,8 @@
 #!/bin/sh
 # Runs the C test programs: run.sh MODE binary...
 #   MODE plain     run each binary as is
-#   MODE valgrind  under valgrind memcheck (same options as the Makefile's VALGRIND), with
-#                  smaller record counts (JSYNC_TEST_SCALE) and longer deadlines
+#   MODE valgrind  under valgrind memcheck (the VALGRIND command line below), with longer
+#                  deadlines
 #   MODE asan      binaries built with -fsanitize=address,undefined; leak detection on
 # Prints each binary's output, a result line per binary, and finally exactly
 # "N passed, N failed" counting binaries. Exits non-zero if any binary failed.
@@ -15,6 +15,7 @@ fi
 mode=$1
 shift
 
+# The valgrind command line: defined here only (make c-test-valgrind runs this script).
 VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
 # A binary that runs longer than this is killed and counted as failed (each test program also
 # has its own per-test watchdog).
