@@ -38,11 +38,16 @@ all: lib examples
 
 lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 
-$(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC)
+# The shared library is linked from the staticlib with abi/junos-sync.map: symbol versions,
+# and nothing exported but the C API (rustc's own cdylib link cannot take a version script).
+$(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC) abi/junos-sync.map
 	$(CARGO) build --release --lib
 	mkdir -p $(LIBDIR)
-	# Copy then rename: overwriting a mapped library in place kills the programs using it.
-	cp target/release/libjunos_sync.so $(LIBDIR)/$(SOFILE).tmp && mv -f $(LIBDIR)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
+	# Write then rename: overwriting a mapped library in place kills the programs using it.
+	$(CC) -shared -o $(LIBDIR)/$(SOFILE).tmp -Wl,--whole-archive target/release/libjunos_sync.a \
+	    -Wl,--no-whole-archive -Wl,--version-script=abi/junos-sync.map -Wl,--gc-sections \
+	    -Wl,-soname,$(SONAME) -Wl,-z,relro,-z,now -lpthread -ldl -lgcc_s -lm -lc
+	mv -f $(LIBDIR)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
 	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a.tmp && mv -f $(LIBDIR)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so

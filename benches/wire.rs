@@ -4,9 +4,9 @@
 use std::io::{self, IoSlice, Write};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use junos_sync::core::inbuf::InBuf;
-use junos_sync::core::out::Out;
-use junos_sync::core::wire::{push_frame, FrameKind};
+use junos_sync::proto::inbuf::InBuf;
+use junos_sync::proto::out::Out;
+use junos_sync::proto::wire::{push_frame, FrameKind};
 
 /// A socket that accepts everything.
 struct Sink(usize);
@@ -39,7 +39,7 @@ fn encode(c: &mut Criterion) {
                 for (i, x) in p.iter().enumerate() {
                     out.data(i as u64, 7, x);
                 }
-                out.flush(&mut sink, |seq| &p[seq as usize]).unwrap();
+                out.flush(&mut sink, |seq| p.get(seq as usize).map(|v| &v[..])).unwrap();
             })
         });
     }

@@ -96,14 +96,17 @@ static void test_struct_layouts(void)
     CHECK_EQ(sizeof(junos_sync_getnext_data_t), sizeof(void *));
     CHECK_EQ(offsetof(junos_sync_getnext_data_t, data), 0);
 
-    /* Stats. */
-    CHECK_EQ(sizeof(junos_sync_stats_t), 6 * 8);
+    /* Stats: release 1.0's six fields, then 1.1's two appended (1.0 binaries get the 1.0
+     * layout through junos_sync_get_stats@JUNOS_SYNC_1.0). */
+    CHECK_EQ(sizeof(junos_sync_stats_t), 8 * 8);
     CHECK_EQ(offsetof(junos_sync_stats_t, full_resyncs), 0);
     CHECK_EQ(offsetof(junos_sync_stats_t, partial_resyncs), 8);
     CHECK_EQ(offsetof(junos_sync_stats_t, connections), 16);
     CHECK_EQ(offsetof(junos_sync_stats_t, frames_rejected), 24);
     CHECK_EQ(offsetof(junos_sync_stats_t, overflows), 32);
     CHECK_EQ(offsetof(junos_sync_stats_t, backlog_bytes), 40);
+    CHECK_EQ(offsetof(junos_sync_stats_t, auth_failures), 48);
+    CHECK_EQ(offsetof(junos_sync_stats_t, handshakes_refused), 56);
 
     /* Scalars the callbacks use. */
     CHECK_EQ(sizeof(in_port_t), sizeof(uint16_t));

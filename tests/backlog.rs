@@ -8,20 +8,20 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use junos_sync::core::{Config, Error};
+use junos_sync::{Config, Error};
 
 const LIMIT: usize = 256 * 1024;
 /// One TLV of the `op` records (8-byte payload + 8-byte header).
 const MSG: usize = 16;
 
 fn held(m: &Side) -> usize {
-    m.ctx().shared().held_bytes.load(Ordering::SeqCst)
+    m.ctx().stats().unwrap().backlog_bytes as usize
 }
 
 #[test]
 fn slow_backup_with_resync_never_grows_the_master_past_the_limit() {
     let mut m = Side::new(Config::new(true, false, 0x7f00_0001, 0, 5));
-    m.ctx().shared().backlog_limit.store(LIMIT, Ordering::SeqCst);
+    m.ctx().set_backlog_limit(LIMIT).unwrap();
     for k in 1..=1000 {
         m.db.lock().insert(k, 1);
     }
@@ -39,7 +39,7 @@ fn slow_backup_with_resync_never_grows_the_master_past_the_limit() {
         m.put(1 + i % 5000, i, i % 7 == 0);
         peak = peak.max(held(&m));
     }
-    let overflows = m.ctx().shared().stats.overflows.load(Ordering::SeqCst);
+    let overflows = m.ctx().stats().unwrap().overflows;
     eprintln!(
         "queued {i} TLVs against a backup applying one per 200 us: peak {peak} bytes held, {overflows} overflows"
     );
@@ -50,7 +50,7 @@ fn slow_backup_with_resync_never_grows_the_master_past_the_limit() {
     wait_for("backup converged by full resync", 30, || b.rec.lock().db == *m.db.lock());
     let sent = m.allocated.load(Ordering::SeqCst);
     wait_for("everything freed", 10, || m.rec.lock().frees == sent);
-    assert!(m.ctx().shared().stats.full_resyncs.load(Ordering::SeqCst) >= 2);
+    assert!(m.ctx().stats().unwrap().full_resyncs >= 2);
     b.exit();
     m.exit();
     assert_eq!(m.rec.lock().frees, m.allocated.load(Ordering::SeqCst));
@@ -59,7 +59,7 @@ fn slow_backup_with_resync_never_grows_the_master_past_the_limit() {
 #[test]
 fn no_resync_refuses_when_full_and_loses_nothing() {
     let mut m = Side::new(Config::new(true, true, 0x7f00_0001, 0, 5));
-    m.ctx().shared().backlog_limit.store(LIMIT, Ordering::SeqCst);
+    m.ctx().set_backlog_limit(LIMIT).unwrap();
     m.ctx().start().unwrap();
     // No backup yet: everything queued stays held.
     let mut accepted = 0u32;

@@ -2,14 +2,14 @@
 //! allocation driven by an unchecked length, every error reported, never a wrong frame
 //! accepted.
 
-use junos_sync::core::handshake::{Hello, Role};
-use junos_sync::core::inbuf::InBuf;
-use junos_sync::core::wire::{push_frame, seal_header, FrameKind};
+use junos_sync::proto::handshake::{Hello, Role};
+use junos_sync::proto::inbuf::InBuf;
+use junos_sync::proto::wire::{push_frame, seal_header, FrameKind};
 
 mod common;
 use common::Rng;
 
-const KINDS: [FrameKind; 8] = [
+const KINDS: [FrameKind; 10] = [
     FrameKind::Hello,
     FrameKind::Welcome,
     FrameKind::Refuse,
@@ -18,6 +18,8 @@ const KINDS: [FrameKind; 8] = [
     FrameKind::Keepalive,
     FrameKind::SyncBegin,
     FrameKind::SyncEnd,
+    FrameKind::KeyInit,
+    FrameKind::KeyReply,
 ];
 
 /// A decoded frame: kind, sequence number, payload.
@@ -42,10 +44,13 @@ fn valid_stream(rng: &mut Rng) -> (Vec<u8>, Vec<Decoded>) {
     (out, frames)
 }
 
-/// Feeds `bytes` in random chunks; returns the frames decoded and whether an error ended it.
-/// Also checks that the buffer never grew beyond what a checked length allows.
+/// Feeds `bytes` in random chunks, taking frames between reads as the engine does; returns the
+/// frames decoded and whether an error ended it. Checks on the way that the buffer never holds
+/// more than twice what has arrived (plus its base capacity): no length a peer announces makes
+/// it allocate ahead of the bytes.
 fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<Decoded>, bool) {
     let mut inb = InBuf::new(256, 16 << 20);
+    let base = inb.capacity();
     let mut got = Vec::new();
     let mut rest = bytes;
     loop {
@@ -59,15 +64,15 @@ fn decode_all(bytes: &[u8], rng: &mut Rng) -> (Vec<Decoded>, bool) {
                 }
             }
         }
+        let arrived = bytes.len() - rest.len();
+        assert!(inb.capacity() <= base.max(2 * arrived), "buffer of {} after {arrived} bytes", inb.capacity());
         if rest.is_empty() {
             return (got, false);
         }
         let n = 1 + rng.pick(rest.len().min(97));
         let mut chunk = &rest[..n];
-        while !chunk.is_empty() {
-            inb.fill(&mut chunk).unwrap();
-        }
-        rest = &rest[n..];
+        inb.fill(&mut chunk).unwrap();
+        rest = &rest[n - chunk.len()..];
     }
 }
 
@@ -89,14 +94,16 @@ fn random_bytes_never_panic_and_are_rejected_or_incomplete() {
 
 #[test]
 fn mutated_streams_decode_exactly_or_fail() {
+    const RUNS: usize = 60_000;
     let mut rng = Rng(0x5eed_0002);
-    let (mut exact, mut failed) = (0, 0);
-    for _ in 0..60_000 {
+    let (mut exact, mut failed, mut short) = (0, 0, 0);
+    for _ in 0..RUNS {
         let (mut bytes, frames) = valid_stream(&mut rng);
         let (clean, err) = decode_all(&bytes, &mut rng);
         assert!(!err);
         assert_eq!(clean, frames);
         // Flip, drop or insert a few bytes, or cut the tail.
+        let mut lost_bytes = false;
         for _ in 0..1 + rng.pick(3) {
             match rng.pick(4) {
                 0 => {
@@ -106,12 +113,16 @@ fn mutated_streams_decode_exactly_or_fail() {
                 1 => {
                     let i = rng.pick(bytes.len());
                     bytes.remove(i);
+                    lost_bytes = true;
                 }
                 2 => {
                     let i = rng.pick(bytes.len() + 1);
                     bytes.insert(i, rng.next() as u8);
                 }
-                _ => bytes.truncate(rng.pick(bytes.len())),
+                _ => {
+                    bytes.truncate(rng.pick(bytes.len()));
+                    lost_bytes = true;
+                }
             }
             if bytes.is_empty() {
                 break;
@@ -125,24 +136,32 @@ fn mutated_streams_decode_exactly_or_fail() {
         if err {
             failed += 1;
         } else if got.len() == frames.len() {
+            // Only bytes appended after the last frame leave every frame intact.
             exact += 1;
+        } else {
+            // A stream that ends inside a frame without an error has lost bytes.
+            assert!(lost_bytes, "a stream with no byte lost stopped short of its frames without an error");
+            short += 1;
         }
     }
+    assert_eq!(failed + exact + short, RUNS);
     assert!(failed > 10_000, "mutations rejected only {failed} times");
-    let _ = exact;
+    assert!(exact > 0 && short > 0, "exact {exact}, short {short}: the mutations did not cover both");
 }
 
 #[test]
 fn huge_lengths_are_refused_before_allocation() {
-    for kind in 1u8..=8 {
+    for kind in 1u8..=10 {
         for len in [257u32, 1 << 20, (16 << 20) + 1, u32::MAX] {
             let mut h = [0u8; 32];
             h[0..4].copy_from_slice(&len.to_le_bytes());
             h[4] = kind;
             seal_header(&mut h);
             let mut inb = InBuf::new(256, 16 << 20);
+            let base = inb.capacity();
             inb.fill(&mut &h[..]).unwrap();
             let r = inb.next_frame();
+            assert_eq!(inb.capacity(), base, "kind {kind} len {len}: the buffer grew for a header alone");
             if kind == 4 && len <= 16 << 20 {
                 // A DATA frame may be this long: it waits for its bytes (CRC checked at the end).
                 assert!(matches!(r, Ok(None)));

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use common::proxy::{Dir, Mode, Proxy, Shot};
 use common::*;
 
-fn stat(s: &Side, f: impl Fn(&junos_sync::core::shared::Stats) -> u64) -> u64 {
-    f(&s.ctx().shared().stats)
+fn stat(s: &Side, f: impl Fn(&junos_sync::Stats) -> u64) -> u64 {
+    f(&s.ctx().stats().unwrap())
 }
 
 fn converge(m: &Side, b: &Side, what: &str, seed: u64) {
@@ -34,13 +34,13 @@ fn converge(m: &Side, b: &Side, what: &str, seed: u64) {
             let diff: Vec<_> = md.iter().filter(|(k, v)| bd.db.get(k) != Some(v)).take(5).collect();
             let extra: Vec<_> = bd.db.iter().filter(|(k, _)| !md.contains_key(k)).take(5).collect();
             panic!(
-                "seed {seed}: backup never converged after {what}: ups {} downs {}, {} vs {} entries, differ {diff:?}, extra {extra:?}\n{}\n{}",
+                "seed {seed}: backup never converged after {what}: ups {} downs {}, {} vs {} entries, differ {diff:?}, extra {extra:?}\nmaster {:?}\nbackup {:?}",
                 bd.ups,
                 bd.downs,
                 bd.db.len(),
                 md.len(),
-                m.ctx().describe(),
-                b.ctx().describe()
+                m.ctx().stats(),
+                b.ctx().stats()
             );
         }
         std::thread::sleep(Duration::from_millis(2));
@@ -65,14 +65,14 @@ fn seeded_fault_soak() {
     let mut rng = Rng(seed);
     const KEYS: u32 = 10_000;
 
-    let mut m = Side::new(junos_sync::core::Config::new(true, false, 0x7f00_0001, 0, 1));
+    let mut m = Side::new(junos_sync::Config::new(true, false, 0x7f00_0001, 0, 1));
     for k in 1..=KEYS {
         m.db.lock().insert(k, k);
     }
     m.ctx().start().unwrap();
     let port = m.rec.lock().port;
     let proxy = Proxy::new(SocketAddr::from(([127, 0, 0, 1], port)));
-    let bcfg = junos_sync::core::Config::new(false, false, 0x7f00_0001, proxy.port, 1);
+    let bcfg = junos_sync::Config::new(false, false, 0x7f00_0001, proxy.port, 1);
     let mut b = Side::new(bcfg);
     b.ctx().start().unwrap();
     converge(&m, &b, "start", seed);
@@ -82,9 +82,9 @@ fn seeded_fault_soak() {
     for i in 0..faults {
         let ops = 20 + rng.below(200);
         traffic(&m, &mut rng, KEYS, ops);
-        let full_before = stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst));
-        let part_before = stat(&m, |s| s.partial_resyncs.load(Ordering::SeqCst));
-        let conns_before = stat(&m, |s| s.connections.load(Ordering::SeqCst));
+        let full_before = stat(&m, |s| s.full_resyncs);
+        let part_before = stat(&m, |s| s.partial_resyncs);
+        let conns_before = stat(&m, |s| s.connections);
         let kind = rng.below(100);
         let what;
         let mut restarted = false;
@@ -136,17 +136,17 @@ fn seeded_fault_soak() {
             restarts += 1;
             let fb = full_before;
             wait_for("full resync done", 10, || {
-                stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst)) == fb + 1 && b.rec.lock().sync_done.len() == 1
+                stat(&m, |s| s.full_resyncs) == fb + 1 && b.rec.lock().sync_done.len() == 1
             });
-        } else if stat(&m, |s| s.connections.load(Ordering::SeqCst)) > conns_before {
+        } else if stat(&m, |s| s.connections) > conns_before {
             link_faults += 1;
             assert_eq!(
-                stat(&m, |s| s.full_resyncs.load(Ordering::SeqCst)),
+                stat(&m, |s| s.full_resyncs),
                 full_before,
                 "seed {seed}, fault {i} ({what}): a link fault caused a full resync"
             );
             assert!(
-                stat(&m, |s| s.partial_resyncs.load(Ordering::SeqCst)) > part_before,
+                stat(&m, |s| s.partial_resyncs) > part_before,
                 "seed {seed}, fault {i} ({what}): reconnect without partial resync"
             );
         }

@@ -10,8 +10,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::*;
-use junos_sync::core::handshake::{Hello, Role};
-use junos_sync::core::wire::{push_frame, seal_header, FrameKind};
+use junos_sync::proto::handshake::{Hello, Role};
+use junos_sync::proto::wire::{push_frame, seal_header, FrameKind};
 
 fn hello(version: u16, role: Role) -> Vec<u8> {
     let h = Hello { version, role, flags: 0, keepalive_ms: 1000, session: 42, peer_session: 0, seq: 0 };
@@ -26,13 +26,13 @@ fn refusals(m: &Side) -> usize {
 
 #[test]
 fn master_survives_hostile_peers_and_keeps_its_backup() {
-    let mut m = Side::new(junos_sync::core::Config::new(true, false, 0x7f00_0001, 0, 1));
+    let mut m = Side::new(junos_sync::Config::new(true, false, 0x7f00_0001, 0, 1));
     for k in 1..=2000 {
         m.db.lock().insert(k, k);
     }
     m.ctx().start().unwrap();
     let port = m.rec.lock().port;
-    let mut b = Side::new(junos_sync::core::Config::new(false, false, 0x7f00_0001, port, 1));
+    let mut b = Side::new(junos_sync::Config::new(false, false, 0x7f00_0001, port, 1));
     b.ctx().start().unwrap();
     wait_for("initial sync", 10, || b.rec.lock().sync_done.len() == 1);
     let addr = ("127.0.0.1", port);
@@ -97,7 +97,7 @@ fn master_survives_hostile_peers_and_keeps_its_backup() {
     wait_for("backup converged", 15, || b.rec.lock().db == *m.db.lock());
     assert_eq!(b.rec.lock().ups, 1, "the real backup lost its session to hostile peers");
     assert_eq!(m.rec.lock().ups, 1);
-    assert!(m.ctx().shared().stats.frames_rejected.load(Ordering::SeqCst) >= 4);
+    assert!(m.ctx().stats().unwrap().frames_rejected >= 4);
     let sent = m.allocated.load(Ordering::SeqCst);
     wait_for("all acknowledged", 10, || m.rec.lock().frees == sent);
     b.exit();
@@ -109,13 +109,13 @@ fn master_survives_hostile_peers_and_keeps_its_backup() {
 fn misuse_is_refused_and_logged() {
     let mut m = Side::new(master_cfg(false));
     m.ctx().start().unwrap();
-    assert_eq!(m.ctx().start(), Err(junos_sync::core::Error::State));
+    assert_eq!(m.ctx().start(), Err(junos_sync::Error::State));
     assert!(m.rec.lock().logs.iter().any(|l| l.contains("already started")));
     let mut b = Side::new(backup_cfg(m.rec.lock().port, false));
     assert!(b.ctx().queue(op(1, 1), false).is_err());
     assert!(b.rec.lock().logs.iter().any(|l| l.contains("only a master queues")));
     let big = Buf { ty: 1, data: vec![0; (16 << 20) + 1] };
-    assert_eq!(m.ctx().queue(big, false).unwrap_err().0, junos_sync::core::Error::Invalid);
+    assert_eq!(m.ctx().queue(big, false).unwrap_err().0, junos_sync::Error::Invalid);
     b.exit();
     m.exit();
 }
@@ -151,7 +151,7 @@ fn backup_refuses_a_peer_that_is_no_master_or_speaks_another_version() {
         ),
     ] {
         let (port, fake) = fake_master(answer);
-        let mut b = Side::new(junos_sync::core::Config::new(false, false, 0x7f00_0001, port, 1));
+        let mut b = Side::new(junos_sync::Config::new(false, false, 0x7f00_0001, port, 1));
         b.ctx().start().unwrap();
         wait_for("refusal logged", 10, || b.rec.lock().logs.iter().any(|l| l.contains(why)));
         assert_eq!(b.rec.lock().ups, 0, "the backup went up with a bad peer");

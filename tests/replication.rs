@@ -74,7 +74,7 @@ fn restarted_backup_gets_full_resync_and_unacked_entries() {
     b2.ctx().start().unwrap();
     wait_for("second sync and stream", 20, || m.rec.lock().frees == m.allocated.load(Ordering::SeqCst));
     assert_eq!(b2.rec.lock().db, *m.db.lock());
-    assert_eq!(m.ctx().shared().stats.full_resyncs.load(Ordering::SeqCst), 2);
+    assert_eq!(m.ctx().stats().unwrap().full_resyncs, 2);
     b2.exit();
     m.exit();
 }
@@ -84,7 +84,7 @@ fn queue_on_backup_is_refused_and_tlv_returned() {
     let mut b = Side::new(backup_cfg(1, false));
     let r = b.ctx().queue(op(1, 1), false);
     let (e, t) = r.unwrap_err();
-    assert_eq!(e, junos_sync::core::Error::State);
+    assert_eq!(e, junos_sync::Error::State);
     assert_eq!(t.data.len(), 8);
     b.exit();
 }
@@ -94,9 +94,9 @@ fn bind_error_is_reported() {
     let mut m = Side::new(master_cfg(false));
     m.ctx().start().unwrap();
     let port = m.rec.lock().port;
-    let mut m2 = Side::new(junos_sync::core::Config::new(true, false, 0x7f00_0001, port, 2));
-    assert_eq!(m2.ctx().start(), Err(junos_sync::core::Error::Socket));
-    assert_eq!(m2.ctx().start(), Err(junos_sync::core::Error::Socket));
+    let mut m2 = Side::new(junos_sync::Config::new(true, false, 0x7f00_0001, port, 2));
+    assert_eq!(m2.ctx().start(), Err(junos_sync::Error::Socket));
+    assert_eq!(m2.ctx().start(), Err(junos_sync::Error::Socket));
     m2.exit();
     m.exit();
 }

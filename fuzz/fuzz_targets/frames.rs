@@ -3,7 +3,7 @@
 //! or report an error.
 #![no_main]
 
-use junos_sync::core::inbuf::InBuf;
+use junos_sync::proto::inbuf::InBuf;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

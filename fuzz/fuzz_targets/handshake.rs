@@ -2,7 +2,7 @@
 //! the same bytes (apart from the reserved field, which it ignores).
 #![no_main]
 
-use junos_sync::core::handshake::Hello;
+use junos_sync::proto::handshake::Hello;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -45,6 +45,11 @@ typedef struct { void *opaque; } evContext;
 #define JUNOS_SYNC_MAX_TLV_LEN ((16 * 1024) * 1024)
 
 /**
+ * Shortest key `junos_sync_set_auth_key` accepts, in bytes.
+ */
+#define JUNOS_SYNC_MIN_KEY_LEN 16
+
+/**
  * Connection state reported through `sync_conn_status_change_func`.
  */
 enum junos_sync_conn_status_e {
@@ -325,6 +330,10 @@ typedef enum junos_sync_status_e junos_sync_status_t;
 
 /**
  * Counters of one context, from `junos_sync_get_stats`.
+ *
+ * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
+ * 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
+ * which fills only the first six fields, so their smaller struct is never overrun.
  */
 struct junos_sync_stats_s {
     /**
@@ -340,7 +349,8 @@ struct junos_sync_stats_s {
      */
     uint64_t connections;
     /**
-     * Connections refused for malformed or hostile input.
+     * Connections ended for malformed input or a protocol violation (an acknowledgement of
+     * what was never sent, a sequence gap, an impossible resume point).
      */
     uint64_t frames_rejected;
     /**
@@ -351,6 +361,16 @@ struct junos_sync_stats_s {
      * Master: TLV bytes held (queued, in flight, unacknowledged).
      */
     uint64_t backlog_bytes;
+    /**
+     * Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one,
+     * or a handshake that was not completed with our key (a replayed one). Since 1.1.
+     */
+    uint64_t auth_failures;
+    /**
+     * Well-formed handshakes refused: another protocol version, two masters or two backups,
+     * or a new backup while a live one is connected. Since 1.1.
+     */
+    uint64_t handshakes_refused;
 };
 
 /**
@@ -369,6 +389,12 @@ extern "C" {
  * `sync_data_decode_func`, a master with resync but no `sync_data_get_next_func`), after saying
  * why through `sync_log_msg_func` when it is set. NULL `sync_malloc_func`/`sync_free_func` mean
  * libc's. Nothing runs until `junos_sync_start`. Free the context with `junos_sync_exit`.
+ *
+ * If the environment variable `JUNOS_SYNC_AUTH_KEY_FILE` is set, the context is keyed with
+ * the key in that file (several files separated by `:` for a key rotation, the first tried
+ * first), as if by `junos_sync_set_auth_key`. It fails closed: a file that is missing, not a
+ * regular file, readable or writable by group or others, empty, or shorter than
+ * `JUNOS_SYNC_MIN_KEY_LEN` bytes makes this return NULL with a log line saying which.
  *
  * # Safety
  * `state` and `callbacks` are NULL or point to valid structs.
@@ -395,9 +421,10 @@ junos_sync_status_t junos_sync_set_event_context(junos_sync_context_t *ctx, evCo
  * Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
  * and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
  * `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
- * be started again). Backup: starts connecting in the background (retrying with capped
- * backoff until connected or exited) and returns at once. A second start is
- * `JUNOS_SYNC_ERR_STATE`.
+ * be started again). A master bound to an address other than loopback without a key logs a
+ * warning: anyone who reaches the port could read the replicated state. Backup: starts
+ * connecting in the background (retrying with capped backoff until connected or exited) and
+ * returns at once. A second start is `JUNOS_SYNC_ERR_STATE`.
  *
  * # Safety
  * `ctx` is NULL or a live context.
@@ -413,7 +440,8 @@ junos_sync_status_t junos_sync_start(junos_sync_context_t *ctx);
  * `sync_free_func(data)`; or it is freed by `junos_sync_exit`. On any error it stays the
  * caller's: `JUNOS_SYNC_ERR_INVALID` (NULL, or `tlv_len` over `JUNOS_SYNC_MAX_TLV_LEN`),
  * `JUNOS_SYNC_ERR_STATE` (a backup context), `JUNOS_SYNC_ERR_BACKLOG_FULL` (with `no_resync`,
- * the unacknowledged backlog is at its limit). May be called before `junos_sync_start`.
+ * the unacknowledged backlog is at its limit), `JUNOS_SYNC_ERR_INTERNAL` (the context failed).
+ * May be called before `junos_sync_start`.
  *
  * Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
  * backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
@@ -430,7 +458,8 @@ junos_sync_status_t junos_sync_start(junos_sync_context_t *ctx);
 junos_sync_status_t junos_sync_queue(junos_sync_context_t *ctx, junos_sync_tlv_t *data, bool ack_requested);
 
 /**
- * Changes the context's role in place; the new `callbacks` replace the old ones.
+ * Changes the context's role in place; the new `callbacks` replace the old ones. The
+ * context's keys stay.
  *
  * Backup to master (`state->is_master`): stops talking to the old master, binds and listens
  * per `state` (calling `sync_bind_done_func` on the loop thread before this returns), keeps
@@ -464,13 +493,44 @@ junos_sync_status_t junos_sync_set_backlog_limit(junos_sync_context_t *ctx, size
 junos_sync_status_t junos_sync_get_stats(junos_sync_context_t *ctx, junos_sync_stats_t *stats);
 
 /**
+ * Keys the context, before `junos_sync_start`: from then on both sides prove they hold the
+ * same key before any application byte moves, and everything they exchange is encrypted and
+ * authenticated with keys fresh for each connection (Noise NNpsk0, see docs/PROTOCOL.md). A
+ * keyed side and an unkeyed one, or two different keys, never connect: each side logs it once
+ * per outage and counts it in `junos_sync_stats_t.auth_failures`.
+ *
+ * `key` is `len` bytes of secret, at least `JUNOS_SYNC_MIN_KEY_LEN` (`junos-sync-keygen`
+ * writes 32 random bytes). The library keeps a copy (the caller may wipe its own at once)
+ * and wipes it at `junos_sync_exit`. Replaces any key set before, including one from
+ * `JUNOS_SYNC_AUTH_KEY_FILE`. Returns `JUNOS_SYNC_ERR_INVALID` for a NULL or short key,
+ * `JUNOS_SYNC_ERR_STATE` once started.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
+ */
+junos_sync_status_t junos_sync_set_auth_key(junos_sync_context_t *ctx, const void *key, size_t len);
+
+/**
+ * Adds a key the context also accepts, before `junos_sync_start`, for a key rotation without
+ * downtime (see the README): a master accepts a backup holding any of its keys; a backup
+ * tries its keys in order, moving to the next after an authentication failure. At most 4
+ * keys. Same arguments, copy and errors as `junos_sync_set_auth_key`.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
+ */
+junos_sync_status_t junos_sync_add_auth_key(junos_sync_context_t *ctx, const void *key, size_t len);
+
+/**
  * Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
- * holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up, and
- * frees the context. No callback runs after it returns. NULL is a no-op.
+ * holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
+ * wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.
  *
  * From inside a callback it returns at once; the loop thread then frees the remaining TLVs
  * (with `sync_free_func` only, no other callback, no DOWN) as soon as that callback returns,
- * and ends. `ctx` is invalid from the moment this is called.
+ * and ends. `ctx` is invalid for the application from the moment this is called; a second
+ * `junos_sync_exit` of it from a callback that the first one causes (the DOWN it reports, a
+ * free) does nothing.
  *
  * # Safety
  * `ctx` is NULL or a live context, not used by any other thread during or after this call.

@@ -1,14 +1,15 @@
 //! The exported functions. Each one: NULL checks that return an error code, a panic boundary,
-//! and a call into `crate::core`.
+//! and a call to one `Context` method.
 
 use std::ptr::NonNull;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+
+use libc::{c_void, size_t};
 
 use super::app::{logger_for, CApp, CTlv};
 use super::panic::ffi_boundary;
 use super::types::*;
-use crate::core::{Config, Context, Error};
+use crate::{Config, Context, Error, Stats};
 
 type Ctx = Context<CApp>;
 
@@ -68,6 +69,12 @@ unsafe fn ctx_hold(ctx: *mut junos_sync_context_t) -> Option<Arc<Ctx>> {
 /// why through `sync_log_msg_func` when it is set. NULL `sync_malloc_func`/`sync_free_func` mean
 /// libc's. Nothing runs until `junos_sync_start`. Free the context with `junos_sync_exit`.
 ///
+/// If the environment variable `JUNOS_SYNC_AUTH_KEY_FILE` is set, the context is keyed with
+/// the key in that file (several files separated by `:` for a key rotation, the first tried
+/// first), as if by `junos_sync_set_auth_key`. It fails closed: a file that is missing, not a
+/// regular file, readable or writable by group or others, empty, or shorter than
+/// `JUNOS_SYNC_MIN_KEY_LEN` bytes makes this return NULL with a log line saying which.
+///
 /// # Safety
 /// `state` and `callbacks` are NULL or point to valid structs.
 #[no_mangle]
@@ -106,8 +113,7 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
     ffi_boundary! {
         // SAFETY: NULL or live per the contract.
         let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        c.shared().event_context.store(ev_ctx.opaque as usize, Ordering::Relaxed);
-        junos_sync_status_t::JUNOS_SYNC_OK
+        status(c.set_event_context(ev_ctx.opaque as usize))
     }
 }
 
@@ -119,9 +125,10 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
 /// Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
 /// and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
 /// `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
-/// be started again). Backup: starts connecting in the background (retrying with capped
-/// backoff until connected or exited) and returns at once. A second start is
-/// `JUNOS_SYNC_ERR_STATE`.
+/// be started again). A master bound to an address other than loopback without a key logs a
+/// warning: anyone who reaches the port could read the replicated state. Backup: starts
+/// connecting in the background (retrying with capped backoff until connected or exited) and
+/// returns at once. A second start is `JUNOS_SYNC_ERR_STATE`.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context.
@@ -142,7 +149,8 @@ pub unsafe extern "C" fn junos_sync_start(ctx: *mut junos_sync_context_t) -> jun
 /// `sync_free_func(data)`; or it is freed by `junos_sync_exit`. On any error it stays the
 /// caller's: `JUNOS_SYNC_ERR_INVALID` (NULL, or `tlv_len` over `JUNOS_SYNC_MAX_TLV_LEN`),
 /// `JUNOS_SYNC_ERR_STATE` (a backup context), `JUNOS_SYNC_ERR_BACKLOG_FULL` (with `no_resync`,
-/// the unacknowledged backlog is at its limit). May be called before `junos_sync_start`.
+/// the unacknowledged backlog is at its limit), `JUNOS_SYNC_ERR_INTERNAL` (the context failed).
+/// May be called before `junos_sync_start`.
 ///
 /// Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
 /// backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
@@ -165,15 +173,11 @@ pub unsafe extern "C" fn junos_sync_queue(
         // SAFETY: NULL or live per the contract.
         let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
         let Some(p) = NonNull::new(data) else {
-            c.shared().log("junos_sync_queue: data is NULL");
+            c.log("junos_sync_queue: data is NULL");
             return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
         };
-        // SAFETY: a valid TLV per the contract; its length is checked before the payload is read.
-        if unsafe { (*p.as_ptr()).tlv_len } > JUNOS_SYNC_MAX_TLV_LEN {
-            c.shared().log("junos_sync_queue: tlv_len is over JUNOS_SYNC_MAX_TLV_LEN");
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
-        // SAFETY: valid and handed over; on error it is handed back unfreed.
+        // SAFETY: valid and handed over; `Context::queue` checks `tlv_len` before the payload
+        // is looked at, and on error hands it back unfreed.
         match c.queue(unsafe { CTlv::new(p) }, ack_requested) {
             Ok(()) => junos_sync_status_t::JUNOS_SYNC_OK,
             Err((e, tlv)) => {
@@ -184,7 +188,8 @@ pub unsafe extern "C" fn junos_sync_queue(
     }
 }
 
-/// Changes the context's role in place; the new `callbacks` replace the old ones.
+/// Changes the context's role in place; the new `callbacks` replace the old ones. The
+/// context's keys stay.
 ///
 /// Backup to master (`state->is_master`): stops talking to the old master, binds and listens
 /// per `state` (calling `sync_bind_done_func` on the loop thread before this returns), keeps
@@ -206,12 +211,12 @@ pub unsafe extern "C" fn junos_sync_switchover(
         let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
         // SAFETY: NULL or valid per the contract; copied at once.
         let (Some(st), Some(cb)) = (unsafe { state.as_ref() }.copied(), unsafe { callbacks.as_ref() }.copied()) else {
-            c.shared().log("junos_sync_switchover: state or callbacks is NULL");
+            c.log("junos_sync_switchover: state or callbacks is NULL");
             return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
         };
         let r = c.switchover(config(&st), CApp::new(cb));
         if r.is_ok() {
-            *c.shared().logger.lock() = logger_for(&cb);
+            c.set_logger(logger_for(&cb));
         }
         status(r)
     }
@@ -232,13 +237,18 @@ pub unsafe extern "C" fn junos_sync_set_backlog_limit(
     ffi_boundary! {
         // SAFETY: NULL or live per the contract.
         let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        if bytes == 0 {
-            c.shared().log("junos_sync_set_backlog_limit: 0 bytes");
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
-        c.shared().backlog_limit.store(bytes, Ordering::Relaxed);
-        junos_sync_status_t::JUNOS_SYNC_OK
+        status(c.set_backlog_limit(bytes))
     }
+}
+
+/// The counters a statistics call reports.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+unsafe fn stats_of(ctx: *mut junos_sync_context_t) -> Result<Stats, junos_sync_status_t> {
+    // SAFETY: NULL or live per the contract.
+    let c = unsafe { ctx_ref(ctx) }.ok_or(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID)?;
+    c.stats().map_err(Into::into)
 }
 
 /// Copies the context's counters into `*stats`. Any thread.
@@ -251,42 +261,152 @@ pub unsafe extern "C" fn junos_sync_get_stats(
     stats: *mut junos_sync_stats_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
+        if stats.is_null() {
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        }
         // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        // SAFETY: NULL or writable per the contract.
-        let Some(out) = (unsafe { stats.as_mut() }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        let s = c.shared();
-        let st = &s.stats;
-        *out = junos_sync_stats_t {
-            full_resyncs: st.full_resyncs.load(Ordering::Relaxed),
-            partial_resyncs: st.partial_resyncs.load(Ordering::Relaxed),
-            connections: st.connections.load(Ordering::Relaxed),
-            frames_rejected: st.frames_rejected.load(Ordering::Relaxed),
-            overflows: st.overflows.load(Ordering::Relaxed),
-            backlog_bytes: s.held_bytes.load(Ordering::Relaxed) as u64,
+        let s = match unsafe { stats_of(ctx) } {
+            Ok(s) => s,
+            Err(e) => return e,
         };
+        let full = junos_sync_stats_t {
+            full_resyncs: s.full_resyncs,
+            partial_resyncs: s.partial_resyncs,
+            connections: s.connections,
+            frames_rejected: s.frames_rejected,
+            overflows: s.overflows,
+            backlog_bytes: s.backlog_bytes,
+            auth_failures: s.auth_failures,
+            handshakes_refused: s.handshakes_refused,
+        };
+        // SAFETY: non-NULL and writable per the contract.
+        unsafe { stats.write(full) };
         junos_sync_status_t::JUNOS_SYNC_OK
     }
 }
 
+/// `junos_sync_get_stats` as release 1.0 had it, for programs built against the 1.0 header:
+/// their `junos_sync_stats_t` has six fields, so only those are written. The shared library
+/// exports it as `junos_sync_get_stats@JUNOS_SYNC_1.0`; it is not in the header.
+///
+/// # Safety
+/// As `junos_sync_get_stats`, with `stats` pointing to the six fields of release 1.0.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_get_stats_1_0(
+    ctx: *mut junos_sync_context_t,
+    stats: *mut [u64; 6],
+) -> junos_sync_status_t {
+    ffi_boundary! {
+        if stats.is_null() {
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        }
+        // SAFETY: NULL or live per the contract.
+        let s = match unsafe { stats_of(ctx) } {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let v = [s.full_resyncs, s.partial_resyncs, s.connections, s.frames_rejected, s.overflows, s.backlog_bytes];
+        // SAFETY: non-NULL and writable for the six u64 fields of the 1.0 layout (contract).
+        unsafe { stats.write_unaligned(v) };
+        junos_sync_status_t::JUNOS_SYNC_OK
+    }
+}
+
+// Binaries linked against release 1.0 bind `junos_sync_get_stats@JUNOS_SYNC_1.0`.
+std::arch::global_asm!(".symver junos_sync_get_stats_1_0, junos_sync_get_stats@JUNOS_SYNC_1.0");
+
+/// The `len` key bytes at `key`, or why not.
+///
+/// # Safety
+/// `key` is NULL or points to `len` readable bytes.
+unsafe fn key_bytes<'a>(c: &Ctx, call: &str, key: *const c_void, len: size_t) -> Option<&'a [u8]> {
+    if key.is_null() {
+        c.log(&format!("{call}: key is NULL"));
+        return None;
+    }
+    // SAFETY: non-NULL with `len` readable bytes per the contract; read at once, not kept.
+    Some(unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) })
+}
+
+/// Keys the context, before `junos_sync_start`: from then on both sides prove they hold the
+/// same key before any application byte moves, and everything they exchange is encrypted and
+/// authenticated with keys fresh for each connection (Noise NNpsk0, see docs/PROTOCOL.md). A
+/// keyed side and an unkeyed one, or two different keys, never connect: each side logs it once
+/// per outage and counts it in `junos_sync_stats_t.auth_failures`.
+///
+/// `key` is `len` bytes of secret, at least `JUNOS_SYNC_MIN_KEY_LEN` (`junos-sync-keygen`
+/// writes 32 random bytes). The library keeps a copy (the caller may wipe its own at once)
+/// and wipes it at `junos_sync_exit`. Replaces any key set before, including one from
+/// `JUNOS_SYNC_AUTH_KEY_FILE`. Returns `JUNOS_SYNC_ERR_INVALID` for a NULL or short key,
+/// `JUNOS_SYNC_ERR_STATE` once started.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_set_auth_key(
+    ctx: *mut junos_sync_context_t,
+    key: *const c_void,
+    len: size_t,
+) -> junos_sync_status_t {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract.
+        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        // SAFETY: NULL or `len` readable bytes per the contract.
+        let Some(k) = (unsafe { key_bytes(c, "junos_sync_set_auth_key", key, len) }) else {
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        };
+        status(c.set_auth_key(k))
+    }
+}
+
+/// Adds a key the context also accepts, before `junos_sync_start`, for a key rotation without
+/// downtime (see the README): a master accepts a backup holding any of its keys; a backup
+/// tries its keys in order, moving to the next after an authentication failure. At most 4
+/// keys. Same arguments, copy and errors as `junos_sync_set_auth_key`.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_add_auth_key(
+    ctx: *mut junos_sync_context_t,
+    key: *const c_void,
+    len: size_t,
+) -> junos_sync_status_t {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract.
+        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        // SAFETY: NULL or `len` readable bytes per the contract.
+        let Some(k) = (unsafe { key_bytes(c, "junos_sync_add_auth_key", key, len) }) else {
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        };
+        status(c.add_auth_key(k))
+    }
+}
+
 /// Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
-/// holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up, and
-/// frees the context. No callback runs after it returns. NULL is a no-op.
+/// holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
+/// wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.
 ///
 /// From inside a callback it returns at once; the loop thread then frees the remaining TLVs
 /// (with `sync_free_func` only, no other callback, no DOWN) as soon as that callback returns,
-/// and ends. `ctx` is invalid from the moment this is called.
+/// and ends. `ctx` is invalid for the application from the moment this is called; a second
+/// `junos_sync_exit` of it from a callback that the first one causes (the DOWN it reports, a
+/// free) does nothing.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context, not used by any other thread during or after this call.
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
     ffi_boundary! {
-        if ctx.is_null() {
+        // SAFETY: NULL or live per the contract: the context is alive at least until the
+        // exit that claimed it returns, so a nested exit can look at it.
+        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return };
+        if !c.claim_exit() {
             return;
         }
-        // SAFETY: the application's reference from init, given back exactly once (contract).
-        let c = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
-        c.exit();
+        // SAFETY: the application's reference from init, given back exactly once (the claim
+        // above lets only one exit through).
+        let owner = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
+        owner.clone().exit(owner);
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use libc::c_void;
 
 use super::types::*;
-use crate::core::{App, Freer, Logger, Tlv};
+use crate::{App, Freer, Logger, Tlv};
 
 /// A TLV the application handed over (non-NULL, `tlv_len` checked when it was taken).
 pub struct CTlv(NonNull<junos_sync_tlv_t>);
@@ -38,6 +38,11 @@ impl Tlv for CTlv {
     fn tlv_type(&self) -> u32 {
         // SAFETY: the TLV is live and ours (see `CTlv::new`).
         unsafe { (*self.0.as_ptr()).tlv_type }
+    }
+
+    fn payload_len(&self) -> usize {
+        // SAFETY: the TLV is live and ours; only its header is read.
+        unsafe { (*self.0.as_ptr()).tlv_len as usize }
     }
 
     fn payload(&self) -> &[u8] {

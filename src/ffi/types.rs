@@ -206,8 +206,18 @@ pub type in_port_t = u16;
 
 /// Largest accepted `tlv_len`: 16 MiB.
 pub const JUNOS_SYNC_MAX_TLV_LEN: u32 = 16 * 1024 * 1024;
+// cbindgen needs the literal above; this ties it to the limit the wire enforces.
+const _: () = assert!(JUNOS_SYNC_MAX_TLV_LEN == crate::proto::wire::MAX_DATA_LEN);
+
+/// Shortest key `junos_sync_set_auth_key` accepts, in bytes.
+pub const JUNOS_SYNC_MIN_KEY_LEN: u32 = 16;
+const _: () = assert!(JUNOS_SYNC_MIN_KEY_LEN as usize == crate::proto::noise::MIN_KEY_LEN);
 
 /// Counters of one context, from `junos_sync_get_stats`.
+///
+/// Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
+/// 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
+/// which fills only the first six fields, so their smaller struct is never overrun.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct junos_sync_stats_s {
@@ -217,12 +227,19 @@ pub struct junos_sync_stats_s {
     pub partial_resyncs: u64,
     /// Master: backup connections that passed the handshake.
     pub connections: u64,
-    /// Connections refused for malformed or hostile input.
+    /// Connections ended for malformed input or a protocol violation (an acknowledgement of
+    /// what was never sent, a sequence gap, an impossible resume point).
     pub frames_rejected: u64,
     /// Master: times the backlog went over its limit and was dropped for a full resync.
     pub overflows: u64,
     /// Master: TLV bytes held (queued, in flight, unacknowledged).
     pub backlog_bytes: u64,
+    /// Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one,
+    /// or a handshake that was not completed with our key (a replayed one). Since 1.1.
+    pub auth_failures: u64,
+    /// Well-formed handshakes refused: another protocol version, two masters or two backups,
+    /// or a new backup while a live one is connected. Since 1.1.
+    pub handshakes_refused: u64,
 }
 
 /// Counters of one context (see `struct junos_sync_stats_s`).

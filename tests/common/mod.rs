@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use junos_sync::core::{App, Config, Context, Logger, Tlv};
+use junos_sync::{App, Config, Context, Logger, Tlv};
 use parking_lot::Mutex;
 
 pub struct Buf {
@@ -106,7 +106,7 @@ impl App for TestApp {
     fn free(&mut self, _t: Buf) {
         self.rec.lock().frees += 1;
     }
-    fn freer(&self) -> junos_sync::core::Freer<Buf> {
+    fn freer(&self) -> junos_sync::Freer<Buf> {
         let r = self.rec.clone();
         std::sync::Arc::new(move |_t: Buf| r.lock().frees += 1)
     }
@@ -198,7 +198,7 @@ impl Side {
 
     pub fn exit(&mut self) {
         if let Some(c) = self.ctx.take() {
-            c.exit();
+            c.exit(());
         }
     }
 }

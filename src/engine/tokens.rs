@@ -9,10 +9,10 @@ pub(crate) const CONN: Token = Token(2);
 const PENDING_BASE: usize = 16;
 
 /// A master's connection still in its handshake, by slot.
-pub fn pending(slot: usize) -> Token {
+pub(crate) fn pending(slot: usize) -> Token {
     Token(PENDING_BASE + slot)
 }
 
-pub fn pending_index(t: Token) -> Option<usize> {
+pub(crate) fn pending_index(t: Token) -> Option<usize> {
     t.0.checked_sub(PENDING_BASE)
 }

@@ -4,7 +4,7 @@
 //! 0..4   len    payload bytes that follow the header (padding excluded)
 //! 4      kind   FrameKind
 //! 5..8   rsvd   reserved, 0
-//! 8..12  aux    DATA: the TLV's tlv_type; otherwise 0
+//! 8..12  aux    DATA: the TLV's tlv_type; REFUSE: the reason code; otherwise 0
 //! 12..16 pcrc   CRC32C of the payload
 //! 16..24 seq    sequence number (DATA, SYNC_BEGIN, SYNC_END, ACK), else 0
 //! 24..28 rsvd   reserved, 0
@@ -16,11 +16,15 @@
 //! for the application's record casts.
 
 /// Bytes in a frame header.
-pub(crate) const HEADER_LEN: usize = 32;
-/// Largest DATA payload (the TLV's `tlv_len`).
-pub(crate) const MAX_DATA_LEN: u32 = 16 * 1024 * 1024;
+pub const HEADER_LEN: usize = 32;
+/// Largest DATA payload (the TLV's `tlv_len`; the C API's `JUNOS_SYNC_MAX_TLV_LEN`).
+pub const MAX_DATA_LEN: u32 = 16 * 1024 * 1024;
 /// Largest payload of any non-DATA frame.
-pub(crate) const MAX_CONTROL_LEN: u32 = 256;
+pub const MAX_CONTROL_LEN: u32 = 256;
+/// REFUSE's `aux`: why the sender refuses. Authentication (key mismatch, keyed against
+/// unkeyed) is told apart so that the peer can count it and try its next key.
+pub const REFUSE_OTHER: u32 = 0;
+pub const REFUSE_AUTH: u32 = 1;
 
 /// What a frame is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,6 +45,10 @@ pub enum FrameKind {
     SyncBegin = 7,
     /// Master to backup: the resync walk ended; payload is the entry count (u64).
     SyncEnd = 8,
+    /// Backup to master, keyed contexts only: first Noise handshake message.
+    KeyInit = 9,
+    /// Master to backup, keyed contexts only: second Noise handshake message.
+    KeyReply = 10,
 }
 
 impl FrameKind {
@@ -54,8 +62,15 @@ impl FrameKind {
             6 => Self::Keepalive,
             7 => Self::SyncBegin,
             8 => Self::SyncEnd,
+            9 => Self::KeyInit,
+            10 => Self::KeyReply,
             _ => return None,
         })
+    }
+
+    /// Whether frames of this kind carry a sequence number of the replicated stream.
+    pub fn is_sequenced(self) -> bool {
+        matches!(self, Self::Data | Self::SyncBegin | Self::SyncEnd)
     }
 
     fn max_len(self) -> u32 {
@@ -233,7 +248,12 @@ mod tests {
             }),
             Err(FrameError::TooLong { .. })
         ));
-        assert!(matches!(forge(&|b| b[0] = 1 + MAX_CONTROL_LEN as u8), Ok(_) | Err(FrameError::TooLong { .. })));
+        let len_field = |b: &mut [u8; HEADER_LEN], len: u32| b[0..4].copy_from_slice(&len.to_le_bytes());
+        assert_eq!(
+            forge(&|b| len_field(b, MAX_CONTROL_LEN + 1)),
+            Err(FrameError::TooLong { kind: FrameKind::Hello, len: MAX_CONTROL_LEN + 1 })
+        );
+        assert!(forge(&|b| len_field(b, MAX_CONTROL_LEN)).is_ok(), "the limit itself is allowed");
         assert!(matches!(
             forge(&|b| {
                 b[4] = FrameKind::Keepalive as u8;

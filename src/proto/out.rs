@@ -1,5 +1,9 @@
 //! Outgoing bytes of one connection: our own (headers, control frames, small payloads, padding)
 //! interleaved with large TLV payloads written straight from the application's memory.
+//!
+//! It also knows which sequenced frames have left: the stream offset where each one ends, so
+//! that once the bytes up to an offset are known to be on the wire (`deliver`), the last
+//! sequence number fully sent is exact. A peer can only acknowledge what it received.
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
@@ -25,6 +29,14 @@ pub struct Out {
     head: usize,
     segs: VecDeque<Seg>,
     pending: usize,
+    /// Stream offset of the end of everything queued so far.
+    queued: u64,
+    /// Stream offset up to which bytes have been handed to a writer.
+    taken: u64,
+    /// (stream offset of the frame's end, sequence number) of sequenced frames not yet known
+    /// to be delivered, in order.
+    marks: VecDeque<(u64, u64)>,
+    delivered_seq: Option<u64>,
 }
 
 impl Out {
@@ -33,16 +45,33 @@ impl Out {
         self.pending
     }
 
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.head = 0;
-        self.segs.clear();
-        self.pending = 0;
+    /// Stream offset up to which bytes have been handed to a writer by `flush`.
+    pub fn taken(&self) -> u64 {
+        self.taken
+    }
+
+    /// Records that the stream's bytes up to `offset` are on the wire; returns the last
+    /// sequence number now fully delivered, if any was.
+    pub fn deliver(&mut self, offset: u64) -> Option<u64> {
+        debug_assert!(offset <= self.taken);
+        while let Some(&(end, seq)) = self.marks.front() {
+            if end > offset {
+                break;
+            }
+            self.delivered_seq = Some(seq);
+            self.marks.pop_front();
+        }
+        self.delivered_seq
+    }
+
+    fn mark(&mut self, seq: u64) {
+        self.marks.push_back((self.queued, seq));
     }
 
     fn own(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);
         self.pending += bytes.len();
+        self.queued += bytes.len() as u64;
         match self.segs.back_mut() {
             Some(Seg::Own(n)) => *n += bytes.len(),
             _ => self.segs.push_back(Seg::Own(bytes.len())),
@@ -50,9 +79,25 @@ impl Out {
     }
 
     pub fn control(&mut self, kind: FrameKind, seq: u64, payload: &[u8]) {
-        self.own(&wire::encode_header(kind, 0, seq, payload));
+        self.control_aux(kind, 0, seq, payload);
+    }
+
+    /// A REFUSE frame: the reason code (`wire::REFUSE_*`) and a UTF-8 reason, at most 200 bytes.
+    pub fn refuse(&mut self, code: u32, reason: &str) {
+        let mut end = reason.len().min(200);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.control_aux(FrameKind::Refuse, code, 0, &reason.as_bytes()[..end]);
+    }
+
+    fn control_aux(&mut self, kind: FrameKind, aux: u32, seq: u64, payload: &[u8]) {
+        self.own(&wire::encode_header(kind, aux, seq, payload));
         self.own(payload);
         self.own(&ZEROS[..wire::padded(payload.len()) - payload.len()]);
+        if kind.is_sequenced() {
+            self.mark(seq);
+        }
     }
 
     /// Appends a DATA frame for entry `seq`. Large payloads are not copied: `flush` reads them
@@ -64,12 +109,16 @@ impl Out {
         } else {
             self.segs.push_back(Seg::Ext { seq, off: 0, len: payload.len() });
             self.pending += payload.len();
+            self.queued += payload.len() as u64;
         }
         self.own(&ZEROS[..wire::padded(payload.len()) - payload.len()]);
+        self.mark(seq);
     }
 
     /// Writes until everything is written (Ok(true)) or the socket would block (Ok(false)).
-    pub fn flush<'a, W: Write>(&mut self, w: &mut W, payload_of: impl Fn(u64) -> &'a [u8]) -> io::Result<bool> {
+    /// `payload_of` resolves zero-copy payloads; one it no longer knows is an error (the
+    /// entry was freed while its frame was still being written), never a panic.
+    pub fn flush<'a, W: Write>(&mut self, w: &mut W, payload_of: impl Fn(u64) -> Option<&'a [u8]>) -> io::Result<bool> {
         while self.pending > 0 {
             let n = {
                 let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(self.segs.len()));
@@ -80,7 +129,10 @@ impl Out {
                             iov.push(IoSlice::new(&self.buf[pos..pos + n]));
                             pos += n;
                         }
-                        Seg::Ext { seq, off, len } => iov.push(IoSlice::new(&payload_of(seq)[off..len])),
+                        Seg::Ext { seq, off, len } => match payload_of(seq).and_then(|p| p.get(off..len)) {
+                            Some(p) => iov.push(IoSlice::new(p)),
+                            None => return Err(io::Error::other(format!("payload of sequence {seq} is gone"))),
+                        },
                     }
                 }
                 match w.write_vectored(&iov) {
@@ -98,6 +150,7 @@ impl Out {
 
     fn advance(&mut self, mut n: usize) {
         self.pending -= n;
+        self.taken += n as u64;
         while n > 0 {
             let s = self.segs.front_mut().expect("wrote more than was queued");
             let left = match s {
@@ -133,7 +186,8 @@ impl Out {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::inbuf::InBuf;
+    use crate::proto::inbuf::InBuf;
+    use crate::proto::wire::HEADER_LEN;
 
     /// A writer that takes at most `chunk` bytes per call and blocks every other call.
     struct Trickle {
@@ -175,10 +229,26 @@ mod tests {
             out.data(i as u64, i as u32, p);
         }
         let mut w = Trickle { out: Vec::new(), chunk: 333, calls: 0 };
-        while !out.flush(&mut w, |seq| &payloads[seq as usize]).unwrap() {}
+        let mut delivered = Vec::new();
+        while !out.flush(&mut w, |seq| payloads.get(seq as usize).map(|p| &p[..])).unwrap() {
+            // Whatever is reported delivered must be wholly in the bytes written so far.
+            if let Some(seq) = out.deliver(w.out.len() as u64) {
+                let end: usize = (0..=seq as usize).map(|i| wire::frame_size(payloads[i].len() as u32)).sum();
+                assert!(end + HEADER_LEN <= w.out.len(), "seq {seq} reported before its last byte left");
+                delivered.push(seq);
+            }
+        }
         assert_eq!(out.pending(), 0);
+        assert_eq!(out.deliver(out.taken()), Some(49));
+        assert!(delivered.windows(2).all(|w| w[0] <= w[1]) && delivered.len() > 10);
 
-        let mut inb = InBuf::new(64, crate::core::wire::MAX_DATA_LEN);
+        // A payload that disappeared before its frame left is an error, not a panic.
+        let mut gone = Out::default();
+        gone.data(7, 0, &[1u8; 4096]);
+        let mut sink = Vec::new();
+        assert!(gone.flush(&mut sink, |_| None).is_err());
+
+        let mut inb = InBuf::new(64, crate::proto::wire::MAX_DATA_LEN);
         let mut src = &w.out[..];
         let mut got = Vec::new();
         loop {

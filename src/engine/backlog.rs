@@ -6,7 +6,7 @@
 use std::collections::VecDeque;
 
 /// One sequenced item of the stream.
-pub enum Entry<T> {
+pub(crate) enum Entry<T> {
     /// A TLV from `junos_sync_queue`.
     Queued { tlv: T, ack: bool },
     /// A TLV from the resync walk.
@@ -17,7 +17,7 @@ pub enum Entry<T> {
     SyncEnd(u64),
 }
 
-pub struct Backlog<T> {
+pub(crate) struct Backlog<T> {
     entries: VecDeque<Entry<T>>,
     /// Sequence number of `entries[0]`; sequence 0 means "nothing", so this starts at 1.
     front_seq: u64,
@@ -66,12 +66,6 @@ impl<T> Backlog<T> {
     pub fn rewind(&mut self, seq: u64) {
         debug_assert!(seq >= self.front_seq && seq <= self.next_seq());
         self.send_seq = seq.clamp(self.front_seq, self.next_seq());
-    }
-
-    /// The entries with sequence numbers up to `upto`, front first.
-    pub fn iter_upto(&self, upto: u64) -> impl Iterator<Item = &Entry<T>> {
-        let n = (upto + 1).saturating_sub(self.front_seq).min(self.entries.len() as u64);
-        self.entries.iter().take(n as usize)
     }
 
     /// Removes the front entry if its sequence number is at most `upto`.

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 
-pub struct Handoff<T> {
+pub(crate) struct Handoff<T> {
     tx: Sender<T>,
     rx: Receiver<T>,
     spill: Mutex<VecDeque<T>>,

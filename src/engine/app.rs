@@ -13,6 +13,11 @@ pub trait Tlv: Send + 'static {
     fn tlv_type(&self) -> u32;
     /// The payload bytes (`tlv_len` of them).
     fn payload(&self) -> &[u8];
+    /// The payload's length, read without touching the payload: checked against the limit
+    /// before anything trusts it.
+    fn payload_len(&self) -> usize {
+        self.payload().len()
+    }
 }
 
 /// The application's side of one context.

@@ -1,13 +1,20 @@
 //! The loop thread of one context: owns the sockets and the role, takes work from the API
 //! through channels, and sleeps in `poll` only when there is nothing to do.
+//!
+//! If the loop ever panics (a bug, or a Rust application's callback), what it holds is still
+//! reachable: the context is marked failed, the application gets the DOWN it is owed, and every
+//! TLV is freed.
 
+use std::any::Any;
 use std::collections::VecDeque;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Poll};
+use parking_lot::Mutex;
 
 use super::app::App;
 use super::backup::Backup;
@@ -15,52 +22,47 @@ use super::config::Config;
 use super::env::Env;
 use super::error::Error;
 use super::handoff::Handoff;
-use super::master::{self, Master};
+use super::held::Held;
+use super::keys::Keys;
+use super::lobby;
+use super::master::Master;
 use super::shared::Shared;
 use super::tokens;
 
+/// What `junos_sync_queue` hands the loop: a counted TLV and whether to notify its ack.
+pub(crate) type Queued<T> = (Held<T>, bool);
+
 /// Requests from API calls other than `junos_sync_queue`.
-pub enum Ctrl<A: App> {
+pub(crate) enum Ctrl<A: App> {
     Exit,
-    /// A one-line description of the loop's state, for diagnostics.
-    Describe(Sender<String>),
-    Switchover {
-        cfg: Config,
-        app: A,
-        reply: Sender<Result<(), Error>>,
-    },
+    Switchover { cfg: Config, app: A, reply: Sender<Result<(), Error>> },
 }
 
-pub enum Role<A: App> {
+// One per context, replaced only by a switchover: the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum Role<A: App> {
     Master(Master<A>),
     Backup(Backup),
 }
 
-pub struct Engine<A: App> {
+pub(crate) struct Engine<A: App> {
     pub poll: Poll,
     pub env: Env<A>,
-    pub data: Arc<Handoff<(A::Tlv, bool)>>,
+    pub data: Arc<Handoff<Queued<A::Tlv>>>,
     /// The loop's half of the hand-off's double buffer.
-    pub spare: VecDeque<(A::Tlv, bool)>,
+    pub spare: VecDeque<Queued<A::Tlv>>,
     pub ctrl_rx: Receiver<Ctrl<A>>,
     pub role: Role<A>,
     pub session: u64,
 }
 
 impl<A: App> Engine<A> {
-    pub fn run(mut self) {
-        *self.env.shared.loop_thread.lock() = Some(std::thread::current().id());
+    fn run(&mut self) {
         let mut events = Events::with_capacity(256);
         loop {
             while let Ok(c) = self.ctrl_rx.try_recv() {
                 match c {
                     Ctrl::Exit => return self.teardown(true),
-                    Ctrl::Describe(tx) => {
-                        let _ = tx.send(match &self.role {
-                            Role::Master(m) => m.describe(),
-                            Role::Backup(b) => b.describe(),
-                        });
-                    }
                     Ctrl::Switchover { cfg, app, reply } => {
                         let r = self.switchover(cfg, app);
                         let _ = reply.send(r);
@@ -71,13 +73,7 @@ impl<A: App> Engine<A> {
                 return self.teardown(false);
             }
             self.drain_data();
-            // A plain load first: the flag is almost never set, and a swap would take the cache
-            // line from the producers every turn.
-            if self.env.shared.overflow.load(Ordering::Relaxed)
-                && self.env.shared.overflow.swap(false, Ordering::AcqRel)
-            {
-                self.overflow();
-            }
+            self.overflow_if_asked();
             let now = Instant::now();
             let reg = self.poll.registry();
             let busy = match &mut self.role {
@@ -149,9 +145,15 @@ impl<A: App> Engine<A> {
         data.drain(spare, |(t, _)| env.free(t));
     }
 
-    /// The backlog went over its limit: drop it; the next backup session starts from a walk.
-    fn overflow(&mut self) {
-        if let Role::Master(m) = &mut self.role {
+    /// Producers found the backlog over its limit, or the walk starved: drop the backlog; the
+    /// next backup session starts from a walk.
+    fn overflow_if_asked(&mut self) {
+        let Role::Master(m) = &mut self.role else { return };
+        let asked = &self.env.shared.overflow_requested;
+        // A plain load first: the flag is almost never set, and a swap would take the cache
+        // line from the producers every turn.
+        let requested = asked.load(Ordering::Relaxed) && asked.swap(false, Ordering::AcqRel);
+        if requested | m.take_starved() {
             m.overflow(&mut self.env, self.poll.registry());
             self.free_queued();
             self.env.settle();
@@ -160,7 +162,7 @@ impl<A: App> Engine<A> {
 
     fn switchover(&mut self, cfg: Config, app: A) -> Result<(), Error> {
         let listener = if cfg.is_master {
-            match master::bind(&cfg) {
+            match lobby::bind(&cfg) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     self.env.log(&format!("junos-sync: switchover cannot bind {}: {e}", cfg.sock_addr()));
@@ -173,12 +175,13 @@ impl<A: App> Engine<A> {
         self.env.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
         self.env.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
         self.drain_data();
-        self.end_role(true);
+        let keys = self.end_role(true);
         self.env.app = app;
         let reg = self.poll.registry();
         self.role = match listener {
-            Some(l) => match Master::new(l, reg, cfg, self.session) {
+            Some(l) => match Master::new(l, reg, cfg, self.session, keys) {
                 Ok(m) => {
+                    warn_if_exposed(&self.env.shared, &cfg, m.is_keyed());
                     self.env.app.bind_done(m.port());
                     Role::Master(m)
                 }
@@ -187,7 +190,7 @@ impl<A: App> Engine<A> {
                     return Err(Error::Socket);
                 }
             },
-            None => Role::Backup(Backup::new(cfg, self.session)),
+            None => Role::Backup(Backup::new(cfg, self.session, keys)),
         };
         let role = match &self.role {
             Role::Master(m) => format!("master listening on {}:{}", cfg.addr, m.port()),
@@ -198,32 +201,72 @@ impl<A: App> Engine<A> {
     }
 
     /// Stops the current role, freeing what it holds; the role is left as an idle backup.
-    fn end_role(&mut self, notify: bool) {
+    /// Returns the role's keys.
+    fn end_role(&mut self, notify: bool) -> Keys {
         let idle = Role::Backup(Backup::dormant());
         let reg = self.poll.registry();
         match std::mem::replace(&mut self.role, idle) {
-            Role::Master(m) => m.shutdown(&mut self.env, reg, notify),
-            Role::Backup(b) => b.shutdown(&mut self.env, reg, notify),
+            Role::Master(mut m) => {
+                let k = m.take_keys();
+                m.shutdown(&mut self.env, reg, notify);
+                k
+            }
+            Role::Backup(mut b) => {
+                let k = b.take_keys();
+                b.shutdown(&mut self.env, reg, notify);
+                k
+            }
         }
     }
 
     /// Frees everything and ends the thread. `notify`: DOWN is reported (not when exiting
     /// from inside a callback, where the application has already let go of the context).
-    fn teardown(mut self, notify: bool) {
-        self.end_role(notify && !self.env.halted());
+    fn teardown(&mut self, notify: bool) {
+        let _ = self.end_role(notify && !self.env.halted());
         self.free_queued();
         self.env.settle();
-        *self.env.shared.loop_thread.lock() = None;
+    }
+
+    /// After a panic: the DOWN the application is owed, then everything freed.
+    fn fail(&mut self) {
+        self.env.owed_down();
+        self.teardown(false);
     }
 }
 
+/// A master reachable from other hosts with no key: anyone there can read its database.
+pub(crate) fn warn_if_exposed(shared: &Shared, cfg: &Config, keyed: bool) {
+    if cfg.is_master && !keyed && !cfg.addr.is_loopback() {
+        shared.log(&format!(
+            "junos-sync master: WARNING: listening on {} without an authentication key; anyone who reaches this port can read the replicated state and take the backup's place (set JUNOS_SYNC_AUTH_KEY_FILE or call junos_sync_set_auth_key)",
+            cfg.sock_addr()
+        ));
+    }
+}
+
+/// Something to drop once the loop thread has finished: the application's reference to the
+/// context after `junos_sync_exit` from inside a callback.
+pub(crate) type Deferred = Mutex<Option<Box<dyn Any + Send>>>;
+
 /// Makes the loop thread for a started context.
-pub fn spawn<A: App>(engine: Engine<A>) -> std::io::Result<std::thread::JoinHandle<()>> {
+pub(crate) fn spawn<A: App>(
+    mut engine: Engine<A>,
+    deferred: Arc<Deferred>,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("junos-sync".into()).spawn(move || {
         crate::sys::block_sigpipe_on_this_thread();
         let shared: Arc<Shared> = engine.env.shared.clone();
-        if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| engine.run())).is_err() {
-            shared.log("junos-sync: internal error: the loop thread panicked; replication stopped");
+        *shared.loop_thread.lock() = Some(std::thread::current().id());
+        if catch_unwind(AssertUnwindSafe(|| engine.run())).is_err() {
+            shared.failed.store(true, Ordering::Release);
+            shared.log("junos-sync: internal error: the loop thread panicked; replication stopped and the context failed (only junos_sync_exit is useful now)");
+            if catch_unwind(AssertUnwindSafe(|| engine.fail())).is_err() {
+                shared.log("junos-sync: internal error: cleaning up after the panic panicked too");
+            }
         }
+        *shared.loop_thread.lock() = None;
+        drop(engine);
+        let owner = deferred.lock().take();
+        drop(owner);
     })
 }

@@ -14,13 +14,13 @@
 
 use super::wire::MAX_CONTROL_LEN;
 
-pub(crate) const MAGIC: [u8; 4] = *b"JSYN";
-pub(crate) const PROTOCOL_VERSION: u16 = 1;
-pub(crate) const HELLO_LEN: usize = 40;
+pub const MAGIC: [u8; 4] = *b"JSYN";
+pub const PROTOCOL_VERSION: u16 = 1;
+pub const HELLO_LEN: usize = 40;
 const _: () = assert!(HELLO_LEN as u32 <= MAX_CONTROL_LEN);
 
-pub(crate) const FLAG_NO_RESYNC: u8 = 1;
-pub(crate) const FLAG_RESUME: u8 = 2;
+pub const FLAG_NO_RESYNC: u8 = 1;
+pub const FLAG_RESUME: u8 = 2;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Role {
@@ -39,11 +39,22 @@ pub struct Hello {
     pub seq: u64,
 }
 
+/// Why a handshake payload is unusable: malformed (`Length`, `Magic`, `Role`) or well formed
+/// but not from a peer we can talk to (`Version`, `SameRole`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HelloError {
     Length(usize),
     Magic,
     Role(u8),
+    Version(u16),
+    SameRole(Role),
+}
+
+impl HelloError {
+    /// Whether the bytes were malformed, as opposed to a well-formed refusal.
+    pub fn is_malformed(&self) -> bool {
+        matches!(self, Self::Length(_) | Self::Magic | Self::Role(_))
+    }
 }
 
 impl std::fmt::Display for HelloError {
@@ -52,6 +63,9 @@ impl std::fmt::Display for HelloError {
             Self::Length(n) => write!(f, "handshake of {n} bytes, expected {HELLO_LEN}"),
             Self::Magic => write!(f, "handshake magic is not JSYN: not a junos-sync peer"),
             Self::Role(r) => write!(f, "handshake names unknown role {r}"),
+            Self::Version(v) => write!(f, "protocol version {v} is not ours ({PROTOCOL_VERSION})"),
+            Self::SameRole(Role::Master) => write!(f, "peer is a master too: two masters"),
+            Self::SameRole(Role::Backup) => write!(f, "peer is a backup too: two backups"),
         }
     }
 }
@@ -70,8 +84,19 @@ impl Hello {
         b
     }
 
-    /// Parses a handshake. The version is returned, not checked, so that the caller can name
-    /// both versions in its refusal.
+    /// Whether a peer sending this can talk to us: our protocol version, and the other role.
+    pub fn check(&self, peer_role: Role) -> Result<(), HelloError> {
+        if self.version != PROTOCOL_VERSION {
+            return Err(HelloError::Version(self.version));
+        }
+        if self.role != peer_role {
+            return Err(HelloError::SameRole(self.role));
+        }
+        Ok(())
+    }
+
+    /// Parses a handshake. The version is returned, not checked (see `check`), so that the
+    /// caller can name both versions in its refusal.
     pub fn decode(b: &[u8]) -> Result<Self, HelloError> {
         if b.len() != HELLO_LEN {
             return Err(HelloError::Length(b.len()));
@@ -125,5 +150,16 @@ mod tests {
         assert_eq!(Hello::decode(&b), Err(HelloError::Role(2)));
         b[0] = b'X';
         assert_eq!(Hello::decode(&b), Err(HelloError::Magic));
+    }
+
+    #[test]
+    fn check_wants_our_version_and_the_other_role() {
+        let h =
+            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1, session: 1, peer_session: 0, seq: 0 };
+        assert_eq!(h.check(Role::Backup), Ok(()));
+        assert_eq!(h.check(Role::Master), Err(HelloError::SameRole(Role::Backup)));
+        let v2 = Hello { version: 2, ..h };
+        assert_eq!(v2.check(Role::Backup), Err(HelloError::Version(2)));
+        assert!(!HelloError::Version(2).is_malformed() && HelloError::Magic.is_malformed());
     }
 }

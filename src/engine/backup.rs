@@ -1,0 +1,451 @@
+//! The backup role: connects to the master (retrying with capped backoff), proves it holds the
+//! key when it has one, applies what the master sends in sequence order, and acknowledges what
+//! it applied in batches.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Registry, Token};
+
+use super::app::App;
+use super::config::{keepalive_ms, Config};
+use super::conn::Conn;
+use super::env::Env;
+use super::error::Fault;
+use super::keys::Keys;
+use super::quiet::{more, Quiet};
+use super::tokens;
+use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
+use crate::proto::noise::Initiator;
+use crate::proto::wire::{FrameKind, MAX_DATA_LEN, REFUSE_AUTH};
+
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_millis(500);
+/// Read buffer: large enough that a stream of small frames is applied many per read.
+const READ_CAP: usize = 256 * 1024;
+const MAX_READS_PER_STEP: usize = 64;
+
+enum State {
+    /// Not a backup in service (placeholder while a context changes role).
+    Dormant,
+    /// Waiting to try again.
+    Idle {
+        at: Instant,
+    },
+    /// TCP connect in progress.
+    Connecting(Conn),
+    /// KEY_INIT sent, waiting for KEY_REPLY.
+    KeyExchange(Conn, Box<Initiator>),
+    /// HELLO sent, waiting for WELCOME.
+    Handshake(Conn),
+    Up(Conn),
+}
+
+pub(crate) struct Backup {
+    cfg: Config,
+    state: State,
+    backoff: Duration,
+    session: u64,
+    master_session: u64,
+    last_applied: u64,
+    last_acked: u64,
+    /// Entries applied so far by the full resync in progress.
+    walked: Option<u64>,
+    keys: Keys,
+    /// The key tried next: the one that worked last, or the next after one that failed.
+    key_at: usize,
+    /// Connection problems, said once per outage.
+    outage: Quiet,
+}
+
+impl Backup {
+    pub(crate) fn new(cfg: Config, session: u64, keys: Keys) -> Self {
+        Backup {
+            cfg,
+            state: State::Idle { at: Instant::now() },
+            backoff: BACKOFF_MIN,
+            session,
+            master_session: 0,
+            last_applied: 0,
+            last_acked: 0,
+            walked: None,
+            keys,
+            key_at: 0,
+            outage: Quiet::default(),
+        }
+    }
+
+    /// A backup that never connects: stands in while a context changes role.
+    pub(crate) fn dormant() -> Self {
+        let mut b = Backup::new(Config::new(false, true, 0, 0, 0), 0, Keys::default());
+        b.state = State::Dormant;
+        b
+    }
+
+    /// Gives up the role's keys (a switchover keeps them for the next role).
+    pub(crate) fn take_keys(&mut self) -> Keys {
+        std::mem::take(&mut self.keys)
+    }
+
+    fn conn_mut(&mut self) -> Option<&mut Conn> {
+        match &mut self.state {
+            State::Idle { .. } | State::Dormant => None,
+            State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) => Some(c),
+        }
+    }
+
+    pub(crate) fn on_event(&mut self, token: Token, readable: bool, writable: bool) {
+        if token != tokens::CONN {
+            return;
+        }
+        if let Some(c) = self.conn_mut() {
+            c.readable |= readable;
+            c.writable |= writable;
+        }
+    }
+
+    /// Does all the work that is ready. Returns true if more is ready right away.
+    pub(crate) fn step<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+        let r = match &mut self.state {
+            State::Dormant => Ok(false),
+            State::Idle { at } => {
+                if now >= *at {
+                    self.connect(env, reg, now);
+                }
+                Ok(false)
+            }
+            State::Connecting(c) => match c.connected() {
+                Ok(true) => self.introduce().map(|()| true),
+                other => other,
+            },
+            State::KeyExchange(..) => self.key_exchange(),
+            State::Handshake(_) => self.handshake(env),
+            State::Up(_) => self.receive(env),
+        };
+        match r {
+            Ok(busy) => {
+                if env.halted() {
+                    return false;
+                }
+                self.timers(env, reg, now);
+                // A liveness check in `timers` may have read bytes that no event will announce.
+                busy || matches!(&self.state, State::Up(c) if c.readable)
+            }
+            Err(f) => {
+                self.fail(env, reg, f, now);
+                false
+            }
+        }
+    }
+
+    fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+        let addr = SocketAddr::V4(self.cfg.sock_addr());
+        let r = TcpStream::connect(addr)
+            .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_DATA_LEN), self.cfg.keepalive));
+        match r {
+            Ok(mut c) => {
+                // Readiness means nothing until the connect completes.
+                c.readable = false;
+                c.writable = false;
+                self.state = State::Connecting(c);
+            }
+            Err(e) => {
+                if let Some(n) = self.outage.note("connect", now) {
+                    env.log(&format!("junos-sync backup: cannot connect to {addr}: {e}{}", more(n)));
+                }
+                self.retry_later();
+            }
+        }
+    }
+
+    /// The connection is up: prove the key first if we hold one, else say HELLO.
+    fn introduce(&mut self) -> Result<(), Fault> {
+        let State::Connecting(mut c) = std::mem::replace(&mut self.state, State::Dormant) else {
+            unreachable!("called in Connecting")
+        };
+        if self.keys.is_empty() {
+            self.send_hello(&mut c);
+            self.state = State::Handshake(c);
+        } else {
+            let (init, msg) = Initiator::start(&self.keys.psks()[self.key_at]);
+            c.out.control(FrameKind::KeyInit, 0, &msg);
+            self.state = State::KeyExchange(c, Box::new(init));
+        }
+        Ok(())
+    }
+
+    fn send_hello(&self, c: &mut Conn) {
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
+            role: Role::Backup,
+            flags: if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 },
+            keepalive_ms: keepalive_ms(self.cfg.keepalive),
+            session: self.session,
+            peer_session: self.master_session,
+            seq: self.last_applied,
+        };
+        c.out.control(FrameKind::Hello, 0, &hello.encode());
+    }
+
+    /// Waits for KEY_REPLY; with it the master proved it holds our key, and the HELLO goes
+    /// out sealed.
+    fn key_exchange(&mut self) -> Result<bool, Fault> {
+        let State::KeyExchange(c, _) = &mut self.state else { return Ok(false) };
+        c.flush(|_| None)?;
+        let Some((kind, payload)) = first_frame(c)? else { return Ok(false) };
+        match kind {
+            FrameKind::KeyReply => {
+                let State::KeyExchange(mut c, init) = std::mem::replace(&mut self.state, State::Dormant) else {
+                    unreachable!("state checked above")
+                };
+                let t = init
+                    .finish(&payload)
+                    .map_err(|e| Fault::Auth(format!("the master's reply: {e} (another key?)")))?;
+                c.seal(t)?;
+                self.send_hello(&mut c);
+                self.state = State::Handshake(c);
+                Ok(true)
+            }
+            k => Err(Fault::Violation(format!("expected the key handshake reply, got {k:?}"))),
+        }
+    }
+
+    fn handshake<A: App>(&mut self, env: &mut Env<A>) -> Result<bool, Fault> {
+        let State::Handshake(c) = &mut self.state else { return Ok(false) };
+        c.flush(|_| None)?;
+        let Some((kind, payload)) = first_frame(c)? else { return Ok(false) };
+        let w = match kind {
+            FrameKind::Welcome => Hello::decode(&payload).map_err(|e| Fault::Malformed(e.to_string()))?,
+            k => return Err(Fault::Violation(format!("expected a handshake, got {k:?}"))),
+        };
+        let refusal = match w.check(Role::Master) {
+            Err(e) => Some(Fault::Refused(e.to_string())),
+            Ok(()) if w.peer_session != self.session => {
+                Some(Fault::Violation("handshake answers another session".into()))
+            }
+            Ok(())
+                if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != self.last_applied) =>
+            {
+                Some(Fault::Violation(format!("resumes after sequence {} of another session or point", w.seq)))
+            }
+            Ok(()) => None,
+        };
+        if let Some(f) = refusal {
+            c.out.refuse(0, &f.to_string());
+            let _ = c.flush(|_| None);
+            return Err(f);
+        }
+        let State::Handshake(mut c) = std::mem::replace(&mut self.state, State::Dormant) else {
+            unreachable!("state checked above")
+        };
+        c.keepalive = Duration::from_millis(u64::from(w.keepalive_ms.max(1000))).min(self.cfg.keepalive);
+        if w.flags & FLAG_RESUME == 0 {
+            self.walked = None;
+        }
+        self.master_session = w.session;
+        self.last_applied = w.seq;
+        self.last_acked = w.seq;
+        self.backoff = BACKOFF_MIN;
+        let more_buffered = c.buffered() > 0;
+        let sealed = c.is_sealed();
+        self.state = State::Up(c);
+        let _ = self.outage.clear();
+        env.log(&format!(
+            "junos-sync backup: connected to master {}{}{}",
+            self.cfg.sock_addr(),
+            if w.flags & FLAG_RESUME != 0 { ", resuming" } else { "" },
+            if sealed { ", authenticated and encrypted" } else { "" }
+        ));
+        env.conn_status(true);
+        Ok(more_buffered)
+    }
+
+    /// Applies every complete frame and reads more, acknowledging once per read buffer; then
+    /// acknowledges what was applied even if the stream turned bad.
+    fn receive<A: App>(&mut self, env: &mut Env<A>) -> Result<bool, Fault> {
+        let r = self.pump(env);
+        if env.halted() {
+            return Ok(false);
+        }
+        let acked = self.acknowledge();
+        r?;
+        acked?;
+        Ok(matches!(&self.state, State::Up(c) if c.readable))
+    }
+
+    fn pump<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+        for _ in 0..MAX_READS_PER_STEP {
+            self.apply_buffered(env)?;
+            if env.halted() {
+                return Ok(());
+            }
+            // One cumulative ACK per read buffer applied: the master frees steadily.
+            self.acknowledge()?;
+            let State::Up(c) = &mut self.state else { return Ok(()) };
+            if !c.read_some()? {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Acknowledges everything applied and not yet acknowledged.
+    fn acknowledge(&mut self) -> Result<(), Fault> {
+        let State::Up(c) = &mut self.state else { return Ok(()) };
+        if self.last_applied > self.last_acked {
+            c.out.control(FrameKind::Ack, self.last_applied, &[]);
+            self.last_acked = self.last_applied;
+        }
+        c.flush(|_| None).map(|_| ())
+    }
+
+    fn apply_buffered<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+        let State::Up(c) = &mut self.state else { return Ok(()) };
+        while let Some(f) = c.next_frame()? {
+            let h = f.header;
+            if h.kind.is_sequenced() && h.seq != self.last_applied + 1 {
+                return Err(Fault::Violation(format!(
+                    "{:?} frame has sequence {}, expected {}",
+                    h.kind,
+                    h.seq,
+                    self.last_applied + 1
+                )));
+            }
+            match h.kind {
+                FrameKind::Data => {
+                    env.app.decode(c.payload(&f));
+                    if let Some(n) = &mut self.walked {
+                        *n += 1;
+                    }
+                }
+                FrameKind::SyncBegin => {
+                    env.app.db_clear();
+                    self.walked = Some(0);
+                }
+                FrameKind::SyncEnd => {
+                    let told = <[u8; 8]>::try_from(&c.payload(&f)[..]).ok().map(u64::from_le_bytes);
+                    let n = self.walked.take().unwrap_or(0);
+                    if told != Some(n) {
+                        env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
+                    }
+                    env.app.init_sync_done(n as usize);
+                }
+                FrameKind::Keepalive => {}
+                FrameKind::Refuse => {
+                    return Err(Fault::PeerRefused(String::from_utf8_lossy(c.payload(&f)).into_owned()));
+                }
+                k => return Err(Fault::Violation(format!("unexpected {k:?} frame from the master"))),
+            }
+            if h.kind.is_sequenced() {
+                self.last_applied = h.seq;
+            }
+            if env.halted() {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    fn timers<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+        let up = matches!(self.state, State::Up(_));
+        let Some(c) = self.conn_mut() else { return };
+        if c.peer_dead(now) {
+            let why = if up {
+                "no complete frame from the master for the keepalive time; declaring it dead"
+            } else {
+                "no answer from the master in time"
+            };
+            self.fail(env, reg, Fault::Silent(why), now);
+            return;
+        }
+        if let State::Up(c) = &mut self.state {
+            c.keepalive_due(now);
+            if let Err(f) = c.flush(|_| None) {
+                self.fail(env, reg, f, now);
+            }
+        }
+    }
+
+    /// Ends the current connection attempt or session and schedules the next.
+    fn fail<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, f: Fault, now: Instant) {
+        let old = std::mem::replace(&mut self.state, State::Idle { at: now });
+        let was_up = matches!(old, State::Up(_));
+        let keying = matches!(old, State::KeyExchange(..));
+        if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = old {
+            c.close(reg);
+        }
+        // A master that closes on our key handshake (an old version, a keyless one that could
+        // not say so) did not take our key either.
+        let f = match f {
+            Fault::Io(e) if keying => {
+                Fault::Auth(format!("the master closed the connection during the key handshake ({e})"))
+            }
+            f => f,
+        };
+        f.count(&env.shared.counters);
+        if f.is_auth() && self.keys.psks().len() > 1 {
+            self.key_at = (self.key_at + 1) % self.keys.psks().len();
+        }
+        let kind = match &f {
+            Fault::Auth(_) => "auth",
+            Fault::Io(_) if !was_up => "connect",
+            _ if was_up => "lost",
+            _ => "handshake",
+        };
+        if was_up {
+            let _ = self.outage.clear();
+        }
+        if let Some(n) = self.outage.note(kind, now) {
+            env.log(&format!("junos-sync backup: connection to master {} lost: {f}{}", self.cfg.sock_addr(), more(n)));
+        }
+        self.retry_later();
+        if was_up {
+            env.conn_status(false);
+        }
+    }
+
+    fn retry_later(&mut self) {
+        self.state = State::Idle { at: Instant::now() + self.backoff };
+        self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+    }
+
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        match &self.state {
+            State::Dormant => None,
+            State::Idle { at } => Some(*at),
+            State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) => {
+                Some(c.next_deadline())
+            }
+        }
+    }
+
+    /// Ends the role. `notify`: report DOWN if up.
+    pub(crate) fn shutdown<A: App>(self, env: &mut Env<A>, reg: &Registry, notify: bool) {
+        let was_up = matches!(self.state, State::Up(_));
+        if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = self.state {
+            c.close(reg);
+        }
+        if was_up && notify {
+            env.conn_status(false);
+        }
+    }
+}
+
+/// The first frame of a handshake stage, read a frame at a time between reads; a REFUSE is
+/// the master's word on why it will not talk to us.
+fn first_frame(c: &mut Conn) -> Result<Option<(FrameKind, Vec<u8>)>, Fault> {
+    loop {
+        if let Some(f) = c.next_frame()? {
+            let payload = c.payload(&f).to_vec();
+            if f.header.kind == FrameKind::Refuse {
+                let why = format!("master refused us: {}", String::from_utf8_lossy(&payload));
+                return Err(if f.header.aux == REFUSE_AUTH { Fault::Auth(why) } else { Fault::PeerRefused(why) });
+            }
+            return Ok(Some((f.header.kind, payload)));
+        }
+        if !c.read_some()? {
+            return Ok(None);
+        }
+    }
+}

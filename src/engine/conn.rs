@@ -1,0 +1,268 @@
+//! One TCP connection to the peer: socket, buffers, the transport (plain, or sealed after a
+//! keyed handshake), and the liveness clock.
+//!
+//! Liveness counts complete frames, not bytes: a peer that announces a large frame and then
+//! trickles it stays alive only if the frame completes within the keepalive time.
+
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
+use snow::TransportState;
+
+use super::error::Fault;
+use crate::proto::inbuf::{Frame, InBuf};
+use crate::proto::out::Out;
+use crate::proto::seal::{Opener, Sealer};
+use crate::proto::wire::FrameKind;
+
+/// The transport after a keyed handshake.
+struct Sealed {
+    noise: TransportState,
+    tx: Sealer,
+    rx: Opener,
+}
+
+pub(crate) struct Conn {
+    stream: TcpStream,
+    pub token: Token,
+    peer: Option<SocketAddr>,
+    inbuf: InBuf,
+    pub out: Out,
+    sealed: Option<Box<Sealed>>,
+    /// When the last complete frame arrived (or the connection started).
+    last_rx: Instant,
+    last_tx: Instant,
+    /// Edge-triggered readiness not yet consumed (mio reports each edge once).
+    pub readable: bool,
+    pub writable: bool,
+    /// Negotiated keepalive time (the smaller of the two sides').
+    pub keepalive: Duration,
+}
+
+impl Conn {
+    pub(crate) fn new(
+        mut stream: TcpStream,
+        token: Token,
+        registry: &Registry,
+        (read_cap, max_payload): (usize, u32),
+        keepalive: Duration,
+    ) -> io::Result<Self> {
+        registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        let _ = stream.set_nodelay(true);
+        let now = Instant::now();
+        Ok(Conn {
+            peer: stream.peer_addr().ok(),
+            stream,
+            token,
+            inbuf: InBuf::new(read_cap, max_payload),
+            out: Out::default(),
+            sealed: None,
+            last_rx: now,
+            last_tx: now,
+            readable: true,
+            writable: true,
+            keepalive,
+        })
+    }
+
+    /// Moves the connection to another token (a master's handshake connection becoming its
+    /// backup's).
+    pub(crate) fn retoken(&mut self, reg: &Registry, token: Token) -> io::Result<()> {
+        reg.reregister(&mut self.stream, token, Interest::READABLE | Interest::WRITABLE)?;
+        self.token = token;
+        self.readable = true;
+        self.writable = true;
+        Ok(())
+    }
+
+    pub(crate) fn close(mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+
+    pub(crate) fn peer_name(&self) -> String {
+        self.peer.map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
+    }
+
+    /// Whether a non-blocking connect has completed; Err if it failed.
+    pub(crate) fn connected(&mut self) -> Result<bool, Fault> {
+        if !self.writable && !self.readable {
+            return Ok(false);
+        }
+        if let Ok(Some(e)) | Err(e) = self.stream.take_error() {
+            return Err(e.into());
+        }
+        match self.stream.peer_addr() {
+            Ok(a) => {
+                self.peer = Some(a);
+                Ok(true)
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotConnected => {
+                self.writable = false;
+                self.readable = false;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub(crate) fn is_sealed(&self) -> bool {
+        self.sealed.is_some()
+    }
+
+    /// Everything sent and received from now on is encrypted with `noise`. Nothing may be
+    /// buffered either way: the peer cannot have sent sealed bytes before this point, and our
+    /// handshake reply must have left in the clear.
+    pub(crate) fn seal(&mut self, noise: TransportState) -> Result<(), Fault> {
+        if self.inbuf.buffered() > 0 {
+            return Err(Fault::Violation("bytes after the key handshake message, before the keys were agreed".into()));
+        }
+        if self.out.pending() > 0 {
+            return Err(Fault::Local("the key handshake reply could not be written at once".into()));
+        }
+        self.sealed = Some(Box::new(Sealed { noise, tx: Sealer::default(), rx: Opener::default() }));
+        Ok(())
+    }
+
+    /// The next complete frame, if one is buffered; it refreshes liveness.
+    pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Fault> {
+        match self.inbuf.next_frame() {
+            Ok(Some(f)) => {
+                self.last_rx = Instant::now();
+                Ok(Some(f))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => Err(Fault::Malformed(e.to_string())),
+        }
+    }
+
+    /// The payload of a frame from `next_frame`. Valid until the next read.
+    pub(crate) fn payload(&mut self, f: &Frame) -> &mut [u8] {
+        self.inbuf.payload(f)
+    }
+
+    /// Bytes received and not yet taken as frames.
+    pub(crate) fn buffered(&self) -> usize {
+        self.inbuf.buffered()
+    }
+
+    /// One read into the buffer. Ok(false): would block. Callers take frames between reads,
+    /// which is what bounds the buffer.
+    pub(crate) fn read_some(&mut self) -> Result<bool, Fault> {
+        if !self.readable {
+            return Ok(false);
+        }
+        let r = match self.sealed.as_deref_mut() {
+            None => self.inbuf.fill(&mut self.stream),
+            Some(s) if s.rx.plain_ready() => self.inbuf.fill(&mut s.rx),
+            Some(s) => s.rx.read_from(&mut s.noise, &mut self.stream),
+        };
+        match r {
+            Ok(0) => Err(Fault::Io(io::ErrorKind::UnexpectedEof.into())),
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Ok(false)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::InvalidData => Err(Fault::Malformed(e.to_string())),
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Err(Fault::Local(e.to_string())),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether no complete frame has arrived for the keepalive time. Frames may have arrived
+    /// while we were busy (their readiness not yet polled), so look before declaring anyone
+    /// dead: read what is there, and a whole frame among it keeps the peer alive.
+    pub(crate) fn peer_dead(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.last_rx) < self.keepalive {
+            return false;
+        }
+        self.readable = true;
+        for _ in 0..64 {
+            if self.inbuf.frame_buffered() {
+                return false;
+            }
+            if !matches!(self.read_some(), Ok(true)) {
+                break;
+            }
+        }
+        !self.inbuf.frame_buffered()
+    }
+
+    /// Queues a keepalive if we have been silent for a third of the keepalive time.
+    pub(crate) fn keepalive_due(&mut self, now: Instant) {
+        if self.out.pending() == 0 && now.duration_since(self.last_tx) >= self.keepalive / 3 {
+            self.out.control(FrameKind::Keepalive, 0, &[]);
+        }
+    }
+
+    /// The earliest instant at which `peer_dead` or `keepalive_due` may change.
+    pub(crate) fn next_deadline(&self) -> Instant {
+        (self.last_rx + self.keepalive).min(self.last_tx + self.keepalive / 3)
+    }
+
+    /// Writes what is queued; `payload_of` resolves zero-copy payloads. Ok(false): blocked.
+    pub(crate) fn flush<'a>(&mut self, payload_of: impl Fn(u64) -> Option<&'a [u8]>) -> Result<bool, Fault> {
+        if !self.writable {
+            return Ok(self.out.pending() == 0 && !self.sealed.as_ref().is_some_and(|s| s.tx.busy()));
+        }
+        let before = (self.out.pending(), self.sealed.as_ref().map(|s| s.tx.delivered()));
+        let r = match self.sealed.as_deref_mut() {
+            None => self.out.flush(&mut self.stream, payload_of),
+            Some(s) => flush_sealed(s, &mut self.out, &mut self.stream, payload_of),
+        };
+        if before != (self.out.pending(), self.sealed.as_ref().map(|s| s.tx.delivered())) {
+            self.last_tx = Instant::now();
+        }
+        match r {
+            Ok(false) => {
+                self.writable = false;
+                Ok(false)
+            }
+            Ok(true) => Ok(true),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The last sequence number whose frame is wholly on the wire, if any was sent.
+    pub(crate) fn delivered_seq(&mut self) -> Option<u64> {
+        let offset = match self.sealed.as_deref() {
+            None => self.out.taken(),
+            Some(s) => s.tx.delivered(),
+        };
+        self.out.deliver(offset)
+    }
+
+    /// A refusal the peer can read (in the clear before any key, sealed after), best effort,
+    /// then the close.
+    pub(crate) fn refuse(mut self, reg: &Registry, code: u32, why: &str) {
+        self.out.refuse(code, why);
+        let _ = self.flush(|_| None);
+        self.close(reg);
+    }
+}
+
+/// Seals the output a record at a time and writes the records; Ok(true) once all is written.
+fn flush_sealed<'a, W: Write>(
+    s: &mut Sealed,
+    out: &mut Out,
+    w: &mut W,
+    payload_of: impl Fn(u64) -> Option<&'a [u8]>,
+) -> io::Result<bool> {
+    loop {
+        if out.pending() > 0 {
+            // Fills the staging area up to one record; "blocked" only means it is full.
+            out.flush(&mut s.tx.staging(), &payload_of)?;
+        }
+        if !s.tx.flush(&mut s.noise, w)? {
+            return Ok(false);
+        }
+        if out.pending() == 0 {
+            return Ok(true);
+        }
+    }
+}

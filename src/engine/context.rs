@@ -1,0 +1,404 @@
+//! A context as API callers see it: the one facade of the engine, safe to share between
+//! threads, cheap to queue on.
+
+use std::collections::hash_map::RandomState;
+use std::collections::VecDeque;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::{Poll, Waker};
+use parking_lot::Mutex;
+
+use super::app::{App, Freer, Logger, Tlv};
+use super::backup::Backup;
+use super::config::{Config, DEFAULT_BACKLOG_LIMIT};
+use super::env::Env;
+use super::error::Error;
+use super::handoff::Handoff;
+use super::keys::Keys;
+use super::lobby;
+use super::master::Master;
+use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
+use super::shared::{Shared, Stats};
+use super::tokens;
+use crate::proto::wire::MAX_DATA_LEN;
+
+/// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
+const HANDOFF_RING: usize = 64 * 1024;
+
+/// What a context needs to start its loop, kept until `start`.
+struct Kit<A: App> {
+    poll: Poll,
+    app: A,
+    ctrl_rx: Receiver<Ctrl<A>>,
+    cfg: Config,
+    keys: Keys,
+}
+
+enum Phase<A: App> {
+    /// Made by `new`, not started.
+    Ready(Kit<A>),
+    /// Inside `start`, between taking the kit and the loop thread running.
+    Starting,
+    Running(JoinHandle<()>),
+    /// `exit` was called, or the loop thread could not be made.
+    Exited,
+}
+
+pub struct Context<A: App> {
+    shared: Arc<Shared>,
+    data: Arc<Handoff<Queued<A::Tlv>>>,
+    ctrl_tx: Sender<Ctrl<A>>,
+    waker: Arc<Waker>,
+    phase: Mutex<Phase<A>>,
+    session: u64,
+    /// `exit` was called (it may be from a callback inside `start`).
+    exit_requested: AtomicBool,
+    /// `claim_exit` has been answered true once.
+    exit_claimed: AtomicBool,
+    /// Dropped by the loop thread when it ends (see `exit`).
+    deferred: Arc<Deferred>,
+    /// The current application's free, for TLVs dropped on the caller's thread.
+    freer: Mutex<Freer<A::Tlv>>,
+}
+
+/// A random, non-zero session id.
+fn new_session_id() -> u64 {
+    let mut h = RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u32(std::process::id());
+    h.finish() | 1
+}
+
+/// Why `cfg` and `app` cannot work together, if they cannot.
+fn check<A: App>(cfg: &Config, app: &A) -> Option<&'static str> {
+    if let Some(p) = cfg.problem() {
+        return Some(p);
+    }
+    if cfg.is_master && !cfg.no_resync && !app.can_walk() {
+        return Some("a master with resync needs sync_data_get_next_func");
+    }
+    if !cfg.is_master && !app.can_decode() {
+        return Some("a backup needs sync_data_decode_func");
+    }
+    None
+}
+
+/// The backlog limit from `JUNOS_SYNC_BACKLOG_LIMIT` (bytes), or the default.
+fn backlog_limit_from_env() -> usize {
+    std::env::var("JUNOS_SYNC_BACKLOG_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_BACKLOG_LIMIT)
+}
+
+impl<A: App> Context<A> {
+    /// A context for `cfg`, with the keys named by `JUNOS_SYNC_AUTH_KEY_FILE` if it is set.
+    pub fn new(cfg: Config, app: A, logger: Logger) -> Result<Self, Error> {
+        if let Some(why) = check(&cfg, &app) {
+            logger(&format!("junos_sync_init: {why}"));
+            return Err(Error::Invalid);
+        }
+        let keys = Keys::from_env().map_err(|why| {
+            logger(&format!("junos_sync_init: {why}"));
+            Error::Invalid
+        })?;
+        let poll = Poll::new().map_err(|e| {
+            logger(&format!("junos_sync_init: cannot create the event loop: {e}"));
+            Error::NoMem
+        })?;
+        let waker = Waker::new(poll.registry(), tokens::WAKER).map_err(|e| {
+            logger(&format!("junos_sync_init: cannot create the loop's waker: {e}"));
+            Error::NoMem
+        })?;
+        let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
+        let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
+        Ok(Context {
+            freer: Mutex::new(app.freer()),
+            shared,
+            data: Arc::new(Handoff::new(HANDOFF_RING)),
+            ctrl_tx,
+            waker: Arc::new(waker),
+            phase: Mutex::new(Phase::Ready(Kit { poll, app, ctrl_rx, cfg, keys })),
+            exit_requested: AtomicBool::new(false),
+            exit_claimed: AtomicBool::new(false),
+            deferred: Arc::default(),
+            session: new_session_id(),
+        })
+    }
+
+    /// Logs through the application's logger.
+    pub fn log(&self, msg: &str) {
+        self.shared.log(msg);
+    }
+
+    /// Replaces the logger (a switchover brings new callbacks).
+    pub fn set_logger(&self, l: Logger) {
+        self.shared.set_logger(l);
+    }
+
+    /// The context's counters.
+    pub fn stats(&self) -> Result<Stats, Error> {
+        self.usable("junos_sync_get_stats")?;
+        Ok(self.shared.stats())
+    }
+
+    /// Bounds the TLV bytes a master holds unacknowledged.
+    pub fn set_backlog_limit(&self, bytes: usize) -> Result<(), Error> {
+        self.usable("junos_sync_set_backlog_limit")?;
+        if bytes == 0 {
+            self.log("junos_sync_set_backlog_limit: 0 bytes");
+            return Err(Error::Invalid);
+        }
+        self.shared.budget.set_limit(bytes);
+        Ok(())
+    }
+
+    /// Records the application's evContext (compatibility only).
+    pub fn set_event_context(&self, ev: usize) -> Result<(), Error> {
+        self.usable("junos_sync_set_event_context")?;
+        self.shared.event_context.store(ev, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Authentication keys, before `start`: `set_auth_key` replaces them all with `key`,
+    /// `add_auth_key` adds one also accepted (key rotation).
+    pub fn set_auth_key(&self, key: &[u8]) -> Result<(), Error> {
+        self.with_keys("junos_sync_set_auth_key", key, |k| {
+            k.set(key);
+            true
+        })
+    }
+
+    pub fn add_auth_key(&self, key: &[u8]) -> Result<(), Error> {
+        self.with_keys("junos_sync_add_auth_key", key, |k| k.add(key))
+    }
+
+    fn with_keys(&self, call: &str, key: &[u8], f: impl FnOnce(&mut Keys) -> bool) -> Result<(), Error> {
+        self.usable(call)?;
+        if let Some(why) = Keys::problem(key) {
+            self.log(&format!("{call}: {why}"));
+            return Err(Error::Invalid);
+        }
+        let mut phase = self.phase.lock();
+        let Phase::Ready(kit) = &mut *phase else {
+            drop(phase);
+            self.log(&format!("{call}: keys are set before junos_sync_start"));
+            return Err(Error::State);
+        };
+        if f(&mut kit.keys) {
+            Ok(())
+        } else {
+            drop(phase);
+            self.log(&format!("{call}: a context holds at most {} keys", super::keys::MAX_KEYS));
+            Err(Error::Invalid)
+        }
+    }
+
+    /// Fails every call after the loop thread died, saying so.
+    fn usable(&self, call: &str) -> Result<(), Error> {
+        if self.shared.failed() {
+            self.log(&format!("{call}: the context failed (its loop thread died); only junos_sync_exit is useful now"));
+            return Err(Error::Internal);
+        }
+        Ok(())
+    }
+
+    /// Master: binds and listens (calling `bind_done` here, on the caller's thread, before the
+    /// loop thread exists). Backup: starts connecting in the background.
+    pub fn start(&self) -> Result<(), Error> {
+        self.usable("junos_sync_start")?;
+        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Starting);
+        let kit = match prev {
+            Phase::Ready(kit) => kit,
+            other => {
+                *self.phase.lock() = other;
+                self.log("junos_sync_start: the context is already started");
+                return Err(Error::State);
+            }
+        };
+        let r = self.launch(kit);
+        let mut phase = self.phase.lock();
+        match r {
+            Ok(h) => {
+                *phase = Phase::Running(h);
+                Ok(())
+            }
+            Err((e, Some(kit))) => {
+                *phase = Phase::Ready(kit);
+                Err(e)
+            }
+            Err((e, None)) => {
+                *phase = Phase::Exited;
+                Err(e)
+            }
+        }
+    }
+
+    fn launch(&self, mut kit: Kit<A>) -> Result<JoinHandle<()>, (Error, Option<Kit<A>>)> {
+        let role = if kit.cfg.is_master {
+            let listener = match lobby::bind(&kit.cfg) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.log(&format!("junos_sync_start: cannot bind {}: {e}", kit.cfg.sock_addr()));
+                    return Err((Error::Socket, Some(kit)));
+                }
+            };
+            let keys = std::mem::take(&mut kit.keys);
+            let keyed = !keys.is_empty();
+            match Master::new(listener, kit.poll.registry(), kit.cfg, self.session, keys) {
+                Ok(m) => {
+                    warn_if_exposed(&self.shared, &kit.cfg, keyed);
+                    kit.app.bind_done(m.port());
+                    if self.exit_requested.load(Ordering::Acquire) {
+                        // bind_done called junos_sync_exit: no loop, nothing held.
+                        self.free_queued(&mut kit.app);
+                        return Err((Error::State, None));
+                    }
+                    Role::Master(m)
+                }
+                Err(e) => {
+                    self.log(&format!("junos_sync_start: cannot register the listener: {e}"));
+                    return Err((Error::Socket, Some(kit)));
+                }
+            }
+        } else {
+            Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
+        };
+        let Kit { poll, app, ctrl_rx, .. } = kit;
+        let eng = Engine {
+            poll,
+            env: Env::new(app, self.shared.clone()),
+            data: self.data.clone(),
+            spare: VecDeque::new(),
+            ctrl_rx,
+            role,
+            session: self.session,
+        };
+        runloop::spawn(eng, self.deferred.clone()).map_err(|e| {
+            // The engine (and the application's callbacks) went down with the failed spawn.
+            self.log(&format!("junos_sync_start: cannot start the loop thread: {e}"));
+            (Error::NoMem, None)
+        })
+    }
+
+    /// Hands a TLV to the loop. Never blocks and makes no system call unless the loop sleeps.
+    pub fn queue(&self, tlv: A::Tlv, ack: bool) -> Result<(), (Error, A::Tlv)> {
+        if let Err(e) = self.usable("junos_sync_queue") {
+            return Err((e, tlv));
+        }
+        if !self.shared.is_master.load(Ordering::Relaxed) {
+            self.log("junos_sync_queue: this context is a backup; only a master queues");
+            return Err((Error::State, tlv));
+        }
+        if tlv.payload_len() > MAX_DATA_LEN as usize {
+            self.log("junos_sync_queue: tlv_len is over JUNOS_SYNC_MAX_TLV_LEN");
+            return Err((Error::Invalid, tlv));
+        }
+        let held = match self.shared.budget.try_charge(tlv) {
+            Ok(h) => h,
+            Err(tlv) if self.shared.no_resync.load(Ordering::Relaxed) => return Err((Error::BacklogFull, tlv)),
+            Err(tlv) => {
+                // Over the limit with resync: the backlog is dropped and the next backup session
+                // is a full resync from the database, which covers this TLV too.
+                if !self.shared.overflow_requested.swap(true, Ordering::AcqRel) {
+                    let _ = self.waker.wake();
+                }
+                let free = self.freer.lock().clone();
+                free(tlv);
+                return Ok(());
+            }
+        };
+        self.data.push((held, ack));
+        fence(Ordering::SeqCst);
+        if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
+            let _ = self.waker.wake();
+        }
+        Ok(())
+    }
+
+    /// Changes role in place. Master side binds before returning (and calls `bind_done`).
+    pub fn switchover(&self, cfg: Config, app: A) -> Result<(), Error> {
+        self.usable("junos_sync_switchover")?;
+        if let Some(why) = check(&cfg, &app) {
+            self.log(&format!("junos_sync_switchover: {why}"));
+            return Err(Error::Invalid);
+        }
+        if self.shared.on_loop_thread() {
+            self.log("junos_sync_switchover: not allowed from inside a callback");
+            return Err(Error::State);
+        }
+        {
+            let mut phase = self.phase.lock();
+            match &mut *phase {
+                Phase::Ready(kit) => {
+                    // Not started: the new role takes effect at start.
+                    *self.freer.lock() = app.freer();
+                    let old = std::mem::replace(&mut kit.app, app);
+                    kit.cfg = cfg;
+                    self.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
+                    self.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
+                    drop(phase);
+                    drop(old);
+                    return Ok(());
+                }
+                Phase::Starting | Phase::Exited => {
+                    drop(phase);
+                    self.log("junos_sync_switchover: the context is starting or has exited");
+                    return Err(Error::State);
+                }
+                Phase::Running(_) => {}
+            }
+        }
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        let freer = app.freer();
+        if self.ctrl_tx.send(Ctrl::Switchover { cfg, app, reply: tx }).is_err() {
+            return Err(Error::State);
+        }
+        let _ = self.waker.wake();
+        let r = rx.recv().unwrap_or(Err(Error::Internal));
+        if r.is_ok() {
+            *self.freer.lock() = freer;
+        }
+        r
+    }
+
+    /// Frees what was queued but never reached a loop.
+    fn free_queued(&self, app: &mut A) {
+        self.data.drain(&mut VecDeque::new(), |(t, _)| app.free(self.shared.budget.release_now(t)));
+    }
+
+    /// True the first time only: the caller owns the exit. A second `exit` of the same
+    /// context from a callback that the first one causes (DOWN, frees) must do nothing.
+    pub fn claim_exit(&self) -> bool {
+        !self.exit_claimed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Stops the loop and frees everything it holds, then drops `owner` (the caller's
+    /// reference to this context) once nothing of the context runs any more.
+    ///
+    /// From another thread that is before this returns. From inside a callback on the loop
+    /// thread, the loop finishes the job right after that callback returns and drops `owner`
+    /// as its last act, so that a callback the teardown makes can still reach the context.
+    /// From inside `bind_done` during `start`, `start` finishes the job.
+    pub fn exit<O: Send + 'static>(&self, owner: O) {
+        if self.shared.on_loop_thread() {
+            *self.deferred.lock() = Some(Box::new(owner));
+            self.shared.halt.store(true, Ordering::Release);
+            let _ = self.waker.wake();
+            return;
+        }
+        self.exit_requested.store(true, Ordering::Release);
+        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Exited);
+        if let Phase::Running(h) = prev {
+            let _ = self.ctrl_tx.send(Ctrl::Exit);
+            let _ = self.waker.wake();
+            let _ = h.join();
+        }
+        // What never reached a loop: queued before start, after a failed start, or racing the
+        // loop's end (or its death). Inside `start` (exit from its bind_done), `start` ends it.
+        let free = self.freer.lock().clone();
+        self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
+        drop(owner);
+    }
+}

@@ -1,0 +1,337 @@
+//! The encrypted byte stream of a keyed connection, after its handshake: the plaintext frame
+//! stream cut into Noise transport messages, each sent as a record
+//!
+//! ```text
+//! 0..2  length of the ciphertext, big-endian (17..=65535)
+//! 2..   ciphertext: AES-256-GCM of up to RECORD_MAX plaintext bytes, then its 16-byte tag
+//! ```
+//! (the framing the Noise specification suggests for TCP). Noise numbers the messages of each
+//! direction itself, so a record dropped, repeated, reordered or altered fails to decrypt.
+//! Memory per direction is one record.
+
+use std::io::{self, Read, Write};
+
+use snow::TransportState;
+
+use super::noise::{MAX_MESSAGE_LEN, TAG_LEN};
+
+/// Most plaintext bytes per record: enough to amortise the AEAD's fixed cost and the system
+/// call, small enough to stay in cache.
+pub const RECORD_MAX: usize = 32 * 1024;
+const LEN_BYTES: usize = 2;
+
+/// Why a record could not be opened. The connection ends either way.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecordError {
+    /// A length field outside 17..=65535.
+    Length(usize),
+    /// The record does not decrypt: altered, replayed, reordered or from another key.
+    Forged,
+}
+
+impl std::fmt::Display for RecordError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Length(n) => write!(f, "encrypted record of {n} bytes is malformed"),
+            Self::Forged => f.write_str("encrypted record does not authenticate (altered, replayed or forged)"),
+        }
+    }
+}
+
+impl std::error::Error for RecordError {}
+
+impl From<RecordError> for io::Error {
+    fn from(e: RecordError) -> Self {
+        io::Error::new(io::ErrorKind::InvalidData, e)
+    }
+}
+
+/// Seals outgoing plaintext into records and writes them out.
+#[derive(Default)]
+pub struct Sealer {
+    /// Plaintext gathered for the next record.
+    plain: Vec<u8>,
+    /// The record being written, and how much of it is written.
+    record: Vec<u8>,
+    written: usize,
+    /// Plaintext bytes in `record`.
+    record_plain: usize,
+    /// Plaintext bytes whose record is wholly written.
+    delivered: u64,
+}
+
+impl Sealer {
+    /// Where plaintext goes: a writer that takes up to a record's worth and then reports
+    /// `WouldBlock`, so a producer that writes until blocked fills exactly one record.
+    pub fn staging(&mut self) -> Staging<'_> {
+        Staging(&mut self.plain)
+    }
+
+    /// Whether plaintext is waiting to be sealed, or a record to be written.
+    pub fn busy(&self) -> bool {
+        !self.plain.is_empty() || self.written < self.record.len()
+    }
+
+    /// Plaintext bytes known to be on the wire.
+    pub fn delivered(&self) -> u64 {
+        self.delivered
+    }
+
+    /// Writes the pending record, then seals what is staged and writes that, until nothing is
+    /// left (Ok(true)) or the socket would block (Ok(false)).
+    pub fn flush<W: Write>(&mut self, noise: &mut TransportState, w: &mut W) -> io::Result<bool> {
+        loop {
+            while self.written < self.record.len() {
+                match w.write(&self.record[self.written..]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => self.written += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            self.delivered += self.record_plain as u64;
+            self.record_plain = 0;
+            if self.plain.is_empty() {
+                return Ok(true);
+            }
+            self.seal(noise)?;
+        }
+    }
+
+    fn seal(&mut self, noise: &mut TransportState) -> io::Result<()> {
+        let n = self.plain.len();
+        self.record.resize(LEN_BYTES + n + TAG_LEN, 0);
+        let c = noise
+            .write_message(&self.plain, &mut self.record[LEN_BYTES..])
+            .map_err(|e| io::Error::other(format!("cannot encrypt a record: {e}")))?;
+        debug_assert_eq!(c, n + TAG_LEN);
+        self.record[..LEN_BYTES].copy_from_slice(&(c as u16).to_be_bytes());
+        self.record.truncate(LEN_BYTES + c);
+        self.written = 0;
+        self.record_plain = n;
+        self.plain.clear();
+        Ok(())
+    }
+}
+
+/// The plaintext side of a `Sealer`: takes bytes until a record is full.
+pub struct Staging<'a>(&'a mut Vec<u8>);
+
+impl Write for Staging<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        let room = RECORD_MAX - self.0.len();
+        if room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = room.min(b.len());
+        self.0.extend_from_slice(&b[..n]);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        let mut total = 0;
+        for b in bufs {
+            match self.write(b) {
+                Ok(n) => {
+                    total += n;
+                    if n < b.len() {
+                        break;
+                    }
+                }
+                Err(e) if total == 0 => return Err(e),
+                Err(_) => break,
+            }
+        }
+        Ok(total)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads records and opens them; the plaintext is then read out through `Read`.
+pub struct Opener {
+    /// Ciphertext bytes read, starting with the current record's length field.
+    cipher: Vec<u8>,
+    have: usize,
+    plain: Vec<u8>,
+    taken: usize,
+}
+
+impl Default for Opener {
+    fn default() -> Self {
+        Opener { cipher: vec![0; LEN_BYTES + MAX_MESSAGE_LEN], have: 0, plain: Vec::new(), taken: 0 }
+    }
+}
+
+impl Opener {
+    /// Opened plaintext not yet read out.
+    pub fn plain_ready(&self) -> bool {
+        self.taken < self.plain.len()
+    }
+
+    /// Reads ciphertext once from `r` and opens the record if it is complete. Ok(0) is end of
+    /// stream; otherwise the bytes read.
+    pub fn read_from<R: Read>(&mut self, noise: &mut TransportState, r: &mut R) -> io::Result<usize> {
+        debug_assert!(!self.plain_ready(), "read out the opened plaintext first");
+        // Read no further than this record: the next one stays in the socket, so memory is
+        // one record whatever the peer sends.
+        let want = self.record_len()?.map_or(LEN_BYTES, |len| LEN_BYTES + len);
+        let n = r.read(&mut self.cipher[self.have..want])?;
+        self.have += n;
+        if let Some(len) = self.record_len()? {
+            if self.have == LEN_BYTES + len {
+                self.open(noise, len)?;
+            }
+        }
+        Ok(n)
+    }
+
+    fn record_len(&self) -> Result<Option<usize>, RecordError> {
+        if self.have < LEN_BYTES {
+            return Ok(None);
+        }
+        let len = usize::from(u16::from_be_bytes([self.cipher[0], self.cipher[1]]));
+        if len <= TAG_LEN {
+            return Err(RecordError::Length(len));
+        }
+        Ok(Some(len))
+    }
+
+    fn open(&mut self, noise: &mut TransportState, len: usize) -> Result<(), RecordError> {
+        self.plain.resize(len - TAG_LEN, 0);
+        let n = noise
+            .read_message(&self.cipher[LEN_BYTES..LEN_BYTES + len], &mut self.plain)
+            .map_err(|_| RecordError::Forged)?;
+        self.plain.truncate(n);
+        self.taken = 0;
+        self.have = 0;
+        Ok(())
+    }
+}
+
+impl Read for Opener {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let n = out.len().min(self.plain.len() - self.taken);
+        out[..n].copy_from_slice(&self.plain[self.taken..self.taken + n]);
+        self.taken += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::noise::{respond, Initiator, Psk};
+
+    fn transports() -> (TransportState, TransportState) {
+        let psk = Psk::derive(b"sixteen byte key");
+        let (i, init) = Initiator::start(&psk);
+        let (reply, m, _) = respond(&[psk], &init).unwrap();
+        (i.finish(&reply).unwrap(), m)
+    }
+
+    /// Writes at most `chunk` bytes per call, blocking every other call.
+    struct Trickle {
+        wire: Vec<u8>,
+        chunk: usize,
+        calls: usize,
+    }
+    impl Write for Trickle {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.calls += 1;
+            if self.calls % 2 == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let n = b.len().min(self.chunk);
+            self.wire.extend_from_slice(&b[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn open_all(noise: &mut TransportState, wire: &[u8], step: usize) -> io::Result<Vec<u8>> {
+        let mut o = Opener::default();
+        let mut src = wire;
+        let mut got = Vec::new();
+        loop {
+            if o.plain_ready() {
+                o.read_to_end(&mut got)?;
+                continue;
+            }
+            let mut chunk = &src[..src.len().min(step)];
+            let before = chunk.len();
+            if o.read_from(noise, &mut chunk)? == 0 {
+                return Ok(got);
+            }
+            src = &src[before - chunk.len()..];
+        }
+    }
+
+    #[test]
+    fn a_stream_survives_records_and_partial_io() {
+        let (mut b, mut m) = transports();
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 300) as u8).collect();
+        let mut s = Sealer::default();
+        let mut w = Trickle { wire: Vec::new(), chunk: 5000, calls: 0 };
+        let mut fed = 0;
+        while fed < data.len() || s.busy() {
+            if fed < data.len() {
+                fed += s.staging().write(&data[fed..]).unwrap_or(0);
+            }
+            let _ = s.flush(&mut m, &mut w).unwrap();
+            assert!(s.delivered() <= fed as u64);
+        }
+        assert_eq!(s.delivered(), data.len() as u64);
+        assert!(!w.wire.windows(32).any(|x| data.windows(32).take(1000).any(|d| d == x)), "plaintext leaked");
+        for step in [1, 7, 4096, 1 << 20] {
+            let (mut b2, mut m2) = transports();
+            let mut s2 = Sealer::default();
+            let mut w2 = Trickle { wire: Vec::new(), chunk: 1 << 20, calls: 0 };
+            let mut fed = 0;
+            while fed < data.len() || s2.busy() {
+                if fed < data.len() {
+                    fed += s2.staging().write(&data[fed..]).unwrap_or(0);
+                }
+                let _ = s2.flush(&mut m2, &mut w2).unwrap();
+            }
+            assert_eq!(open_all(&mut b2, &w2.wire, step).unwrap(), data, "step {step}");
+            let _ = &mut m2;
+        }
+        assert_eq!(open_all(&mut b, &w.wire, 333).unwrap(), data);
+    }
+
+    #[test]
+    fn altered_replayed_and_malformed_records_are_refused() {
+        // Two records, "first" then "second", sealed by `m` for `b`.
+        let sealed = || {
+            let (b, mut m) = transports();
+            let mut s = Sealer::default();
+            let mut wire = Vec::new();
+            for msg in [&b"first"[..], b"second"] {
+                s.staging().write_all(msg).unwrap();
+                while !s.flush(&mut m, &mut wire).unwrap() {}
+            }
+            (b, wire)
+        };
+        let first_len = 2 + 5 + TAG_LEN;
+        let (mut b, wire) = sealed();
+        assert_eq!(open_all(&mut b, &wire, 100).unwrap(), b"firstsecond");
+        let (mut b, mut wire) = sealed();
+        wire[first_len + 5] ^= 1;
+        let e = open_all(&mut b, &wire, 100).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "an altered record decrypted");
+        let (mut b, wire) = sealed();
+        assert!(open_all(&mut b, &wire[first_len..], 100).is_err(), "the second record alone opened");
+        let (mut b, wire) = sealed();
+        let replayed = [&wire[..first_len], &wire[..first_len]].concat();
+        assert!(open_all(&mut b, &replayed, 100).is_err(), "a replayed record opened");
+        let (mut b, _) = sealed();
+        let mut o = Opener::default();
+        assert!(o.read_from(&mut b, &mut &[0u8, 16][..]).is_err(), "a record shorter than its tag");
+    }
+}
