@@ -23,6 +23,8 @@ struct Sealed {
     noise: TransportState,
     tx: Sealer,
     rx: Opener,
+    /// Stream offset (of `Conn::out`) where sealing began: what went before left in the clear.
+    from: u64,
 }
 
 pub(crate) struct Conn {
@@ -123,7 +125,8 @@ impl Conn {
         if self.out.pending() > 0 {
             return Err(Fault::Local("the key handshake reply could not be written at once".into()));
         }
-        self.sealed = Some(Box::new(Sealed { noise, tx: Sealer::default(), rx: Opener::default() }));
+        let from = self.out.taken();
+        self.sealed = Some(Box::new(Sealed { noise, tx: Sealer::default(), rx: Opener::default(), from }));
         Ok(())
     }
 
@@ -232,7 +235,7 @@ impl Conn {
     pub(crate) fn delivered_seq(&mut self) -> Option<u64> {
         let offset = match self.sealed.as_deref() {
             None => self.out.taken(),
-            Some(s) => s.tx.delivered(),
+            Some(s) => s.from + s.tx.delivered(),
         };
         self.out.deliver(offset)
     }

@@ -212,8 +212,15 @@ impl<A: App> Master<A> {
             Start::Impossible(why) => {
                 let f = Fault::Violation(why);
                 f.count(&env.shared.counters);
-                env.log(&format!("junos-sync master: refused backup {}: {f}", a.conn.peer_name()));
+                env.log(&format!(
+                    "junos-sync master: refused backup {}: {f}; that backup session will not resume",
+                    a.conn.peer_name()
+                ));
                 a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
+                // Whoever sent it, the claim cannot be trusted to free anything: the session's
+                // next connection starts over from a full resync.
+                self.backup_session = 0;
+                self.resume_from = None;
             }
             start => self.promote(env, reg, a, start, now),
         }
