@@ -104,13 +104,16 @@ $(BUILD)/c-tests/header_%_cxx17: c-tests/header_%.c $(C_TEST_DEPS)
 
 c-test-plain: c-tests
 	./c-tests/run.sh plain $(C_TESTS)
+	JSYNC_TEST_KEYED=1 ./c-tests/run.sh plain $(C_TESTS)
 
 # The valgrind command line (memcheck options) is defined in c-tests/run.sh, and only there.
 c-test-valgrind: c-tests
 	./c-tests/run.sh valgrind $(C_TESTS)
+	JSYNC_TEST_KEYED=1 ./c-tests/run.sh valgrind $(C_TESTS)
 
 c-test-asan: c-tests
 	./c-tests/run.sh asan $(C_TESTS_SAN)
+	JSYNC_TEST_KEYED=1 ./c-tests/run.sh asan $(C_TESTS_SAN)
 
 # The fuzz targets must keep compiling; `make fuzz` runs them.
 fuzz-check:
@@ -140,9 +143,12 @@ install-check: lib
 
 # Process faults (SIGKILL, SIGSTOP of either side, switchover) and a network-namespace partition,
 # on real flowd daemons; the partition reports itself skipped where namespaces are not allowed.
+# Both run twice: unkeyed, and keyed through JUNOS_SYNC_AUTH_KEY_FILE (tests/sh/with_key.sh).
 fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
+	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
+	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
 test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 

@@ -4,6 +4,8 @@
 #   MODE valgrind  under valgrind memcheck (the VALGRIND command line below), with longer
 #                  deadlines
 #   MODE asan      binaries built with -fsanitize=address,undefined; leak detection on
+# With JSYNC_TEST_KEYED=1 every context is keyed: a fresh random key file (mode 0600) is named
+# by JUNOS_SYNC_AUTH_KEY_FILE, the way an unmodified daemon is keyed in production.
 # Prints each binary's output, a result line per binary, and finally exactly
 # "N passed, N failed" counting binaries. Exits non-zero if any binary failed.
 set -u
@@ -16,7 +18,7 @@ mode=$1
 shift
 
 # The valgrind command line: defined here only (make c-test-valgrind runs this script).
-VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect"
+VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=$(dirname "$0")/valgrind.supp"
 # A binary that runs longer than this is killed and counted as failed (each test program also
 # has its own per-test watchdog).
 limit=300
@@ -55,11 +57,20 @@ export JSYNC_TEST_SCALE JSYNC_TEST_TIMEOUT_MULT
 : "${JSYNC_TEST_QUIET:=0}"
 export JSYNC_TEST_QUIET
 
+keyed=""
+if [ "${JSYNC_TEST_KEYED:-0}" = 1 ]; then
+    keydir=$(mktemp -d "${TMPDIR:-/tmp}/jsync-key.XXXXXX") || exit 2
+    (umask 077 && head -c 32 /dev/urandom >"$keydir/key") || exit 2
+    JUNOS_SYNC_AUTH_KEY_FILE=$keydir/key
+    export JUNOS_SYNC_AUTH_KEY_FILE
+    keyed=", keyed"
+fi
+
 passed=0
 failed=0
 failed_list=""
 out=$(mktemp "${TMPDIR:-/tmp}/jsync-c-tests.XXXXXX") || exit 2
-trap 'rm -f "$out"' EXIT INT TERM
+trap 'rm -f "$out"; [ -n "$keyed" ] && rm -rf "$keydir"' EXIT INT TERM
 
 for bin in "$@"; do
     if [ ! -x "$bin" ]; then
@@ -68,7 +79,7 @@ for bin in "$@"; do
         failed_list="$failed_list $bin"
         continue
     fi
-    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE)"
+    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE$keyed)"
     start=$(date +%s)
     # shellcheck disable=SC2086
     timeout -s KILL "$limit" $wrap "$bin" >"$out" 2>&1

@@ -48,3 +48,87 @@ fn different_keys_never_connect() {
     b.exit();
     m.exit();
 }
+
+const OLD: &[u8] = b"the old key, 32 bytes long......";
+const NEW: &[u8] = b"the new key, 32 bytes long......";
+
+fn auth_failures(s: &Side) -> u64 {
+    s.ctx().stats().unwrap().auth_failures
+}
+
+/// The rotation procedure of the README, with no authentication failure and nothing lost:
+/// (1) restart the backup holding OLD then NEW; (2) fail over to it once the master's backlog is
+/// acknowledged; (3) restart the old master as a backup holding NEW only.
+#[test]
+fn key_rotation_by_restarts_loses_nothing() {
+    let mut a = keyed(master_cfg(false), OLD);
+    for i in 1..=2000 {
+        a.db.lock().insert(i, i);
+    }
+    a.ctx().start().unwrap();
+    let port = a.rec.lock().port;
+    let mut b = keyed(backup_cfg(port, false), OLD);
+    b.ctx().start().unwrap();
+    wait_for("first resync", 10, || b.rec.lock().sync_done.len() == 1);
+    b.exit();
+
+    // (1) The backup comes back holding both keys, the old one first.
+    let mut b = keyed(backup_cfg(port, false), OLD);
+    b.ctx().add_auth_key(NEW).unwrap();
+    b.ctx().start().unwrap();
+    for i in 1..=3000 {
+        a.put(i, i * 2, i % 10 == 0);
+    }
+    wait_for("backup holds the master's table", 10, || b.rec.lock().db == *a.db.lock());
+    // (2) Fail over once everything is acknowledged: nothing queued is lost.
+    wait_for("master's backlog acknowledged", 10, || a.ctx().stats().unwrap().backlog_bytes == 0);
+    let expected = a.db.lock().clone();
+    a.exit();
+    wait_for("backup sees the master go", 10, || b.rec.lock().downs == 1);
+    let new_port = {
+        b.promote(junos_sync::Config::new(true, false, 0x7f00_0001, 0, 2));
+        b.rec.lock().port
+    };
+    assert_eq!(*b.db.lock(), expected, "the promoted backup lost something");
+    // (3) The old master returns as a backup holding only the new key.
+    let mut a2 = keyed(backup_cfg(new_port, false), NEW);
+    a2.ctx().start().unwrap();
+    wait_for("old master resynced from the new one", 10, || a2.rec.lock().sync_done.len() == 1);
+    b.put(99_999, 1, true);
+    wait_for("live changes flow with the new key", 10, || a2.rec.lock().db == *b.db.lock());
+    assert_eq!((auth_failures(&a2), auth_failures(&b)), (0, 0), "the rotation failed a handshake");
+    a2.exit();
+    b.exit();
+}
+
+/// A backup holding a wrong key first tries the next one after the master refuses it.
+#[test]
+fn backup_tries_its_next_key() {
+    let mut m = keyed(master_cfg(false), OLD);
+    m.ctx().start().unwrap();
+    let mut b = keyed(backup_cfg(m.rec.lock().port, false), NEW);
+    b.ctx().add_auth_key(OLD).unwrap();
+    b.ctx().start().unwrap();
+    wait_for("connected with the second key", 10, || b.rec.lock().ups == 1);
+    assert!(auth_failures(&b) >= 1 && auth_failures(&m) >= 1);
+    m.put(1, 1, true);
+    wait_for("replicating", 10, || b.rec.lock().db.get(&1) == Some(&1));
+    b.exit();
+    m.exit();
+}
+
+#[test]
+fn keys_are_checked_and_set_before_start() {
+    let mut m = Side::new(master_cfg(false));
+    assert_eq!(m.ctx().set_auth_key(&[1; 15]), Err(junos_sync::Error::Invalid));
+    assert!(m.rec.lock().logs.iter().any(|l| l.contains("at least 16")));
+    for _ in 0..4 {
+        m.ctx().add_auth_key(&[1; 16]).unwrap();
+    }
+    assert_eq!(m.ctx().add_auth_key(&[1; 16]), Err(junos_sync::Error::Invalid), "a fifth key");
+    m.ctx().set_auth_key(&[2; 16]).unwrap();
+    m.ctx().start().unwrap();
+    assert_eq!(m.ctx().set_auth_key(&[3; 16]), Err(junos_sync::Error::State));
+    assert_eq!(m.ctx().add_auth_key(&[3; 16]), Err(junos_sync::Error::State));
+    m.exit();
+}

@@ -7,7 +7,7 @@
 //! ```
 //! (the framing the Noise specification suggests for TCP). Noise numbers the messages of each
 //! direction itself, so a record dropped, repeated, reordered or altered fails to decrypt.
-//! Memory per direction is one record.
+//! Memory per direction is one record, in buffers allocated once per connection.
 
 use std::io::{self, Read, Write};
 
@@ -46,13 +46,24 @@ impl From<RecordError> for io::Error {
     }
 }
 
+/// Slack after every buffer handed to the AEAD: its assembly reads whole 16-byte blocks past the
+/// end of a partial last block (masking them out), and those bytes must be initialised memory
+/// of ours, or memory checkers see the tag depend on undefined bytes.
+const SLACK: usize = 64;
+
+/// A fixed, zero-initialised buffer of `n` bytes and the slack.
+fn buffer(n: usize) -> Box<[u8]> {
+    vec![0u8; n + SLACK].into_boxed_slice()
+}
+
 /// Seals outgoing plaintext into records and writes them out.
-#[derive(Default)]
 pub struct Sealer {
-    /// Plaintext gathered for the next record.
-    plain: Vec<u8>,
-    /// The record being written, and how much of it is written.
-    record: Vec<u8>,
+    /// Plaintext gathered for the next record (`plain_len` bytes of it).
+    plain: Box<[u8]>,
+    plain_len: usize,
+    /// The record being written (`record_len` bytes), and how much of it is written.
+    record: Box<[u8]>,
+    record_len: usize,
     written: usize,
     /// Plaintext bytes in `record`.
     record_plain: usize,
@@ -60,16 +71,30 @@ pub struct Sealer {
     delivered: u64,
 }
 
+impl Default for Sealer {
+    fn default() -> Self {
+        Sealer {
+            plain: buffer(RECORD_MAX),
+            plain_len: 0,
+            record: buffer(LEN_BYTES + RECORD_MAX + TAG_LEN),
+            record_len: 0,
+            written: 0,
+            record_plain: 0,
+            delivered: 0,
+        }
+    }
+}
+
 impl Sealer {
     /// Where plaintext goes: a writer that takes up to a record's worth and then reports
     /// `WouldBlock`, so a producer that writes until blocked fills exactly one record.
     pub fn staging(&mut self) -> Staging<'_> {
-        Staging(&mut self.plain)
+        Staging { buf: &mut self.plain[..RECORD_MAX], len: &mut self.plain_len }
     }
 
     /// Whether plaintext is waiting to be sealed, or a record to be written.
     pub fn busy(&self) -> bool {
-        !self.plain.is_empty() || self.written < self.record.len()
+        self.plain_len > 0 || self.written < self.record_len
     }
 
     /// Plaintext bytes known to be on the wire.
@@ -81,8 +106,8 @@ impl Sealer {
     /// left (Ok(true)) or the socket would block (Ok(false)).
     pub fn flush<W: Write>(&mut self, noise: &mut TransportState, w: &mut W) -> io::Result<bool> {
         loop {
-            while self.written < self.record.len() {
-                match w.write(&self.record[self.written..]) {
+            while self.written < self.record_len {
+                match w.write(&self.record[self.written..self.record_len]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => self.written += n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
@@ -92,7 +117,7 @@ impl Sealer {
             }
             self.delivered += self.record_plain as u64;
             self.record_plain = 0;
-            if self.plain.is_empty() {
+            if self.plain_len == 0 {
                 return Ok(true);
             }
             self.seal(noise)?;
@@ -100,32 +125,35 @@ impl Sealer {
     }
 
     fn seal(&mut self, noise: &mut TransportState) -> io::Result<()> {
-        let n = self.plain.len();
-        self.record.resize(LEN_BYTES + n + TAG_LEN, 0);
+        let n = self.plain_len;
         let c = noise
-            .write_message(&self.plain, &mut self.record[LEN_BYTES..])
+            .write_message(&self.plain[..n], &mut self.record[LEN_BYTES..LEN_BYTES + n + TAG_LEN])
             .map_err(|e| io::Error::other(format!("cannot encrypt a record: {e}")))?;
         debug_assert_eq!(c, n + TAG_LEN);
         self.record[..LEN_BYTES].copy_from_slice(&(c as u16).to_be_bytes());
-        self.record.truncate(LEN_BYTES + c);
+        self.record_len = LEN_BYTES + c;
         self.written = 0;
         self.record_plain = n;
-        self.plain.clear();
+        self.plain_len = 0;
         Ok(())
     }
 }
 
 /// The plaintext side of a `Sealer`: takes bytes until a record is full.
-pub struct Staging<'a>(&'a mut Vec<u8>);
+pub struct Staging<'a> {
+    buf: &'a mut [u8],
+    len: &'a mut usize,
+}
 
 impl Write for Staging<'_> {
     fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        let room = RECORD_MAX - self.0.len();
+        let room = self.buf.len() - *self.len;
         if room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
         }
         let n = room.min(b.len());
-        self.0.extend_from_slice(&b[..n]);
+        self.buf[*self.len..*self.len + n].copy_from_slice(&b[..n]);
+        *self.len += n;
         Ok(n)
     }
 
@@ -153,23 +181,31 @@ impl Write for Staging<'_> {
 
 /// Reads records and opens them; the plaintext is then read out through `Read`.
 pub struct Opener {
-    /// Ciphertext bytes read, starting with the current record's length field.
-    cipher: Vec<u8>,
+    /// Ciphertext bytes read (`have`), starting with the current record's length field.
+    cipher: Box<[u8]>,
     have: usize,
-    plain: Vec<u8>,
+    /// The opened record's plaintext (`plain_len` bytes), `taken` of them read out.
+    plain: Box<[u8]>,
+    plain_len: usize,
     taken: usize,
 }
 
 impl Default for Opener {
     fn default() -> Self {
-        Opener { cipher: vec![0; LEN_BYTES + MAX_MESSAGE_LEN], have: 0, plain: Vec::new(), taken: 0 }
+        Opener {
+            cipher: buffer(LEN_BYTES + MAX_MESSAGE_LEN),
+            have: 0,
+            plain: buffer(MAX_MESSAGE_LEN),
+            plain_len: 0,
+            taken: 0,
+        }
     }
 }
 
 impl Opener {
     /// Opened plaintext not yet read out.
     pub fn plain_ready(&self) -> bool {
-        self.taken < self.plain.len()
+        self.taken < self.plain_len
     }
 
     /// Reads ciphertext once from `r` and opens the record if it is complete. Ok(0) is end of
@@ -201,11 +237,12 @@ impl Opener {
     }
 
     fn open(&mut self, noise: &mut TransportState, len: usize) -> Result<(), RecordError> {
-        self.plain.resize(len - TAG_LEN, 0);
+        // Room for the whole ciphertext: snow then decrypts in place in our buffer, where it
+        // would otherwise copy the record into a fresh allocation every time.
         let n = noise
-            .read_message(&self.cipher[LEN_BYTES..LEN_BYTES + len], &mut self.plain)
+            .read_message(&self.cipher[LEN_BYTES..LEN_BYTES + len], &mut self.plain[..len])
             .map_err(|_| RecordError::Forged)?;
-        self.plain.truncate(n);
+        self.plain_len = n;
         self.taken = 0;
         self.have = 0;
         Ok(())
@@ -214,7 +251,7 @@ impl Opener {
 
 impl Read for Opener {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let n = out.len().min(self.plain.len() - self.taken);
+        let n = out.len().min(self.plain_len - self.taken);
         out[..n].copy_from_slice(&self.plain[self.taken..self.taken + n]);
         self.taken += n;
         Ok(n)

@@ -170,15 +170,27 @@ impl Side {
         let db = Arc::new(Mutex::new(BTreeMap::new()));
         let allocated = Arc::new(AtomicUsize::new(0));
         let decode_delay_us = Arc::new(AtomicUsize::new(0));
-        let app = TestApp {
-            rec: rec.clone(),
-            master_db: db.clone(),
+        let mut s = Side { rec, db, allocated, decode_delay_us, ctx: None };
+        let ctx = Context::new(cfg, s.app(), logger(&s.rec)).expect("init");
+        s.ctx = Some(ctx);
+        s
+    }
+
+    /// An application over this side's records and database (for init and switchover).
+    pub fn app(&self) -> TestApp {
+        TestApp {
+            rec: self.rec.clone(),
+            master_db: self.db.clone(),
             walk_can: true,
-            allocated: allocated.clone(),
-            decode_delay_us: decode_delay_us.clone(),
-        };
-        let ctx = Context::new(cfg, app, logger(&rec)).expect("init");
-        Side { rec, db, allocated, decode_delay_us, ctx: Some(ctx) }
+            allocated: self.allocated.clone(),
+            decode_delay_us: self.decode_delay_us.clone(),
+        }
+    }
+
+    /// Turns a backup into the master (its decoded table becomes the database it walks).
+    pub fn promote(&self, cfg: Config) {
+        *self.db.lock() = self.rec.lock().db.clone();
+        self.ctx().switchover(cfg, self.app()).expect("switchover");
     }
 
     pub fn ctx(&self) -> &Context<TestApp> {
