@@ -12,9 +12,10 @@ CC         ?= cc
 CXX        ?= c++
 BUILD      := build
 LIBDIR     := $(BUILD)/lib
+# One version, Cargo.toml's; the soname changes only with an incompatible ABI (abi/README.md).
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SONAME     := libjunos-sync.so.1
-SOFILE     := libjunos-sync.so.1.0.0
-VERSION    := 1.0.0
+SOFILE     := libjunos-sync.so.$(VERSION)
 CWARN      := -Wall -Wextra -Werror
 CFLAGS_T   := -std=c99 -D_GNU_SOURCE -O1 -g $(CWARN) -Iinclude -Ic-tests
 LDFLAGS_T  := -L$(LIBDIR) -Wl,-rpath,$(abspath $(LIBDIR)) -ljunos-sync -lpthread
@@ -31,7 +32,8 @@ C_TEST_DEPS:= $(wildcard c-tests/*.h) c-tests/isc/eventlib.h include/jnx/junos_s
 EXAMPLES   := $(BUILD)/examples/flowd
 
 .PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
-        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test
+        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
+        abi-exports
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -41,14 +43,39 @@ all: lib examples
 
 lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 
-$(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC)
+RUST_A     := target/release/libjunos_sync.a
+# The exported functions, each with its version node: abi/junos-sync.map is the one list.
+MAP        := abi/junos-sync.map
+EXPORTS    := $(shell sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\);.*/\1/p' $(MAP))
+# What the Rust staticlib needs (rustc --print native-static-libs).
+NATIVE_LIBS:= -lgcc_s -lutil -lrt -lpthread -lm -ldl
+
+$(RUST_A): $(RUST_SRC)
 	$(CARGO) build --release --lib
+
+# The shared library is linked here from the staticlib, not by rustc: rustc's cdylib link
+# brings its own version script, so ours could not give the symbols their version nodes.
+# -u pulls in just the exported functions and what they reach (smaller than --whole-archive
+# by the unreachable objects' debug info, same code); --no-undefined-version fails the link
+# when the map lists a function the Rust source does not define.
+# Link, then rename: overwriting a mapped library in place kills the programs using it.
+$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP)
 	mkdir -p $(LIBDIR)
-	# Copy then rename: overwriting a mapped library in place kills the programs using it.
-	cp target/release/libjunos_sync.so $(LIBDIR)/$(SOFILE).tmp && mv -f $(LIBDIR)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
-	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a.tmp && mv -f $(LIBDIR)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
+	$(CC) -shared -o $@.tmp $(foreach s,$(EXPORTS),-u $(s)) $(RUST_A) \
+	    -Wl,--version-script=$(MAP) -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro \
+	    -Wl,--gc-sections -Wl,--as-needed -Wl,-soname,$(SONAME) $(NATIVE_LIBS)
+	mv -f $@.tmp $@
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so
+
+$(LIBDIR)/libjunos-sync.a: $(RUST_A)
+	mkdir -p $(LIBDIR)
+	cp $(RUST_A) $@.tmp && mv -f $@.tmp $@
+
+# The exported functions: the header's declarations, the map and the library's dynamic
+# symbols (with their version nodes) must be the same set; the message says what to edit.
+abi-exports: lib
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
 
 examples: $(EXAMPLES)
 
@@ -132,7 +159,7 @@ fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-exports rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

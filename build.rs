@@ -1,4 +1,5 @@
-//! Build script: gives the shared library its soname and generates the C header.
+//! Build script: generates the C header. (The Makefile links the shared library, soname and
+//! symbol versions included, from the staticlib.)
 //!
 //! The header goes to `$OUT_DIR/junos_sync.h`; `tests/header.rs` compares it with the committed
 //! `include/jnx/junos_sync.h` (that is `make header-check`) and rewrites the committed copy when
@@ -8,10 +9,6 @@ use std::{env, path::PathBuf};
 fn main() {
     let crate_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets it")).join("junos_sync.h");
-
-    if env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libjunos-sync.so.1");
-    }
 
     let config = cbindgen::Config::from_file(crate_dir.join("cbindgen.toml")).expect("cbindgen.toml");
     cbindgen::Builder::new()
