@@ -33,7 +33,7 @@ EXAMPLES   := $(BUILD)/examples/flowd
 
 .PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-exports
+        abi-check abi-baseline
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -46,25 +46,15 @@ lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 RUST_A     := target/release/libjunos_sync.a
 # The exported functions, each with its version node: abi/junos-sync.map is the one list.
 MAP        := abi/junos-sync.map
-EXPORTS    := $(shell sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\);.*/\1/p' $(MAP))
-# What the Rust staticlib needs (rustc --print native-static-libs).
-NATIVE_LIBS:= -lgcc_s -lutil -lrt -lpthread -lm -ldl
 
 $(RUST_A): $(RUST_SRC)
 	$(CARGO) build --release --lib
 
-# The shared library is linked here from the staticlib, not by rustc: rustc's cdylib link
-# brings its own version script, so ours could not give the symbols their version nodes.
-# -u pulls in just the exported functions and what they reach (smaller than --whole-archive
-# by the unreachable objects' debug info, same code); --no-undefined-version fails the link
-# when the map lists a function the Rust source does not define.
-# Link, then rename: overwriting a mapped library in place kills the programs using it.
-$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP)
+# Linked from the staticlib by scripts/link-so.sh (rustc's cdylib link would leave the
+# symbols without their version nodes); it writes a temporary file and renames it.
+$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP) scripts/link-so.sh
 	mkdir -p $(LIBDIR)
-	$(CC) -shared -o $@.tmp $(foreach s,$(EXPORTS),-u $(s)) $(RUST_A) \
-	    -Wl,--version-script=$(MAP) -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro \
-	    -Wl,--gc-sections -Wl,--as-needed -Wl,-soname,$(SONAME) $(NATIVE_LIBS)
-	mv -f $@.tmp $@
+	CC='$(CC)' ./scripts/link-so.sh $@ $(SONAME) $(MAP) $(RUST_A)
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so
 
@@ -72,10 +62,29 @@ $(LIBDIR)/libjunos-sync.a: $(RUST_A)
 	mkdir -p $(LIBDIR)
 	cp $(RUST_A) $@.tmp && mv -f $@.tmp $@
 
-# The exported functions: the header's declarations, the map and the library's dynamic
-# symbols (with their version nodes) must be the same set; the message says what to edit.
-abi-exports: lib
+# The ABI (abi/README.md): the header's functions, the map and the library's dynamic symbols
+# (with their version nodes) are one set; the ABI is compatible with every release of this
+# soname recorded in abi/$(SONAME)/; and a self-test on edited copies shows both checks fail
+# incompatible changes and pass a new function. Each failure says what to edit.
+abi-check: lib
 	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	mkdir -p $(BUILD)/abi
+	./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi
+	./scripts/abi-selftest.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(RUST_A)
+
+# Records this release's ABI (once per VERSION; a new soname starts its own directory).
+abi-baseline: lib
+	@if [ -e abi/$(SONAME)/$(VERSION).abi ]; then echo "abi/$(SONAME)/$(VERSION).abi exists:" \
+	    "a released ABI is never rewritten (bump the version in Cargo.toml)"; exit 1; fi
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	mkdir -p $(BUILD)/abi abi/$(SONAME)
+	if ls abi/$(SONAME)/*.abi >/dev/null 2>&1; then \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi; \
+	else \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi 2>/dev/null || true; \
+	fi
+	cp $(BUILD)/abi/current.abi abi/$(SONAME)/$(VERSION).abi
+	@echo "recorded abi/$(SONAME)/$(VERSION).abi: commit it"
 
 examples: $(EXAMPLES)
 
@@ -159,7 +168,7 @@ fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-exports rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

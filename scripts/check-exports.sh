@@ -50,8 +50,9 @@ complain() {
 
 for f in $(comm -23 "$tmp/header" "$tmp/map-names"); do
     complain "$f is declared in $header but not listed in $map." \
-        "Add the line '    $f;' to the newest node, $newest (uncomment the next node if the" \
-        "function is new since the last release), then 'make lib'."
+        "Add the line '    $f;' to the node of the next release there (a released node" \
+        "never changes: if $newest is released, uncomment the node prepared after it)," \
+        "then 'make lib'."
 done
 for f in $(comm -13 "$tmp/header" "$tmp/map-names"); do
     complain "$f is listed in $map but not declared in $header. A released function" \
