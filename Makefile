@@ -1,12 +1,20 @@
 # junos-sync: build, test, demo, bench, install.
-#   make            library (build/lib) and examples (build/examples)
+#   make            library (build/lib), programs (build/bin) and examples (build/examples)
 #   make test       the one gate: header drift, fmt, clippy, cargo tests, C tests plain,
 #                   under valgrind memcheck, and with ASan+UBSan
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
 
 PREFIX     ?= /usr/local
+bindir     ?= $(PREFIX)/bin
+libdir     ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+mandir     ?= $(PREFIX)/share/man
+# Separate debug info of the installed library, at the library's own path under this
+# directory: where gdb looks for it when its debug-file-directory is $(PREFIX)/lib/debug
+# (/usr/lib/debug, the default, for PREFIX=/usr).
+debugdir   ?= $(PREFIX)/lib/debug
 CARGO      ?= cargo
 CC         ?= cc
 CXX        ?= c++
@@ -30,16 +38,24 @@ C_TESTS    := $(patsubst c-tests/%.c,$(BUILD)/c-tests/%,$(C_TEST_SRC))
 C_TESTS_SAN:= $(patsubst c-tests/%.c,$(BUILD)/c-tests-san/%,$(C_TEST_SRC))
 C_TEST_DEPS:= $(wildcard c-tests/*.h) c-tests/isc/eventlib.h include/jnx/junos_sync.h
 EXAMPLES   := $(BUILD)/examples/flowd
+# Installed programs, each built into build/bin/NAME (from tools/NAME.c by the rule below; a
+# program built otherwise, say a Rust [[bin]], adds its own build/bin/NAME rule) and documented
+# by man/NAME.1.scd. Install, man pages and Debian packages take them from this list.
+PROGRAMS   := junos-sync-keygen
+BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
+# Hardened as Debian builds programs (lintian checks it).
+CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
-.PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
+.PHONY: all lib programs examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-check abi-baseline
+        abi-check abi-baseline keygen-check
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
 FUZZ_ENV   := RUSTC_BOOTSTRAP=1
 
-all: lib examples
+all: lib programs examples
 
 lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 
@@ -85,6 +101,16 @@ abi-baseline: lib
 	fi
 	cp $(BUILD)/abi/current.abi abi/$(SONAME)/$(VERSION).abi
 	@echo "recorded abi/$(SONAME)/$(VERSION).abi: commit it"
+
+programs: $(BINS)
+
+$(BUILD)/bin/%: tools/%.c
+	mkdir -p $(BUILD)/bin
+	$(CC) $(CFLAGS_PROG) $< -o $@ $(LDFLAGS_PROG)
+
+# 32 bytes, mode 0600, no overwrite without -f, a new key each time.
+keygen-check: $(BUILD)/bin/junos-sync-keygen
+	./scripts/check-keygen.sh $<
 
 examples: $(EXAMPLES)
 
@@ -148,11 +174,16 @@ fuzz:
 # `make install` into a scratch prefix, then build and run a daemon against the installed tree
 # with pkg-config, once with the shared and once with the static library.
 INST := $(abspath $(BUILD)/install-check)
-install-check: lib
+install-check: lib programs
 	rm -rf $(INST)
 	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
+	for p in $(PROGRAMS); do test -x $(INST)/bin/$$p || { echo "$$p not installed"; exit 1; }; done
+	# Stripped, with its debug info where the debuglink says.
+	! readelf -S $(INST)/lib/$(SOFILE) | grep -q '\.debug_' || { echo "installed library not stripped"; exit 1; }
+	readelf --string-dump=.gnu_debuglink $(INST)/lib/$(SOFILE) | grep -q '$(SOFILE)\.debug'
+	readelf -S $(INST)/lib/debug$(INST)/lib/$(SOFILE).debug | grep -q '\.debug_line'
 	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c -Ic-tests \
 	    $$(pkg-config --cflags --libs junos-sync) -lpthread -o $(INST)/layout-shared'
 	LD_LIBRARY_PATH=$(INST)/lib $(INST)/layout-shared >/dev/null
@@ -168,7 +199,7 @@ fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check keygen-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
@@ -176,15 +207,34 @@ demo: all
 bench: lib
 	./bench/run.sh
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/jnx $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(LIBDIR)/$(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SOFILE)
-	ln -sf $(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libjunos-sync.so
-	install -m 0644 $(LIBDIR)/libjunos-sync.a $(DESTDIR)$(PREFIX)/lib/libjunos-sync.a
-	install -m 0644 include/jnx/junos_sync.h $(DESTDIR)$(PREFIX)/include/jnx/junos_sync.h
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' junos-sync.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/junos-sync.pc
+# The shared library goes in stripped, its debug info (compressed) under $(debugdir), linked
+# by .gnu_debuglink; the static library without debug info (as Debian ships them). Every
+# library is written to a temporary name and renamed: a running program's mapped library is
+# never overwritten in place.
+DBG := $(DESTDIR)$(debugdir)$(libdir)
+install: lib programs
+	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/jnx $(DESTDIR)$(bindir) $(DBG)
+	objcopy --only-keep-debug --compress-debug-sections $(LIBDIR)/$(SOFILE) $(DBG)/$(SOFILE).debug
+	chmod 0644 $(DBG)/$(SOFILE).debug
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	    -o $(DESTDIR)$(libdir)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
+	objcopy --add-gnu-debuglink=$(DBG)/$(SOFILE).debug $(DESTDIR)$(libdir)/$(SOFILE).tmp
+	chmod 0644 $(DESTDIR)$(libdir)/$(SOFILE).tmp
+	mv -f $(DESTDIR)$(libdir)/$(SOFILE).tmp $(DESTDIR)$(libdir)/$(SOFILE)
+	ln -sf $(SOFILE) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libjunos-sync.so
+	strip --strip-debug --enable-deterministic-archives --remove-section=.comment \
+	    -o $(DESTDIR)$(libdir)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
+	chmod 0644 $(DESTDIR)$(libdir)/libjunos-sync.a.tmp
+	mv -f $(DESTDIR)$(libdir)/libjunos-sync.a.tmp $(DESTDIR)$(libdir)/libjunos-sync.a
+	install -m 0644 include/jnx/junos_sync.h $(DESTDIR)$(includedir)/jnx/junos_sync.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@INCLUDEDIR@|$(includedir)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' junos-sync.pc.in > $(DESTDIR)$(libdir)/pkgconfig/junos-sync.pc
+	chmod 0644 $(DESTDIR)$(libdir)/pkgconfig/junos-sync.pc
+	for p in $(PROGRAMS); do \
+	    strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	        -o $(DESTDIR)$(bindir)/$$p.tmp $(BUILD)/bin/$$p && chmod 0755 $(DESTDIR)$(bindir)/$$p.tmp && \
+	    mv -f $(DESTDIR)$(bindir)/$$p.tmp $(DESTDIR)$(bindir)/$$p || exit 1; done
 
 clean:
 	rm -rf $(BUILD)
