@@ -47,7 +47,7 @@ BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
-.PHONY: all lib programs examples header header-check test rust-test lint c-tests c-test-plain \
+.PHONY: all lib programs man man-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
         abi-check abi-baseline keygen-check
 
@@ -107,6 +107,34 @@ programs: $(BINS)
 $(BUILD)/bin/%: tools/%.c
 	mkdir -p $(BUILD)/bin
 	$(CC) $(CFLAGS_PROG) $< -o $@ $(LDFLAGS_PROG)
+
+# Manual pages in build/man/man{1,3,7}. Section 3 is generated from the header's doc comments
+# (one page per function, one per type; scripts/gen-man3.py), which also lists them for the
+# overview junos-sync(7); sections 1 and 7 are written in scdoc (man/).
+MAN        := $(BUILD)/man
+MAN_EPOCH  := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+MAN_DATE   := $(shell date -u -d @$(MAN_EPOCH) +%F)
+MAN1       := $(addprefix $(MAN)/man1/,$(addsuffix .1,$(PROGRAMS)))
+MAN7       := $(patsubst man/%.7.scd,$(MAN)/man7/%.7,$(wildcard man/*.7.scd))
+man: $(MAN)/man3.stamp $(MAN1) $(MAN7)
+
+$(MAN)/man3.stamp: include/jnx/junos_sync.h scripts/gen-man3.py scripts/header_api.py
+	rm -rf $(MAN)/man3 && mkdir -p $(MAN)/man3
+	python3 scripts/gen-man3.py --version $(VERSION) --date $(MAN_DATE) \
+	    --index $(MAN)/api-index.scd include/jnx/junos_sync.h $(MAN)/man3
+	touch $@
+
+$(MAN)/man1/%.1: man/%.1.scd
+	mkdir -p $(@D)
+	SOURCE_DATE_EPOCH=$(MAN_EPOCH) scdoc <$< >$@.tmp && mv -f $@.tmp $@
+
+$(MAN)/man7/junos-sync.7: man/junos-sync.7.scd $(MAN)/man3.stamp
+	mkdir -p $(@D)
+	sed -e '/^@API_INDEX@$$/{r $(MAN)/api-index.scd' -e 'd;}' $< | \
+	    SOURCE_DATE_EPOCH=$(MAN_EPOCH) scdoc >$@.tmp && mv -f $@.tmp $@
+
+man-check: man
+	./scripts/check-man.sh include/jnx/junos_sync.h $(MAN) $(PROGRAMS)
 
 # 32 bytes, mode 0600, no overwrite without -f, a new key each time.
 keygen-check: $(BUILD)/bin/junos-sync-keygen
@@ -180,6 +208,8 @@ install-check: lib programs
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
 	for p in $(PROGRAMS); do test -x $(INST)/bin/$$p || { echo "$$p not installed"; exit 1; }; done
+	MANPATH=$(INST)/share/man man -w junos_sync_queue >/dev/null
+	MANPATH=$(INST)/share/man man -w junos_sync_ack_notify_func_t >/dev/null
 	# Stripped, with its debug info where the debuglink says.
 	! readelf -S $(INST)/lib/$(SOFILE) | grep -q '\.debug_' || { echo "installed library not stripped"; exit 1; }
 	readelf --string-dump=.gnu_debuglink $(INST)/lib/$(SOFILE) | grep -q '$(SOFILE)\.debug'
@@ -199,7 +229,7 @@ fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check keygen-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
@@ -212,8 +242,9 @@ bench: lib
 # library is written to a temporary name and renamed: a running program's mapped library is
 # never overwritten in place.
 DBG := $(DESTDIR)$(debugdir)$(libdir)
-install: lib programs
-	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/jnx $(DESTDIR)$(bindir) $(DBG)
+install: lib programs man
+	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/jnx $(DESTDIR)$(bindir) $(DBG) \
+	    $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man7
 	objcopy --only-keep-debug --compress-debug-sections $(LIBDIR)/$(SOFILE) $(DBG)/$(SOFILE).debug
 	chmod 0644 $(DBG)/$(SOFILE).debug
 	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
@@ -235,6 +266,11 @@ install: lib programs
 	    strip --strip-unneeded --remove-section=.comment --remove-section=.note \
 	        -o $(DESTDIR)$(bindir)/$$p.tmp $(BUILD)/bin/$$p && chmod 0755 $(DESTDIR)$(bindir)/$$p.tmp && \
 	    mv -f $(DESTDIR)$(bindir)/$$p.tmp $(DESTDIR)$(bindir)/$$p || exit 1; done
+	# Pages and the links between them (cp -P keeps a link a link).
+	for s in 1 3 7; do \
+	    for f in $(MAN)/man$$s/*.$$s; do [ -L "$$f" ] || install -m 0644 "$$f" $(DESTDIR)$(mandir)/man$$s/; done; \
+	    for f in $(MAN)/man$$s/*.$$s; do [ ! -L "$$f" ] || cp -P "$$f" $(DESTDIR)$(mandir)/man$$s/; done; \
+	done
 
 clean:
 	rm -rf $(BUILD)

@@ -8,7 +8,7 @@
 #   fail: junos_sync_get_stats removed (from header, map and library alike)
 #   fail: a new function put into the already released node JUNOS_SYNC_1.0
 #   fail: a new function declared and defined but not listed in the map
-#   pass: a new function declared, defined and listed in a new node
+#   pass: a new function declared, defined and listed in a new node (and it has a man page)
 # The real files are only read.
 set -eu
 
@@ -95,6 +95,12 @@ echo "abi-selftest: a compatible addition must pass"
 link "$tmp/added.so" "$tmp/added.map" "$tmp/added.o"
 expect pass "a new function in a new node: exports" exports "$tmp/added.h" "$tmp/added.map" "$tmp/added.so"
 expect pass "a new function in a new node: ABI" abi "$tmp/added.h" "$tmp/added.map"
+manpage() {
+    python3 "$here/gen-man3.py" "$1" "$tmp/man/man3" &&
+        groff -man -ww -z "$tmp/man/man3/$new.3" 2>&1 | { ! grep .; } &&
+        grep -q "^$new .- selftest: a function added" "$tmp/man/man3/$new.3" && echo "man3/$new.3 renders"
+}
+expect pass "a new function in a new node: its man page" manpage "$tmp/added.h"
 
 if [ $failed -ne 0 ]; then
     echo "abi-selftest: FAILED: the ABI checks do not tell compatible from incompatible changes" >&2
