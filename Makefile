@@ -47,7 +47,7 @@ BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
-.PHONY: all lib programs man man-check examples header header-check test rust-test lint c-tests c-test-plain \
+.PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
         abi-check abi-baseline keygen-check
 
@@ -223,13 +223,28 @@ install-check: lib programs
 	$(INST)/layout-static >/dev/null
 	@echo "install-check: shared and static builds against the installed tree run"
 
+# Debian packages in build/deb (scripts/build-deb.sh, deb/): the library, -dev, -tools.
+deb: lib programs man
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb/install) PREFIX=/usr \
+	    libdir=/usr/lib/$$(dpkg-architecture -qDEB_HOST_MULTIARCH) >/dev/null
+	./scripts/build-deb.sh $(BUILD)/deb $(BUILD)/deb/install $(VERSION) $(SONAME) $(MAP) $(PROGRAMS)
+
+# lintian (no errors; warnings shown), then install the packages, build and run flowd against
+# them with pkg-config, find the man pages, purge them (skipped without root or apt-get).
+deb-check: deb
+	@command -v lintian >/dev/null || { echo "deb-check: lintian not found: apt-get install lintian"; exit 1; }
+	lintian --fail-on error --info $(BUILD)/deb/*.deb
+	@echo "deb-check: lintian reports no errors"
+	./scripts/check-deb-install.sh $(BUILD)/deb
+
 # Process faults (SIGKILL, SIGSTOP of either side, switchover) and a network-namespace partition,
 # on real flowd daemons; the partition reports itself skipped where namespaces are not allowed.
 fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

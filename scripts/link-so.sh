@@ -26,7 +26,7 @@ done
 # What the Rust staticlib needs (rustc --print native-static-libs).
 # shellcheck disable=SC2086 # $undef is a list of options
 ${CC:-cc} -shared -o "$out.tmp" $undef "$@" \
-    -Wl,--version-script="$map" -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro \
+    -Wl,--version-script="$map" -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro -Wl,-z,now \
     -Wl,--gc-sections -Wl,--as-needed -Wl,-soname,"$soname" \
     -lgcc_s -lutil -lrt -lpthread -lm -ldl
 mv -f "$out.tmp" "$out"
