@@ -1,10 +1,13 @@
-# junos-sync: build, test, demo, bench, install.
+# junos-sync: build, test, demo, bench, install, package.
 #   make            library (build/lib), programs (build/bin) and examples (build/examples)
-#   make test       the one gate: header drift, fmt, clippy, cargo tests, C tests plain,
-#                   under valgrind memcheck, and with ASan+UBSan
+#   make test       the one gate: header drift, fmt, clippy, ABI, man pages, cargo tests,
+#                   install, Debian packages, C tests plain, under valgrind memcheck, and
+#                   with ASan+UBSan, process faults
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
 #   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
+#   make deb        Debian packages in build/deb
+#   make man        manual pages in build/man
 
 PREFIX     ?= /usr/local
 bindir     ?= $(PREFIX)/bin
