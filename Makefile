@@ -71,7 +71,7 @@ $(RUST_A): $(RUST_SRC)
 
 # Linked from the staticlib by scripts/link-so.sh (rustc's cdylib link would leave the
 # symbols without their version nodes); it writes a temporary file and renames it.
-$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP) scripts/link-so.sh
+$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP) scripts/link-so.sh scripts/ld-version-script.sh
 	mkdir -p $(LIBDIR)
 	CC='$(CC)' ./scripts/link-so.sh $@ $(SONAME) $(MAP) $(RUST_A)
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)

@@ -90,11 +90,16 @@ minver() {
 symbols() {
     echo "$soname $libpkg #MINVER#"
     echo "* Build-Depends-Package: libjunos-sync-dev"
+    # A node is global until "local:"; a node's own symbol only once it has a function.
     sed 's/#.*//' "$map" | awk '
-        /^[[:space:]]*[A-Za-z0-9_.]+[[:space:]]*\{/ { node = $1; sub(/\{.*/, "", node); print node " " node; g = 0; next }
+        /^[[:space:]]*[A-Za-z0-9_.]+[[:space:]]*\{/ { node = $1; sub(/\{.*/, "", node); g = 1; seen = 0; sub(/^[^{]*\{/, "") }
+        /\}/ { sub(/\}.*/, "") }
         /global:/ { g = 1; sub(/.*global:/, "") }
         /local:/ { g = 0 }
-        g { n = split($0, w, /[;[:space:]]+/); for (i = 1; i <= n; i++) if (w[i] ~ /^[A-Za-z_][A-Za-z0-9_]*$/) print w[i] " " node }' |
+        g { n = split($0, w, /[;[:space:]]+/)
+            for (i = 1; i <= n; i++) if (w[i] ~ /^[A-Za-z_][A-Za-z0-9_]*$/) {
+                if (!seen++) print node " " node
+                print w[i] " " node } }' |
         while read -r sym node; do echo " $sym@$node $(minver "$node")"; done
 }
 

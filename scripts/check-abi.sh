@@ -38,8 +38,9 @@ done
 mkdir -p "$tmp/include/jnx"
 cp "$header" "$tmp/include/jnx/junos_sync.h"
 python3 "$here/header_api.py" stub "$header" >"$tmp/probe.c"
+"$here/ld-version-script.sh" "$map" >"$tmp/probe.map"
 (cd "$tmp" && ${CC:-cc} -std=c99 -g -O0 -fPIC -shared -Wall -Wextra -Wno-unused-parameter -Werror \
-    -Iinclude probe.c -o probe.so -Wl,--version-script="$(cd "$OLDPWD" && realpath "$map")" \
+    -Iinclude probe.c -o probe.so -Wl,--version-script=probe.map \
     -Wl,--no-undefined-version -Wl,-soname,"$soname")
 abidw --no-corpus-path --no-comp-dir-path --no-show-locs --no-elf-needed --no-architecture \
     --drop-undefined-syms "$tmp/probe.so" >"$tmp/current.abi"

@@ -19,9 +19,10 @@ trap 'rm -rf "$tmp"' EXIT
 
 python3 "$here/header_api.py" functions "$header" | sort >"$tmp/header"
 
-# name@node for every symbol in a global: section of MAP ('#' comments and local: ignored).
+# name@node for every symbol MAP exports (a node is global until "local:"; '#' comments ignored).
 sed 's/#.*//' "$map" | awk '
-    /^[[:space:]]*[A-Za-z0-9_.]+[[:space:]]*\{/ { node = $1; sub(/\{.*/, "", node); scope = ""; next }
+    /^[[:space:]]*[A-Za-z0-9_.]+[[:space:]]*\{/ { node = $1; sub(/\{.*/, "", node); scope = "global"; sub(/^[^{]*\{/, "") }
+    /\}/ { sub(/\}.*/, "") }
     /global:/ { scope = "global"; sub(/.*global:/, "") }
     /local:/ { scope = "local"; next }
     scope == "global" {
@@ -50,9 +51,8 @@ complain() {
 
 for f in $(comm -23 "$tmp/header" "$tmp/map-names"); do
     complain "$f is declared in $header but not listed in $map." \
-        "Add the line '    $f;' to the node of the next release there (a released node" \
-        "never changes: if $newest is released, uncomment the node prepared after it)," \
-        "then 'make lib'."
+        "Add the line '    $f;' to the next release's node there, $newest (a released" \
+        "node never changes: if $newest is released, add a new node after it), then 'make lib'."
 done
 for f in $(comm -13 "$tmp/header" "$tmp/map-names"); do
     complain "$f is listed in $map but not declared in $header. A released function" \

@@ -2,8 +2,9 @@
 # link-so.sh OUT SONAME MAP ARCHIVE [OBJECT...]
 #
 # Links the shared library from the Rust staticlib (and any extra objects), exporting exactly
-# the functions MAP lists, each in its version node. rustc's own cdylib link cannot do this: it
-# passes a version script of its own, and the symbols end up unversioned.
+# the functions MAP lists, each in its version node (MAP as ld-version-script.sh gives it).
+# rustc's own cdylib link cannot do this: it passes a version script of its own, and the
+# symbols end up unversioned.
 #
 # -u pulls in just the listed functions and what they reach (smaller than --whole-archive by
 # the unreachable objects' debug info, the same code); --no-undefined-version fails the link
@@ -18,15 +19,19 @@ fi
 out=$1 soname=$2 map=$3
 shift 3
 
+here=$(dirname "$0")
+script=$out.map
+"$here/ld-version-script.sh" "$map" >"$script"
 undef=
-for s in $(sed 's/#.*//' "$map" | sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\);.*/\1/p'); do
+for s in $(sed 's/#.*//' "$script" | sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-9_]*\);.*/\1/p'); do
     undef="$undef -u $s"
 done
 
 # What the Rust staticlib needs (rustc --print native-static-libs).
 # shellcheck disable=SC2086 # $undef is a list of options
 ${CC:-cc} -shared -o "$out.tmp" $undef "$@" \
-    -Wl,--version-script="$map" -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro -Wl,-z,now \
+    -Wl,--version-script="$script" -Wl,--no-undefined-version -Wl,-z,defs -Wl,-z,relro -Wl,-z,now \
     -Wl,--gc-sections -Wl,--as-needed -Wl,-soname,"$soname" \
     -lgcc_s -lutil -lrt -lpthread -lm -ldl
+rm -f "$script"
 mv -f "$out.tmp" "$out"
