@@ -27,6 +27,19 @@ for s in $(sed 's/#.*//' "$script" | sed -n 's/^[[:space:]]*\([A-Za-z_][A-Za-z0-
     undef="$undef -u $s"
 done
 
+# ld would say only "undefined version" for a listed function nothing defines.
+defined=$(LC_ALL=C readelf --syms --wide "$@" 2>/dev/null |
+    awk '$5 == "GLOBAL" && $7 != "UND" && $4 == "FUNC" { print $8 }' | sort -u)
+missing=
+for s in ${undef}; do
+    [ "$s" = -u ] || echo "$defined" | grep -qx "$s" || missing="$missing $s"
+done
+if [ -n "$missing" ]; then
+    echo "link-so: $map lists$missing, which nothing in $* defines: define it in src/" \
+        "(#[no_mangle] pub extern \"C\") or remove its line from the map." >&2
+    exit 1
+fi
+
 # What the Rust staticlib needs (rustc --print native-static-libs).
 # shellcheck disable=SC2086 # $undef is a list of options
 ${CC:-cc} -shared -o "$out.tmp" $undef "$@" \
