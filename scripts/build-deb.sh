@@ -120,10 +120,11 @@ BUNDLED
     sed -n "s/^$which: /$pkg: /p" "$src/deb/lintian-overrides" >"$root/usr/share/lintian/overrides/$pkg"
 
     # Pages compressed; a link to a page becomes a link to the compressed page.
-    for page in $(find "$root/usr/share/man" -type f 2>/dev/null); do gzip -9n "$page"; done
-    for link in $(find "$root/usr/share/man" -type l 2>/dev/null); do
-        ln -s "$(readlink "$link").gz" "$link.gz" && rm "$link"
-    done
+    if [ -d "$root/usr/share/man" ]; then
+        find "$root/usr/share/man" -type f -exec gzip -9n {} +
+        find "$root/usr/share/man" -type l -exec sh -c \
+            'for l; do ln -s "$(readlink "$l").gz" "$l.gz" && rm "$l" || exit 1; done' sh {} +
+    fi
 
     find "$root" -type d -exec chmod 0755 {} +
     find "$root" -type f -exec chmod 0644 {} +
@@ -139,6 +140,7 @@ BUNDLED
         shlibs=$(cd "$work" && dpkg-shlibdeps -O -e "debian/$pkg/$libdir/$sofile" 2>&1 |
             sed -n 's/^shlibs:Depends=//p')
     elif [ "$pkg" = junos-sync-tools ]; then
+        # shellcheck disable=SC2046 # one -e option per program (names without spaces)
         shlibs=$(cd "$work" && dpkg-shlibdeps -O $(for p in "$@"; do echo "-edebian/$pkg/usr/bin/$p"; done) 2>&1 |
             sed -n 's/^shlibs:Depends=//p')
     fi
