@@ -1,20 +1,32 @@
-# junos-sync: build, test, demo, bench, install.
-#   make            library (build/lib) and examples (build/examples)
-#   make test       the one gate: header drift, fmt, clippy, cargo tests, C tests plain,
-#                   under valgrind memcheck, and with ASan+UBSan
+# junos-sync: build, test, demo, bench, install, package.
+#   make            library (build/lib), programs (build/bin) and examples (build/examples)
+#   make test       the one gate: header drift, fmt, clippy, ABI, man pages, cargo tests,
+#                   install, Debian packages, C tests plain, under valgrind memcheck, and
+#                   with ASan+UBSan, process faults
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
-#   make install PREFIX=/usr/local
+#   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
+#   make deb        Debian packages in build/deb
+#   make man        manual pages in build/man
 
 PREFIX     ?= /usr/local
+bindir     ?= $(PREFIX)/bin
+libdir     ?= $(PREFIX)/lib
+includedir ?= $(PREFIX)/include
+mandir     ?= $(PREFIX)/share/man
+# Separate debug info of the installed library, at the library's own path under this
+# directory: where gdb looks for it when its debug-file-directory is $(PREFIX)/lib/debug
+# (/usr/lib/debug, the default, for PREFIX=/usr).
+debugdir   ?= $(PREFIX)/lib/debug
 CARGO      ?= cargo
 CC         ?= cc
 CXX        ?= c++
 BUILD      := build
 LIBDIR     := $(BUILD)/lib
+# One version, Cargo.toml's; the soname changes only with an incompatible ABI (abi/README.md).
+VERSION    := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
 SONAME     := libjunos-sync.so.1
-SOFILE     := libjunos-sync.so.1.0.0
-VERSION    := 1.0.0
+SOFILE     := libjunos-sync.so.$(VERSION)
 CWARN      := -Wall -Wextra -Werror
 CFLAGS_T   := -std=c99 -D_GNU_SOURCE -O1 -g $(CWARN) -Iinclude -Ic-tests
 LDFLAGS_T  := -L$(LIBDIR) -Wl,-rpath,$(abspath $(LIBDIR)) -ljunos-sync -lpthread
@@ -26,31 +38,107 @@ C_TESTS    := $(patsubst c-tests/%.c,$(BUILD)/c-tests/%,$(C_TEST_SRC))
 C_TESTS_SAN:= $(patsubst c-tests/%.c,$(BUILD)/c-tests-san/%,$(C_TEST_SRC))
 C_TEST_DEPS:= $(wildcard c-tests/*.h) c-tests/isc/eventlib.h include/jnx/junos_sync.h
 EXAMPLES   := $(BUILD)/examples/flowd
+# Installed programs, each built into build/bin/NAME (from tools/NAME.c by the rule below; a
+# program built otherwise, say a Rust [[bin]], adds its own build/bin/NAME rule) and documented
+# by man/NAME.1.scd. Install, man pages and Debian packages take them from this list.
+PROGRAMS   := junos-sync-keygen
+BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
+# Hardened as Debian builds programs (lintian checks it).
+CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
+LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
-.PHONY: all lib examples header header-check test rust-test lint c-tests c-test-plain \
-        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test
+.PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
+        c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
+        abi-check abi-baseline keygen-check
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
 FUZZ_ENV   := RUSTC_BOOTSTRAP=1
 
-all: lib examples
+all: lib programs examples
 
 lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 
-# The shared library is linked from the staticlib with abi/junos-sync.map: symbol versions,
-# and nothing exported but the C API (rustc's own cdylib link cannot take a version script).
-$(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a: $(RUST_SRC) abi/junos-sync.map
+RUST_A     := target/release/libjunos_sync.a
+# The exported functions, each with its version node: abi/junos-sync.map is the one list.
+MAP        := abi/junos-sync.map
+
+$(RUST_A): $(RUST_SRC)
 	$(CARGO) build --release --lib
+
+# Linked from the staticlib by scripts/link-so.sh (rustc's cdylib link would leave the
+# symbols without their version nodes); it writes a temporary file and renames it.
+$(LIBDIR)/$(SOFILE): $(RUST_A) $(MAP) scripts/link-so.sh scripts/ld-version-script.sh
 	mkdir -p $(LIBDIR)
-	# Write then rename: overwriting a mapped library in place kills the programs using it.
-	$(CC) -shared -o $(LIBDIR)/$(SOFILE).tmp -Wl,--whole-archive target/release/libjunos_sync.a \
-	    -Wl,--no-whole-archive -Wl,--version-script=abi/junos-sync.map -Wl,--gc-sections \
-	    -Wl,-soname,$(SONAME) -Wl,-z,relro,-z,now -lpthread -ldl -lgcc_s -lm -lc
-	mv -f $(LIBDIR)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
-	cp target/release/libjunos_sync.a $(LIBDIR)/libjunos-sync.a.tmp && mv -f $(LIBDIR)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
+	CC='$(CC)' ./scripts/link-so.sh $@ $(SONAME) $(MAP) $(RUST_A)
 	ln -sf $(SOFILE) $(LIBDIR)/$(SONAME)
 	ln -sf $(SONAME) $(LIBDIR)/libjunos-sync.so
+
+$(LIBDIR)/libjunos-sync.a: $(RUST_A)
+	mkdir -p $(LIBDIR)
+	cp $(RUST_A) $@.tmp && mv -f $@.tmp $@
+
+# The ABI (abi/README.md): the header's functions, the map and the library's dynamic symbols
+# (with their version nodes) are one set; the ABI is compatible with every release of this
+# soname recorded in abi/$(SONAME)/; and a self-test on edited copies shows both checks fail
+# incompatible changes and pass a new function. Each failure says what to edit.
+abi-check: lib
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	mkdir -p $(BUILD)/abi
+	./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi
+	./scripts/abi-selftest.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(RUST_A)
+
+# Records this release's ABI (once per VERSION; a new soname starts its own directory).
+abi-baseline: lib
+	@if [ -e abi/$(SONAME)/$(VERSION).abi ]; then echo "abi/$(SONAME)/$(VERSION).abi exists:" \
+	    "a released ABI is never rewritten (bump the version in Cargo.toml)"; exit 1; fi
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	mkdir -p $(BUILD)/abi abi/$(SONAME)
+	if ls abi/$(SONAME)/*.abi >/dev/null 2>&1; then \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi; \
+	else \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi 2>/dev/null || true; \
+	fi
+	cp $(BUILD)/abi/current.abi abi/$(SONAME)/$(VERSION).abi
+	@echo "recorded abi/$(SONAME)/$(VERSION).abi: commit it"
+
+programs: $(BINS)
+
+$(BUILD)/bin/%: tools/%.c
+	mkdir -p $(BUILD)/bin
+	$(CC) $(CFLAGS_PROG) $< -o $@ $(LDFLAGS_PROG)
+
+# Manual pages in build/man/man{1,3,7}. Section 3 is generated from the header's doc comments
+# (one page per function, one per type; scripts/gen-man3.py), which also lists them for the
+# overview junos-sync(7); sections 1 and 7 are written in scdoc (man/).
+MAN        := $(BUILD)/man
+MAN_EPOCH  := $(shell git log -1 --format=%ct 2>/dev/null || date +%s)
+MAN_DATE   := $(shell date -u -d @$(MAN_EPOCH) +%F)
+MAN1       := $(addprefix $(MAN)/man1/,$(addsuffix .1,$(PROGRAMS)))
+MAN7       := $(patsubst man/%.7.scd,$(MAN)/man7/%.7,$(wildcard man/*.7.scd))
+man: $(MAN)/man3.stamp $(MAN1) $(MAN7)
+
+$(MAN)/man3.stamp: include/jnx/junos_sync.h scripts/gen-man3.py scripts/header_api.py
+	rm -rf $(MAN)/man3 && mkdir -p $(MAN)/man3
+	python3 scripts/gen-man3.py --version $(VERSION) --date $(MAN_DATE) \
+	    --index $(MAN)/api-index.scd include/jnx/junos_sync.h $(MAN)/man3
+	touch $@
+
+$(MAN)/man1/%.1: man/%.1.scd
+	mkdir -p $(@D)
+	SOURCE_DATE_EPOCH=$(MAN_EPOCH) scdoc <$< >$@.tmp && mv -f $@.tmp $@
+
+$(MAN)/man7/junos-sync.7: man/junos-sync.7.scd $(MAN)/man3.stamp
+	mkdir -p $(@D)
+	sed -e '/^@API_INDEX@$$/{r $(MAN)/api-index.scd' -e 'd;}' $< | \
+	    SOURCE_DATE_EPOCH=$(MAN_EPOCH) scdoc >$@.tmp && mv -f $@.tmp $@
+
+man-check: man
+	./scripts/check-man.sh include/jnx/junos_sync.h $(MAN) $(PROGRAMS)
+
+# 32 bytes, mode 0600, no overwrite without -f, a new key each time.
+keygen-check: $(BUILD)/bin/junos-sync-keygen
+	./scripts/check-keygen.sh $<
 
 examples: $(EXAMPLES)
 
@@ -127,11 +215,18 @@ fuzz:
 # `make install` into a scratch prefix, then build and run a daemon against the installed tree
 # with pkg-config, once with the shared and once with the static library.
 INST := $(abspath $(BUILD)/install-check)
-install-check: lib
+install-check: lib programs
 	rm -rf $(INST)
 	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
+	for p in $(PROGRAMS); do test -x $(INST)/bin/$$p || { echo "$$p not installed"; exit 1; }; done
+	MANPATH=$(INST)/share/man man -w junos_sync_queue >/dev/null
+	MANPATH=$(INST)/share/man man -w junos_sync_ack_notify_func_t >/dev/null
+	# Stripped, with its debug info where the debuglink says.
+	! readelf -S $(INST)/lib/$(SOFILE) | grep -q '\.debug_' || { echo "installed library not stripped"; exit 1; }
+	readelf --string-dump=.gnu_debuglink $(INST)/lib/$(SOFILE) | grep -q '$(SOFILE)\.debug'
+	readelf -S $(INST)/lib/debug$(INST)/lib/$(SOFILE).debug | grep -q '\.debug_line'
 	PKG_CONFIG_PATH=$(INST)/lib/pkgconfig sh -c '$(CC) -std=c99 -D_GNU_SOURCE $(CWARN) c-tests/test_layout.c c-tests/harness.c -Ic-tests \
 	    $$(pkg-config --cflags --libs junos-sync) -lpthread -o $(INST)/layout-shared'
 	LD_LIBRARY_PATH=$(INST)/lib $(INST)/layout-shared >/dev/null
@@ -140,6 +235,21 @@ install-check: lib
 	    -o $(INST)/layout-static'
 	$(INST)/layout-static >/dev/null
 	@echo "install-check: shared and static builds against the installed tree run"
+
+# Debian packages in build/deb (scripts/build-deb.sh, deb/): the library, -dev, -tools.
+deb: lib programs man
+	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
+	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb/install) PREFIX=/usr \
+	    libdir=/usr/lib/$$(dpkg-architecture -qDEB_HOST_MULTIARCH) >/dev/null
+	./scripts/build-deb.sh $(BUILD)/deb $(BUILD)/deb/install $(VERSION) $(SONAME) $(MAP) $(PROGRAMS)
+
+# lintian (no errors; warnings shown), then install the packages, build and run flowd against
+# them with pkg-config, find the man pages, purge them (skipped without root or apt-get).
+deb-check: deb
+	@command -v lintian >/dev/null || { echo "deb-check: lintian not found: apt-get install lintian"; exit 1; }
+	lintian --fail-on error --info $(BUILD)/deb/*.deb
+	@echo "deb-check: lintian reports no errors"
+	./scripts/check-deb-install.sh $(BUILD)/deb
 
 # Process faults (SIGKILL, SIGSTOP of either side, switchover) and a network-namespace partition,
 # on real flowd daemons; the partition reports itself skipped where namespaces are not allowed.
@@ -150,7 +260,7 @@ fault-test: examples
 	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check rust-test install-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
@@ -158,15 +268,40 @@ demo: all
 bench: lib
 	./bench/run.sh
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/jnx $(DESTDIR)$(PREFIX)/lib/pkgconfig
-	install -m 0755 $(LIBDIR)/$(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SOFILE)
-	ln -sf $(SOFILE) $(DESTDIR)$(PREFIX)/lib/$(SONAME)
-	ln -sf $(SONAME) $(DESTDIR)$(PREFIX)/lib/libjunos-sync.so
-	install -m 0644 $(LIBDIR)/libjunos-sync.a $(DESTDIR)$(PREFIX)/lib/libjunos-sync.a
-	install -m 0644 include/jnx/junos_sync.h $(DESTDIR)$(PREFIX)/include/jnx/junos_sync.h
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' junos-sync.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/junos-sync.pc
+# The shared library goes in stripped, its debug info (compressed) under $(debugdir), linked
+# by .gnu_debuglink; the static library without debug info (as Debian ships them). Every
+# library is written to a temporary name and renamed: a running program's mapped library is
+# never overwritten in place.
+DBG := $(DESTDIR)$(debugdir)$(libdir)
+install: lib programs man
+	install -d $(DESTDIR)$(libdir)/pkgconfig $(DESTDIR)$(includedir)/jnx $(DESTDIR)$(bindir) $(DBG) \
+	    $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man3 $(DESTDIR)$(mandir)/man7
+	objcopy --only-keep-debug --compress-debug-sections $(LIBDIR)/$(SOFILE) $(DBG)/$(SOFILE).debug
+	chmod 0644 $(DBG)/$(SOFILE).debug
+	strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	    -o $(DESTDIR)$(libdir)/$(SOFILE).tmp $(LIBDIR)/$(SOFILE)
+	objcopy --add-gnu-debuglink=$(DBG)/$(SOFILE).debug $(DESTDIR)$(libdir)/$(SOFILE).tmp
+	chmod 0644 $(DESTDIR)$(libdir)/$(SOFILE).tmp
+	mv -f $(DESTDIR)$(libdir)/$(SOFILE).tmp $(DESTDIR)$(libdir)/$(SOFILE)
+	ln -sf $(SOFILE) $(DESTDIR)$(libdir)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(libdir)/libjunos-sync.so
+	strip --strip-debug --enable-deterministic-archives --remove-section=.comment \
+	    -o $(DESTDIR)$(libdir)/libjunos-sync.a.tmp $(LIBDIR)/libjunos-sync.a
+	chmod 0644 $(DESTDIR)$(libdir)/libjunos-sync.a.tmp
+	mv -f $(DESTDIR)$(libdir)/libjunos-sync.a.tmp $(DESTDIR)$(libdir)/libjunos-sync.a
+	install -m 0644 include/jnx/junos_sync.h $(DESTDIR)$(includedir)/jnx/junos_sync.h
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(libdir)|g' -e 's|@INCLUDEDIR@|$(includedir)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' junos-sync.pc.in > $(DESTDIR)$(libdir)/pkgconfig/junos-sync.pc
+	chmod 0644 $(DESTDIR)$(libdir)/pkgconfig/junos-sync.pc
+	for p in $(PROGRAMS); do \
+	    strip --strip-unneeded --remove-section=.comment --remove-section=.note \
+	        -o $(DESTDIR)$(bindir)/$$p.tmp $(BUILD)/bin/$$p && chmod 0755 $(DESTDIR)$(bindir)/$$p.tmp && \
+	    mv -f $(DESTDIR)$(bindir)/$$p.tmp $(DESTDIR)$(bindir)/$$p || exit 1; done
+	# Pages and the links between them (cp -P keeps a link a link).
+	for s in 1 3 7; do \
+	    for f in $(MAN)/man$$s/*.$$s; do [ -L "$$f" ] || install -m 0644 "$$f" $(DESTDIR)$(mandir)/man$$s/; done; \
+	    for f in $(MAN)/man$$s/*.$$s; do [ ! -L "$$f" ] || cp -P "$$f" $(DESTDIR)$(mandir)/man$$s/; done; \
+	done
 
 clean:
 	rm -rf $(BUILD)

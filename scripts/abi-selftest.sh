@@ -1,0 +1,109 @@
+#!/bin/sh
+# abi-selftest.sh HEADER MAP SONAME ABI_DIR STATIC_LIB
+#
+# Shows that the ABI checks catch what they must and let through what they must, on edited
+# COPIES of the header and the map (and libraries linked from the real staticlib with them):
+#   fail: a field added to struct junos_sync_state_s
+#   fail: junos_sync_set_backlog_limit taking uint32_t instead of size_t
+#   fail: junos_sync_get_stats removed (from header, map and library alike)
+#   fail: a new function put into the already released node JUNOS_SYNC_1.0
+#   fail: a new function declared and defined but not listed in the map
+#   pass: a new function declared, defined and listed in a new node (and it has a man page)
+# The real files are only read.
+set -eu
+
+if [ $# -ne 5 ]; then
+    echo "usage: $0 HEADER MAP SONAME ABI_DIR STATIC_LIB" >&2
+    exit 2
+fi
+header=$1 map=$2 soname=$3 abidir=$4 ar=$5
+here=$(cd "$(dirname "$0")" && pwd)
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/abi-selftest.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+new=junos_sync_selftest_added
+failed=0
+
+# edit IN OUT PYTHON-EXPR: OUT = the expression applied to IN's text (s); the edit must change it.
+edit() {
+    python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+s = open(sys.argv[1]).read()
+t = eval(sys.argv[3], {"re": re, "s": s})
+if t == s:
+    sys.exit(f"abi-selftest: the edit '{sys.argv[3]}' does not apply to {sys.argv[1]} any more")
+open(sys.argv[2], "w").write(t)
+PY
+}
+
+# expect pass|fail WHAT CMD...: runs CMD, shows the first lines it printed.
+expect() {
+    want=$1 what=$2
+    shift 2
+    if "$@" >"$tmp/out" 2>&1; then got=pass; else got=fail; fi
+    if [ "$got" = "$want" ]; then
+        echo "abi-selftest: ok, $want as it must: $what"
+    else
+        echo "abi-selftest: WRONG, $got but must $want: $what"
+        failed=1
+    fi
+    sed -n '1,14s/^/    | /p' "$tmp/out"
+}
+
+abi() { "$here/check-abi.sh" "$1" "$2" "$soname" "$abidir"; }
+exports() { "$here/check-exports.sh" "$1" "$2" "$3"; }
+link() { CC=${CC:-cc} "$here/link-so.sh" "$1" "$soname" "$2" "$ar" $3; }
+
+# A new function: its declaration (before the extern "C" block closes), and its definition.
+new_decl="/**\n * Selftest: a function added after the first release.\n */\njunos_sync_status_t $new(junos_sync_context_t *ctx, uint64_t *out);\n\n"
+edit "$header" "$tmp/added.h" "re.sub(r'\n(#ifdef __cplusplus\n\\}  // extern)', '\n$new_decl\\\\1', s)"
+mkdir -p "$tmp/include/jnx"
+cp "$tmp/added.h" "$tmp/include/jnx/junos_sync.h"
+cat >"$tmp/added.c" <<C
+#include <jnx/junos_sync.h>
+junos_sync_status_t $new(junos_sync_context_t *ctx, uint64_t *out)
+{
+    (void)ctx;
+    *out = 0;
+    return JUNOS_SYNC_OK;
+}
+C
+${CC:-cc} -std=c99 -Wall -Wextra -Werror -fPIC -I"$tmp/include" -c "$tmp/added.c" -o "$tmp/added.o"
+last=$(sed 's/#.*//' "$map" | sed -n 's/^[[:space:]]*\([A-Za-z0-9_.]*\)[[:space:]]*{.*/\1/p' | tail -n1)
+cp "$map" "$tmp/added.map"
+printf '\nJUNOS_SYNC_SELFTEST {\n  global:\n    %s;\n} %s;\n' "$new" "$last" >>"$tmp/added.map"
+
+echo "abi-selftest: incompatible changes must fail"
+edit "$header" "$tmp/field.h" "s.replace('    bool no_resync;\n', '    bool no_resync;\n    uint32_t added_field;\n', 1)"
+expect fail "a field added to struct junos_sync_state_s" abi "$tmp/field.h" "$map"
+
+edit "$header" "$tmp/sig.h" "s.replace('junos_sync_set_backlog_limit(junos_sync_context_t *ctx, size_t bytes)', 'junos_sync_set_backlog_limit(junos_sync_context_t *ctx, uint32_t bytes)')"
+expect fail "junos_sync_set_backlog_limit(ctx, uint32_t) instead of size_t" abi "$tmp/sig.h" "$map"
+
+edit "$header" "$tmp/removed.h" "re.sub(r'\njunos_sync_status_t junos_sync_get_stats\([^;]*;\n', '\n', s)"
+edit "$map" "$tmp/removed.map" "s.replace('    junos_sync_get_stats;\n', '')"
+link "$tmp/removed.so" "$tmp/removed.map" ""
+expect pass "(without get_stats, header, map and library still agree)" exports "$tmp/removed.h" "$tmp/removed.map" "$tmp/removed.so"
+expect fail "junos_sync_get_stats removed" abi "$tmp/removed.h" "$tmp/removed.map"
+
+edit "$map" "$tmp/oldnode.map" "s.replace('  global:\n', '  global:\n    $new;\n', 1)"
+expect fail "a new function in the released node JUNOS_SYNC_1.0" abi "$tmp/added.h" "$tmp/oldnode.map"
+
+link "$tmp/unlisted.so" "$map" "$tmp/added.o"
+expect fail "a new function declared and defined, not listed in the map" exports "$tmp/added.h" "$map" "$tmp/unlisted.so"
+
+echo "abi-selftest: a compatible addition must pass"
+link "$tmp/added.so" "$tmp/added.map" "$tmp/added.o"
+expect pass "a new function in a new node: exports" exports "$tmp/added.h" "$tmp/added.map" "$tmp/added.so"
+expect pass "a new function in a new node: ABI" abi "$tmp/added.h" "$tmp/added.map"
+manpage() {
+    python3 "$here/gen-man3.py" "$1" "$tmp/man/man3" &&
+        groff -man -ww -z "$tmp/man/man3/$new.3" 2>&1 | { ! grep .; } &&
+        grep -q "^$new .- selftest: a function added" "$tmp/man/man3/$new.3" && echo "man3/$new.3 renders"
+}
+expect pass "a new function in a new node: its man page" manpage "$tmp/added.h"
+
+if [ $failed -ne 0 ]; then
+    echo "abi-selftest: FAILED: the ABI checks do not tell compatible from incompatible changes" >&2
+    exit 1
+fi
+echo "abi-selftest: the ABI checks fail all 5 incompatible edits and pass the compatible one"
