@@ -1,5 +1,43 @@
 //! The few platform calls the safe core needs and std does not offer: the SIGPIPE mask of the
-//! loop thread, and the CPU's CRC32C instruction for the short inputs of the frame path.
+//! loop thread, the eventfd an application's loop watches in dispatch mode, and the CPU's
+//! CRC32C instruction for the short inputs of the frame path.
+
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+
+/// An eventfd: readable while it has been rung and not cleared. Level-triggered loops (poll,
+/// select, eventlib) see it readable until `clear`; edge-triggered ones get an edge per `ring`.
+pub struct Bell(OwnedFd);
+
+impl Bell {
+    pub fn new() -> io::Result<Bell> {
+        // SAFETY: eventfd takes no pointers; a non-negative result is a new descriptor we own.
+        let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `fd` is a fresh descriptor nothing else owns.
+        Ok(Bell(unsafe { OwnedFd::from_raw_fd(fd) }))
+    }
+
+    pub fn fd(&self) -> RawFd {
+        self.0.as_raw_fd()
+    }
+
+    /// Makes it readable. Never blocks: a counter that cannot grow is readable already.
+    pub fn ring(&self) {
+        let one: u64 = 1;
+        // SAFETY: writes 8 bytes from a live local to our own descriptor.
+        unsafe { libc::write(self.fd(), std::ptr::addr_of!(one).cast(), 8) };
+    }
+
+    /// Makes it unreadable until the next `ring`.
+    pub fn clear(&self) {
+        let mut n: u64 = 0;
+        // SAFETY: reads at most 8 bytes into a live local from our own descriptor.
+        unsafe { libc::read(self.fd(), std::ptr::addr_of_mut!(n).cast(), 8) };
+    }
+}
 
 /// Blocks SIGPIPE on the calling thread.
 ///
@@ -58,6 +96,23 @@ unsafe fn crc32c_sse42(crc: u32, data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn readable(fd: RawFd) -> bool {
+        let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
+    #[test]
+    fn the_bell_is_readable_between_ring_and_clear() {
+        let b = Bell::new().unwrap();
+        assert!(!readable(b.fd()));
+        b.ring();
+        b.ring();
+        assert!(readable(b.fd()));
+        b.clear();
+        assert!(!readable(b.fd()));
+    }
 
     #[test]
     fn matches_the_crate() {

@@ -5,12 +5,14 @@
 
 use std::collections::VecDeque;
 
+use super::calls::WalkTag;
+
 /// One sequenced item of the stream.
 pub(crate) enum Entry<T> {
     /// A TLV from `junos_sync_queue`.
     Queued { tlv: T, ack: bool },
-    /// A TLV from the resync walk.
-    Walked(T),
+    /// A TLV from the resync walk, and which entry of which walk it is.
+    Walked(T, WalkTag),
     /// Start of a full resync.
     SyncBegin,
     /// End of a full resync, with the number of entries walked.

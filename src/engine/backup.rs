@@ -48,7 +48,9 @@ pub(crate) struct Backup {
     backoff: Duration,
     session: u64,
     master_session: u64,
-    last_applied: u64,
+    /// The last sequence number received and checked (handed to the application); what it
+    /// applied is `Env::applied`, what we acknowledged `last_acked`.
+    parsed: u64,
     last_acked: u64,
     /// Entries applied so far by the full resync in progress.
     walked: Option<u64>,
@@ -67,7 +69,7 @@ impl Backup {
             backoff: BACKOFF_MIN,
             session,
             master_session: 0,
-            last_applied: 0,
+            parsed: 0,
             last_acked: 0,
             walked: None,
             keys,
@@ -110,16 +112,20 @@ impl Backup {
         let r = match &mut self.state {
             State::Dormant => Ok(false),
             State::Idle { at } => {
-                if now >= *at {
+                if now >= *at && env.applying() {
+                    // Entries of the last session are still on their way to the application
+                    // (dispatch mode): the resume point is not known yet.
+                    *at = now + Duration::from_millis(20);
+                } else if now >= *at {
                     self.connect(env, reg, now);
                 }
                 Ok(false)
             }
             State::Connecting(c) => match c.connected() {
-                Ok(true) => self.introduce().map(|()| true),
+                Ok(true) => self.introduce(env).map(|()| true),
                 other => other,
             },
-            State::KeyExchange(..) => self.key_exchange(),
+            State::KeyExchange(..) => self.key_exchange(env.applied()),
             State::Handshake(_) => self.handshake(env),
             State::Up(_) => self.receive(env),
         };
@@ -160,12 +166,12 @@ impl Backup {
     }
 
     /// The connection is up: prove the key first if we hold one, else say HELLO.
-    fn introduce(&mut self) -> Result<(), Fault> {
+    fn introduce<A: App>(&mut self, env: &Env<A>) -> Result<(), Fault> {
         let State::Connecting(mut c) = std::mem::replace(&mut self.state, State::Dormant) else {
             unreachable!("called in Connecting")
         };
         if self.keys.is_empty() {
-            self.send_hello(&mut c);
+            self.send_hello(&mut c, env.applied());
             self.state = State::Handshake(c);
         } else {
             let (init, msg) = Initiator::start(&self.keys.psks()[self.key_at]);
@@ -175,7 +181,7 @@ impl Backup {
         Ok(())
     }
 
-    fn send_hello(&self, c: &mut Conn) {
+    fn send_hello(&self, c: &mut Conn, applied: u64) {
         let hello = Hello {
             version: PROTOCOL_VERSION,
             role: Role::Backup,
@@ -183,14 +189,14 @@ impl Backup {
             keepalive_ms: keepalive_ms(self.cfg.keepalive),
             session: self.session,
             peer_session: self.master_session,
-            seq: self.last_applied,
+            seq: applied,
         };
         c.out.control(FrameKind::Hello, 0, &hello.encode());
     }
 
     /// Waits for KEY_REPLY; with it the master proved it holds our key, and the HELLO goes
     /// out sealed.
-    fn key_exchange(&mut self) -> Result<bool, Fault> {
+    fn key_exchange(&mut self, applied: u64) -> Result<bool, Fault> {
         let State::KeyExchange(c, _) = &mut self.state else { return Ok(false) };
         c.flush(|_| None)?;
         let Some((kind, payload)) = first_frame(c)? else { return Ok(false) };
@@ -203,7 +209,7 @@ impl Backup {
                     .finish(&payload)
                     .map_err(|e| Fault::Auth(format!("the master's reply: {e} (another key?)")))?;
                 c.seal(t)?;
-                self.send_hello(&mut c);
+                self.send_hello(&mut c, applied);
                 self.state = State::Handshake(c);
                 Ok(true)
             }
@@ -224,9 +230,7 @@ impl Backup {
             Ok(()) if w.peer_session != self.session => {
                 Some(Fault::Violation("handshake answers another session".into()))
             }
-            Ok(())
-                if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != self.last_applied) =>
-            {
+            Ok(()) if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != env.applied()) => {
                 Some(Fault::Violation(format!("resumes after sequence {} of another session or point", w.seq)))
             }
             Ok(()) => None,
@@ -244,7 +248,8 @@ impl Backup {
             self.walked = None;
         }
         self.master_session = w.session;
-        self.last_applied = w.seq;
+        self.parsed = w.seq;
+        env.set_applied(w.seq);
         self.last_acked = w.seq;
         self.backoff = BACKOFF_MIN;
         let more_buffered = c.buffered() > 0;
@@ -268,10 +273,12 @@ impl Backup {
         if env.halted() {
             return Ok(false);
         }
-        let acked = self.acknowledge();
+        let acked = self.acknowledge(env);
         r?;
         acked?;
-        Ok(matches!(&self.state, State::Up(c) if c.readable))
+        // Dispatch mode, with the application behind: wait for it (its replies wake the loop),
+        // do not spin on the readable socket.
+        Ok(matches!(&self.state, State::Up(c) if c.readable) && env.can_take())
     }
 
     fn pump<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
@@ -281,46 +288,50 @@ impl Backup {
                 return Ok(());
             }
             // One cumulative ACK per read buffer applied: the master frees steadily.
-            self.acknowledge()?;
+            self.acknowledge(env)?;
             let State::Up(c) = &mut self.state else { return Ok(()) };
-            if !c.read_some()? {
+            if !env.can_take() || !c.read_some()? {
                 break;
             }
         }
         Ok(())
     }
 
-    /// Acknowledges everything applied and not yet acknowledged.
-    fn acknowledge(&mut self) -> Result<(), Fault> {
+    /// Acknowledges everything the application applied and we did not acknowledge yet: an
+    /// ACK means applied, in either mode.
+    fn acknowledge<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+        env.pump();
         let State::Up(c) = &mut self.state else { return Ok(()) };
-        if self.last_applied > self.last_acked {
-            c.out.control(FrameKind::Ack, self.last_applied, &[]);
-            self.last_acked = self.last_applied;
+        let applied = env.applied();
+        if applied > self.last_acked {
+            c.out.control(FrameKind::Ack, applied, &[]);
+            self.last_acked = applied;
         }
         c.flush(|_| None).map(|_| ())
     }
 
     fn apply_buffered<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
         let State::Up(c) = &mut self.state else { return Ok(()) };
-        while let Some(f) = c.next_frame()? {
+        while env.can_take() {
+            let Some(f) = c.next_frame()? else { break };
             let h = f.header;
-            if h.kind.is_sequenced() && h.seq != self.last_applied + 1 {
+            if h.kind.is_sequenced() && h.seq != self.parsed + 1 {
                 return Err(Fault::Violation(format!(
                     "{:?} frame has sequence {}, expected {}",
                     h.kind,
                     h.seq,
-                    self.last_applied + 1
+                    self.parsed + 1
                 )));
             }
             match h.kind {
                 FrameKind::Data => {
-                    env.app.decode(c.payload(&f));
+                    env.decode(c.payload(&f), h.seq);
                     if let Some(n) = &mut self.walked {
                         *n += 1;
                     }
                 }
                 FrameKind::SyncBegin => {
-                    env.app.db_clear();
+                    env.db_clear(h.seq);
                     self.walked = Some(0);
                 }
                 FrameKind::SyncEnd => {
@@ -329,7 +340,7 @@ impl Backup {
                     if told != Some(n) {
                         env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }
-                    env.app.init_sync_done(n as usize);
+                    env.backup_sync_done(n, h.seq);
                 }
                 FrameKind::Keepalive => {}
                 FrameKind::Refuse => {
@@ -338,7 +349,7 @@ impl Backup {
                 k => return Err(Fault::Violation(format!("unexpected {k:?} frame from the master"))),
             }
             if h.kind.is_sequenced() {
-                self.last_applied = h.seq;
+                self.parsed = h.seq;
             }
             if env.halted() {
                 return Ok(());

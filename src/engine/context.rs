@@ -4,18 +4,24 @@
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
+use std::os::fd::RawFd;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::{fence, AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
 use super::app::{App, Freer, Logger, Tlv};
+use super::appq::AppQueue;
 use super::backup::Backup;
+use super::calls::{Call, Reply};
 use super::config::{Config, DEFAULT_BACKLOG_LIMIT};
-use super::env::Env;
+use super::dispatcher::Dispatcher;
+use super::env::{Env, Port};
 use super::error::Error;
 use super::handoff::Handoff;
 use super::keys::Keys;
@@ -25,9 +31,13 @@ use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role
 use super::shared::{Shared, Stats};
 use super::tokens;
 use crate::proto::wire::MAX_DATA_LEN;
+use crate::sys::Bell;
 
 /// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
 const HANDOFF_RING: usize = 64 * 1024;
+/// How long one dispatch runs the application's callbacks before it returns (and leaves its
+/// descriptor readable): a resync walk of a million entries must not freeze its event loop.
+const DISPATCH_SLICE: Duration = Duration::from_millis(1);
 
 /// What a context needs to start its loop, kept until `start`.
 struct Kit<A: App> {
@@ -63,6 +73,21 @@ pub struct Context<A: App> {
     deferred: Arc<Deferred>,
     /// The current application's free, for TLVs dropped on the caller's thread.
     freer: Mutex<Freer<A::Tlv>>,
+    /// Dispatch mode: the queue to the application's thread (set before start).
+    appq: Mutex<Option<Arc<AppQueue<A>>>>,
+    /// Dispatch mode, once started: the application's callbacks and the calls taken for them.
+    /// Absent while a dispatch runs them (a nested dispatch or exit sees that).
+    app_side: Mutex<Option<Box<AppSide<A>>>>,
+    /// Run first thing at exit, on the exiting thread (the C layer deselects its eventlib
+    /// handler there).
+    exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// What runs on the application's thread in dispatch mode.
+struct AppSide<A: App> {
+    d: Dispatcher<A>,
+    calls: VecDeque<Call<A>>,
+    replies: Vec<Reply<A::Tlv>>,
 }
 
 /// A random, non-zero session id.
@@ -124,6 +149,9 @@ impl<A: App> Context<A> {
             exit_claimed: AtomicBool::new(false),
             deferred: Arc::default(),
             session: new_session_id(),
+            appq: Mutex::new(None),
+            app_side: Mutex::new(None),
+            exit_hook: Mutex::new(None),
         })
     }
 
@@ -266,9 +294,17 @@ impl<A: App> Context<A> {
             Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
         };
         let Kit { poll, app, ctrl_rx, .. } = kit;
+        let d = Dispatcher::new(app, self.shared.clone());
+        let port = match self.appq.lock().clone() {
+            Some(q) => {
+                *self.app_side.lock() = Some(Box::new(AppSide { d, calls: VecDeque::new(), replies: Vec::new() }));
+                Port::Deferred(q)
+            }
+            None => Port::Inline(Box::new(d)),
+        };
         let eng = Engine {
             poll,
-            env: Env::new(app, self.shared.clone()),
+            env: Env::new(self.shared.clone(), port),
             data: self.data.clone(),
             spare: VecDeque::new(),
             ctrl_rx,
@@ -382,12 +418,43 @@ impl<A: App> Context<A> {
     /// as its last act, so that a callback the teardown makes can still reach the context.
     /// From inside `bind_done` during `start`, `start` finishes the job.
     pub fn exit<O: Send + 'static>(&self, owner: O) {
+        let hook = self.exit_hook.lock().take();
+        if let Some(h) = hook {
+            h();
+        }
         if self.shared.on_loop_thread() {
             *self.deferred.lock() = Some(Box::new(owner));
             self.shared.halt.store(true, Ordering::Release);
             let _ = self.waker.wake();
             return;
         }
+        if self.appq.lock().is_some() {
+            let side = self.app_side.lock().take();
+            match side {
+                Some(side) => {
+                    self.finish_exit(*side, true);
+                    drop(owner);
+                    return;
+                }
+                None if matches!(*self.phase.lock(), Phase::Running(_)) => {
+                    // Inside a dispatched callback: the dispatch finishes the exit on this
+                    // thread as soon as the callback returns.
+                    *self.deferred.lock() = Some(Box::new(owner));
+                    self.shared.halt.store(true, Ordering::Release);
+                    let _ = self.waker.wake();
+                    return;
+                }
+                None => {}
+            }
+        }
+        self.stop_loop();
+        self.free_stray();
+        drop(owner);
+    }
+
+    /// Ends the loop thread, if one runs: it frees (or, in dispatch mode, hands over) all it
+    /// holds and tells DOWN if a connection was up.
+    fn stop_loop(&self) {
         self.exit_requested.store(true, Ordering::Release);
         let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Exited);
         if let Phase::Running(h) = prev {
@@ -395,10 +462,107 @@ impl<A: App> Context<A> {
             let _ = self.waker.wake();
             let _ = h.join();
         }
-        // What never reached a loop: queued before start, after a failed start, or racing the
-        // loop's end (or its death). Inside `start` (exit from its bind_done), `start` ends it.
+    }
+
+    /// Frees what never reached a loop: queued before start, after a failed start, or racing
+    /// the loop's end (or its death). (Inside `start`, from its bind_done, `start` ends it.)
+    fn free_stray(&self) {
         let free = self.freer.lock().clone();
         self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
+    }
+
+    /// Dispatch mode: ends the loop, then frees on this (the application's) thread everything
+    /// the context holds, telling DOWN if `notify` and UP was told.
+    fn finish_exit(&self, mut side: AppSide<A>, notify: bool) {
+        self.stop_loop();
+        if let Some(q) = self.appq.lock().clone() {
+            let unread = q.drain(&mut side.calls);
+            side.d.finish(&mut side.calls, unread, notify);
+        }
+        self.free_stray();
+        // The application's reference, if an exit from a callback left it here; the caller of
+        // `dispatch` holds its own.
+        let owner = self.deferred.lock().take();
         drop(owner);
+    }
+
+    /// Dispatch mode: from `start` on, every callback runs inside `dispatch`, on the thread
+    /// that calls it. Before `start`; returns the descriptor to watch for readability (the
+    /// same one if called again).
+    pub fn enable_dispatch(&self) -> Result<RawFd, Error> {
+        self.usable("junos_sync_get_fd")?;
+        let mut appq = self.appq.lock();
+        if let Some(q) = appq.as_ref() {
+            return Ok(q.fd());
+        }
+        if !matches!(*self.phase.lock(), Phase::Ready(_)) {
+            self.log("junos_sync_get_fd: the context is started: call it before junos_sync_start");
+            return Err(Error::State);
+        }
+        let bell = Bell::new().map_err(|e| {
+            self.log(&format!("junos_sync_get_fd: cannot create an eventfd: {e}"));
+            Error::NoMem
+        })?;
+        let q = Arc::new(AppQueue::new(bell, self.waker.clone()));
+        let fd = q.fd();
+        *appq = Some(q);
+        Ok(fd)
+    }
+
+    /// Back to thread mode, before `start` (the application's loop could not take the
+    /// descriptor).
+    pub fn disable_dispatch(&self) {
+        if matches!(*self.phase.lock(), Phase::Ready(_)) {
+            *self.appq.lock() = None;
+        }
+    }
+
+    /// Runs `hook` first thing in `exit`, on the exiting thread.
+    pub fn on_exit(&self, hook: Box<dyn FnOnce() + Send>) {
+        *self.exit_hook.lock() = Some(hook);
+    }
+
+    /// Whether the context is started (or starting).
+    pub fn started(&self) -> bool {
+        !matches!(*self.phase.lock(), Phase::Ready(_))
+    }
+
+    /// Dispatch mode: runs the callbacks that are due, for about a millisecond at most, and
+    /// never blocks. The descriptor stays readable while more are due.
+    pub fn dispatch(&self) -> Result<(), Error> {
+        self.usable("junos_sync_dispatch")?;
+        let Some(q) = self.appq.lock().clone() else {
+            self.log("junos_sync_dispatch: the context is not in dispatch mode (see junos_sync_get_fd)");
+            return Err(Error::State);
+        };
+        let Some(mut side) = self.app_side.lock().take() else {
+            if matches!(*self.phase.lock(), Phase::Ready(_) | Phase::Starting) {
+                return Ok(()); // not started: nothing is due
+            }
+            self.log("junos_sync_dispatch: not allowed from inside a callback");
+            return Err(Error::State);
+        };
+        q.take(&mut side.calls);
+        let until = Instant::now() + DISPATCH_SLICE;
+        let r = catch_unwind(AssertUnwindSafe(|| side.d.run(&mut side.calls, &mut side.replies, Some(until))));
+        q.answer(&mut side.replies);
+        if self.shared.halted() {
+            // junos_sync_exit from inside a callback: finish it here, on this thread.
+            self.finish_exit(*side, false);
+            return Ok(());
+        }
+        let more = r.unwrap_or_else(|_| {
+            self.shared.failed.store(true, Ordering::Release);
+            self.log("junos_sync_dispatch: internal error: a callback panicked; the context failed (only junos_sync_exit is useful now)");
+            false
+        });
+        if more || q.calls_waiting() {
+            q.ring();
+        }
+        *self.app_side.lock() = Some(side);
+        if self.shared.failed() {
+            return Err(Error::Internal);
+        }
+        Ok(())
     }
 }

@@ -1,24 +1,64 @@
-//! What a role needs from its surroundings while it runs on the loop thread: the application,
-//! the shared flags, and the log. Every call into the application goes through here, so the
-//! engine knows whether it reported UP and can always report the matching DOWN.
+//! What a role needs from its surroundings while it runs on the loop thread: the shared flags,
+//! the log, and the way to the application. Roles make calls here; the port runs them at once
+//! on this thread (thread mode) or sends them to the application's thread (dispatch mode), and
+//! brings back what they produced.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use super::app::App;
-use super::held::{Held, Releases};
+use super::appq::AppQueue;
+use super::calls::{Batch, Call, Reply, WalkTag};
+use super::dispatcher::Dispatcher;
+use super::held::Held;
 use super::shared::Shared;
 
+/// Dispatch mode: most decoded bytes on their way to the application at once; past it the
+/// backup stops reading (and acknowledging) until the application catches up.
+const MAX_IN_FLIGHT: usize = 4 << 20;
+/// Dispatch mode: a decode batch is sent once it holds this much.
+const BATCH_BYTES: usize = 64 << 10;
+
+pub(crate) enum Port<A: App> {
+    /// Thread mode: the application's callbacks, run here.
+    Inline(Box<Dispatcher<A>>),
+    /// Dispatch mode: the queue to the application's thread.
+    Deferred(Arc<AppQueue<A>>),
+}
+
 pub(crate) struct Env<A: App> {
-    pub app: A,
     pub shared: Arc<Shared>,
-    pub released: Releases,
-    /// The application was told UP and not yet DOWN.
-    up: bool,
+    port: Port<A>,
+    /// Calls made and not yet run or sent.
+    calls: VecDeque<Call<A>>,
+    /// Replies not yet taken by the role.
+    replies: Vec<Reply<A::Tlv>>,
+    /// Backup: the last sequence number the application applied, and the last one handed to
+    /// it.
+    applied: u64,
+    marked: u64,
+    /// Dispatch mode, backup: payloads gathered for the next decode batch, the sequence number
+    /// of the last of them, and decode bytes sent and not yet spent.
+    batch: Batch,
+    batch_seq: u64,
+    in_flight: usize,
+    spare: Vec<Batch>,
 }
 
 impl<A: App> Env<A> {
-    pub(crate) fn new(app: A, shared: Arc<Shared>) -> Self {
-        Env { app, shared, released: Releases::default(), up: false }
+    pub(crate) fn new(shared: Arc<Shared>, port: Port<A>) -> Self {
+        Env {
+            shared,
+            port,
+            calls: VecDeque::new(),
+            replies: Vec::new(),
+            applied: 0,
+            marked: 0,
+            batch: Batch::default(),
+            batch_seq: 0,
+            in_flight: 0,
+            spare: Vec::new(),
+        }
     }
 
     pub(crate) fn log(&self, msg: &str) {
@@ -30,31 +70,173 @@ impl<A: App> Env<A> {
         self.shared.halted()
     }
 
-    /// Returns a counted TLV to the application for good.
-    pub(crate) fn free(&mut self, h: Held<A::Tlv>) {
-        let t = h.release(&mut self.released);
-        self.app.free(t);
+    /// The queue to the application's thread, in dispatch mode.
+    pub(crate) fn deferred(&self) -> Option<&Arc<AppQueue<A>>> {
+        match &self.port {
+            Port::Deferred(q) => Some(q),
+            Port::Inline(_) => None,
+        }
     }
 
-    /// Publishes what `free` uncounted.
-    pub(crate) fn settle(&mut self) {
-        self.released.settle(&self.shared.budget);
+    fn call(&mut self, c: Call<A>) {
+        self.flush_batch();
+        self.calls.push_back(c);
     }
 
-    /// Tells the application the connection came up or went down, once each way, never after
-    /// a halt.
+    /// Runs (thread mode) or sends (dispatch mode) the calls made so far, and takes the
+    /// replies that came back.
+    pub(crate) fn pump(&mut self) {
+        self.flush_batch();
+        match &mut self.port {
+            Port::Inline(d) => {
+                d.run(&mut self.calls, &mut self.replies, None);
+            }
+            Port::Deferred(q) => {
+                q.send(&mut self.calls);
+                q.receive(&mut self.replies);
+            }
+        }
+        // What the engine itself consumes; the rest is the master's walk.
+        if self.replies.iter().any(|r| matches!(r, Reply::Applied(_) | Reply::Spent(_))) {
+            for r in std::mem::take(&mut self.replies) {
+                match r {
+                    // Replies may trail a decode that ran inline meanwhile: never backwards.
+                    Reply::Applied(seq) => self.applied = self.applied.max(seq),
+                    Reply::Spent(mut b) => {
+                        self.in_flight -= b.bytes();
+                        b.clear();
+                        self.spare.push(b);
+                    }
+                    other => self.replies.push(other),
+                }
+            }
+        }
+    }
+
+    /// The connection came up or went down.
     pub(crate) fn conn_status(&mut self, up: bool) {
-        if self.up != up && !self.halted() {
-            self.up = up;
-            self.app.conn_status(up);
+        self.call(Call::Conn(up));
+    }
+
+    /// A TLV leaves the library: acknowledged (`notify`) or dropped.
+    pub(crate) fn release(&mut self, tlv: Held<A::Tlv>, notify: bool, walk: Option<WalkTag>) {
+        self.call(Call::Release { tlv, notify, walk });
+    }
+
+    /// Returns a TLV to the application for good, unacknowledged.
+    pub(crate) fn free(&mut self, tlv: Held<A::Tlv>) {
+        self.release(tlv, false, None);
+    }
+
+    pub(crate) fn bind_done(&mut self, port: u16) {
+        self.call(Call::BindDone(port));
+    }
+
+    /// Switchover: every later call uses these callbacks.
+    pub(crate) fn install(&mut self, app: A) {
+        self.call(Call::Install(app));
+    }
+
+    /// Master: the backup acknowledged the end of the resync.
+    pub(crate) fn sync_done(&mut self, n: u64) {
+        self.call(Call::SyncDone(n));
+    }
+
+    /// Master: asks for more of walk `id`; what it yields comes back through `take_walk`.
+    pub(crate) fn walk(&mut self, id: u64, budget: usize) {
+        self.call(Call::Walk { id, budget });
+        self.pump();
+    }
+
+    pub(crate) fn walk_stop(&mut self, id: u64) {
+        self.call(Call::WalkStop { id });
+    }
+
+    /// Master: the replies of the walk that came back.
+    pub(crate) fn take_walk(&mut self) -> Vec<Reply<A::Tlv>> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Backup: applies one entry (sequence number `seq`), in stream order.
+    pub(crate) fn decode(&mut self, payload: &mut [u8], seq: u64) {
+        match &mut self.port {
+            Port::Inline(d) => {
+                if !self.calls.is_empty() {
+                    d.run(&mut self.calls, &mut self.replies, None);
+                }
+                if !self.shared.halted() {
+                    d.app().decode(payload);
+                }
+                self.applied = seq;
+                self.marked = seq;
+            }
+            Port::Deferred(_) => {
+                self.batch.push(payload);
+                self.batch_seq = seq;
+                if self.batch.bytes() >= BATCH_BYTES {
+                    self.flush_batch();
+                }
+            }
         }
     }
 
-    /// After the loop died of a bug: the DOWN the application is owed, if any.
-    pub(crate) fn owed_down(&mut self) {
-        if self.up && !self.halted() {
-            self.up = false;
-            self.app.conn_status(false);
+    /// Backup: a full resync starts (frame `seq`).
+    pub(crate) fn db_clear(&mut self, seq: u64) {
+        self.call(Call::DbClear);
+        self.mark(seq);
+    }
+
+    /// Backup: the resync ended with `n` entries (frame `seq`).
+    pub(crate) fn backup_sync_done(&mut self, n: u64, seq: u64) {
+        self.call(Call::SyncDone(n));
+        self.mark(seq);
+    }
+
+    fn mark(&mut self, seq: u64) {
+        self.marked = seq;
+        self.calls.push_back(Call::Mark(seq));
+    }
+
+    fn flush_batch(&mut self) {
+        if self.batch.is_empty() {
+            return;
         }
+        let fresh = self.spare.pop().unwrap_or_default();
+        let b = std::mem::replace(&mut self.batch, fresh);
+        self.in_flight += b.bytes();
+        self.calls.push_back(Call::Decode(b));
+        self.mark(self.batch_seq);
+    }
+
+    /// Backup: the last sequence number the application applied.
+    pub(crate) fn applied(&self) -> u64 {
+        self.applied
+    }
+
+    /// Backup: a new session starts after `seq` (nothing of the old one is in flight).
+    pub(crate) fn set_applied(&mut self, seq: u64) {
+        self.applied = seq;
+        self.marked = seq;
+    }
+
+    /// Backup: whether more may be read and handed to the application now.
+    pub(crate) fn can_take(&self) -> bool {
+        self.in_flight + self.batch.bytes() < MAX_IN_FLIGHT
+    }
+
+    /// Backup: whether entries are on their way to the application (then a new connection
+    /// would name a resume point that is about to move).
+    pub(crate) fn applying(&self) -> bool {
+        self.marked > self.applied || !self.batch.is_empty()
+    }
+
+    /// At the loop's end: frees what the role never took back.
+    pub(crate) fn drop_unread(&mut self) {
+        for r in std::mem::take(&mut self.replies) {
+            if let Reply::Walked { tlv, .. } = r {
+                self.free(tlv);
+            }
+        }
+        self.pump();
     }
 }

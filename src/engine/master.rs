@@ -14,6 +14,7 @@ use mio::{Registry, Token};
 
 use super::app::{App, Tlv};
 use super::backlog::{Backlog, Entry};
+use super::calls::Reply;
 use super::config::{keepalive_ms, Config};
 use super::conn::Conn;
 use super::env::Env;
@@ -32,12 +33,11 @@ use crate::proto::wire::{FrameKind, REFUSE_OTHER};
 const OUT_HIGH_WATER: usize = 1 << 20;
 const MAX_READS_PER_STEP: usize = 16;
 
-struct Walk<C> {
-    cursor: Option<C>,
-    count: u64,
-    /// Sequence number of the last walked entry: its TLV stays alive until the next get_next
-    /// call has returned, even if acknowledged meanwhile.
-    last_seq: u64,
+/// The resync walk in progress; its cursor lives with the application's callbacks.
+struct Walk {
+    id: u64,
+    /// A request for more is out (dispatch mode: its replies have not all come back).
+    requested: bool,
 }
 
 /// The connection to the current backup.
@@ -64,9 +64,9 @@ pub(crate) struct Master<A: App> {
     backlog: Backlog<Held<A::Tlv>>,
     /// Queued while a walk runs: sent after the walk's entries.
     deferred: VecDeque<(Held<A::Tlv>, bool)>,
-    walk: Option<Walk<A::Cursor>>,
-    /// The acknowledged last walked TLV (already uncounted), kept for the application's cursor.
-    pinned: Option<A::Tlv>,
+    walk: Option<Walk>,
+    /// Resyncs walked so far: the id of the next.
+    walks: u64,
     /// Bytes of walked TLVs not yet acknowledged: the walk's own pace, so that it neither
     /// fills the backlog nor waits on TLVs queued meanwhile (those cannot move until it ends).
     walked_bytes: usize,
@@ -75,7 +75,7 @@ pub(crate) struct Master<A: App> {
     /// A backlog overflow dropped TLVs that only a walk can replace.
     dropped: bool,
     /// The walk found itself starved by the backlog: the loop is to drop it (see `overflow`).
-    walk_starved: bool,
+    walk_starving: bool,
     session: u64,
     backup_session: u64,
     /// A reconnecting backup that has applied at least this sequence number may resume.
@@ -85,8 +85,6 @@ pub(crate) struct Master<A: App> {
     session_delivered: u64,
     keys: Keys,
     refusals: Quiet,
-    /// Entries acknowledged and uncounted, waiting for their callbacks (reused).
-    acked: VecDeque<(u64, Entry<A::Tlv>)>,
     cfg: Config,
 }
 
@@ -104,18 +102,17 @@ impl<A: App> Master<A> {
             backlog: Backlog::default(),
             deferred: VecDeque::new(),
             walk: None,
-            pinned: None,
+            walks: 0,
             walked_bytes: 0,
             last_walked_size: 0,
             dropped: false,
-            walk_starved: false,
+            walk_starving: false,
             session,
             backup_session: 0,
             resume_from: None,
             session_delivered: 0,
             keys,
             refusals: Quiet::default(),
-            acked: VecDeque::new(),
             cfg,
         })
     }
@@ -155,7 +152,7 @@ impl<A: App> Master<A> {
 
     /// Whether the walk asked for the backlog to be dropped (cleared by asking).
     pub(crate) fn take_starved(&mut self) -> bool {
-        std::mem::take(&mut self.walk_starved)
+        std::mem::take(&mut self.walk_starving)
     }
 
     /// Does all the work that is ready. Returns true if more is ready right away.
@@ -286,7 +283,8 @@ impl<A: App> Master<A> {
                 queued.append(&mut self.deferred);
                 self.deferred = queued;
                 let begin = self.backlog.push(Entry::SyncBegin);
-                self.walk = Some(Walk { cursor: None, count: 0, last_seq: 0 });
+                self.walks += 1;
+                self.walk = Some(Walk { id: self.walks, requested: false });
                 self.resume_from = None;
                 self.dropped = false;
                 Counters::bump(&env.shared.counters.full_resyncs);
@@ -322,7 +320,7 @@ impl<A: App> Master<A> {
         for e in self.backlog.take_all() {
             match e {
                 Entry::Queued { tlv, ack } => keep.push_back((tlv, ack)),
-                Entry::Walked(t) => env.free(t),
+                Entry::Walked(t, _) => env.free(t),
                 Entry::SyncBegin | Entry::SyncEnd(_) => {}
             }
         }
@@ -347,13 +345,11 @@ impl<A: App> Master<A> {
     }
 
     fn abort_walk(&mut self, env: &mut Env<A>) {
-        if self.walk.take().is_some() {
+        if let Some(w) = self.walk.take() {
+            env.walk_stop(w.id);
             while let Some((tlv, ack)) = self.deferred.pop_front() {
                 self.backlog.push(Entry::Queued { tlv, ack });
             }
-        }
-        if let Some(t) = self.pinned.take() {
-            env.app.free(t);
         }
     }
 
@@ -450,104 +446,97 @@ impl<A: App> Master<A> {
 
     /// Frees (and notifies) everything the backup has applied up to `upto`.
     fn acknowledge(&mut self, env: &mut Env<A>, upto: u64) {
-        // Uncount the whole batch before the application sees any of it (a callback may queue,
-        // and must find the room these TLVs made).
-        while let Some((seq, e)) = self.backlog.pop_acked(upto) {
-            let e = match e {
-                Entry::Queued { tlv, ack } => Entry::Queued { tlv: tlv.release(&mut env.released), ack },
-                Entry::Walked(t) => {
-                    self.walked_bytes -= t.size();
-                    Entry::Walked(t.release(&mut env.released))
-                }
-                Entry::SyncBegin => Entry::SyncBegin,
-                Entry::SyncEnd(n) => Entry::SyncEnd(n),
-            };
-            self.acked.push_back((seq, e));
-        }
-        env.settle();
-        while let Some((seq, e)) = self.acked.pop_front() {
-            // Once halted (exit from a callback), only frees: no other callback runs.
+        while let Some((_, e)) = self.backlog.pop_acked(upto) {
             match e {
-                Entry::Queued { tlv, ack } => {
-                    if ack && !env.halted() {
-                        env.app.ack_notify(&tlv);
-                    }
-                    env.app.free(tlv);
-                }
-                Entry::Walked(t) => {
-                    if self.walk.as_ref().is_some_and(|w| w.last_seq == seq) {
-                        // Freed after the next get_next.
-                        self.pinned = Some(t);
-                    } else {
-                        env.app.free(t);
-                    }
+                Entry::Queued { tlv, ack } => env.release(tlv, ack, None),
+                Entry::Walked(t, tag) => {
+                    self.walked_bytes -= t.size();
+                    env.release(t, false, Some(tag));
                 }
                 Entry::SyncBegin => {}
-                Entry::SyncEnd(n) => {
-                    if !env.halted() {
-                        env.app.init_sync_done(n as usize);
-                    }
-                }
+                Entry::SyncEnd(n) => env.sync_done(n),
             }
         }
+        env.pump();
     }
 
-    /// Walks the database while there is room to send.
+    /// Walks the database while there is room to send: asks for a budget's worth of entries
+    /// and takes what came back (at once in thread mode, when the application dispatches in
+    /// dispatch mode).
     fn walk_step(&mut self, env: &mut Env<A>) {
-        while self.walk.is_some() && self.walk_may_go(env) && !env.halted() {
-            let cursor = self.walk.as_ref().and_then(|w| w.cursor);
-            let next = env.app.get_next(cursor);
-            if let Some(t) = self.pinned.take() {
-                env.app.free(t);
+        loop {
+            for r in env.take_walk() {
+                self.on_walked(env, r);
             }
-            let w = self.walk.as_mut().expect("walking");
-            match next {
-                None => {
-                    let n = w.count;
-                    self.walk = None;
-                    let end = self.backlog.push(Entry::SyncEnd(n));
-                    self.resume_from = Some(end);
-                    while let Some((tlv, ack)) = self.deferred.pop_front() {
-                        self.backlog.push(Entry::Queued { tlv, ack });
-                    }
-                }
-                Some((cur, tlv)) => {
-                    w.cursor = Some(cur);
-                    if let Some(t) = tlv {
-                        let t = env.shared.budget.charge(t);
-                        self.last_walked_size = t.size();
-                        self.walked_bytes += t.size();
-                        w.count += 1;
-                        w.last_seq = self.backlog.push(Entry::Walked(t));
-                    }
-                }
+            let budget = self.walk_budget(env);
+            let Some(w) = self.walk.as_mut() else { break };
+            if w.requested || budget == 0 || env.halted() {
+                break;
             }
-            self.fill();
+            w.requested = true;
+            let id = w.id;
+            env.walk(id, budget);
+            if env.deferred().is_some() {
+                break;
+            }
         }
-        if self.walk_deadlocked(env) && !self.walk_starved {
+        self.fill();
+        if self.walk_starved(env) && !self.walk_starving {
             env.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
-            self.walk_starved = true;
+            self.walk_starving = true;
         }
     }
 
-    /// Whether the walk may take another entry: there is room to send it, what it has in
-    /// flight stays within half the backlog limit (the other half is for the queue), and one
-    /// more entry (sized like the last) keeps the whole backlog within the limit.
-    fn walk_may_go(&self, env: &Env<A>) -> bool {
+    fn on_walked(&mut self, env: &mut Env<A>, r: Reply<A::Tlv>) {
+        let current = |w: &Option<Walk>, id: u64| w.as_ref().is_some_and(|w| w.id == id);
+        match r {
+            Reply::Walked { tag, tlv } if current(&self.walk, tag.id) => {
+                self.last_walked_size = tlv.size();
+                self.walked_bytes += tlv.size();
+                self.backlog.push(Entry::Walked(tlv, tag));
+            }
+            // A walk aborted while its entries were on their way.
+            Reply::Walked { tlv, .. } => env.free(tlv),
+            Reply::WalkPaused { id } if current(&self.walk, id) => {
+                if let Some(w) = self.walk.as_mut() {
+                    w.requested = false;
+                }
+            }
+            Reply::WalkEnd { id, count } if current(&self.walk, id) => {
+                self.walk = None;
+                let end = self.backlog.push(Entry::SyncEnd(count));
+                self.resume_from = Some(end);
+                while let Some((tlv, ack)) = self.deferred.pop_front() {
+                    self.backlog.push(Entry::Queued { tlv, ack });
+                }
+            }
+            Reply::WalkPaused { .. } | Reply::WalkEnd { .. } | Reply::Applied(_) | Reply::Spent(_) => {}
+        }
+    }
+
+    /// Bytes the walk may take now: room to send them, what it has in flight within half the
+    /// backlog limit (the other half is for the queue), and the whole backlog within the
+    /// limit (with one more entry sized like the last). 0: not now.
+    fn walk_budget(&self, env: &Env<A>) -> usize {
+        let Some(l) = self.link.as_ref() else { return 0 };
         let limit = env.shared.budget.limit();
-        self.link.as_ref().is_some_and(|l| l.conn.out.pending() < OUT_HIGH_WATER)
-            && self.walked_bytes < limit / 2
-            && env.shared.budget.held() + self.last_walked_size <= limit
+        let held = env.shared.budget.held() + self.last_walked_size;
+        if l.conn.out.pending() >= OUT_HIGH_WATER || self.walked_bytes >= limit / 2 || held > limit {
+            return 0;
+        }
+        (OUT_HIGH_WATER - l.conn.out.pending()).min(limit / 2 - self.walked_bytes).min(limit + 1 - held)
+    }
+
+    fn walk_may_go(&self, env: &Env<A>) -> bool {
+        self.walk.as_ref().is_some_and(|w| !w.requested) && self.walk_budget(env) > 0
     }
 
     /// The walk waits for room that only acknowledgements of its own entries can make; with
     /// none in flight, what fills the backlog is TLVs queued during the walk, which cannot
     /// move until it ends. That is an overflow: drop the backlog and walk again.
-    fn walk_deadlocked(&self, env: &Env<A>) -> bool {
-        self.walk.is_some()
+    fn walk_starved(&self, env: &Env<A>) -> bool {
+        self.walk.as_ref().is_some_and(|w| !w.requested)
             && self.walked_bytes == 0
-            && self.pinned.is_none()
-            && !self.walk_may_go(env)
             && env.shared.budget.held() + self.last_walked_size > env.shared.budget.limit()
     }
 
@@ -560,7 +549,7 @@ impl<A: App> Master<A> {
                 break;
             };
             match e {
-                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
+                Entry::Queued { tlv, .. } | Entry::Walked(tlv, _) => {
                     c.out.data(seq, tlv.tlv().tlv_type(), tlv.tlv().payload())
                 }
                 Entry::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
@@ -598,7 +587,7 @@ impl<A: App> Master<A> {
         }
         self.abort_walk(env);
         for e in self.backlog.take_all() {
-            if let Entry::Queued { tlv: t, .. } | Entry::Walked(t) = e {
+            if let Entry::Queued { tlv: t, .. } | Entry::Walked(t, _) = e {
                 env.free(t);
             }
         }
@@ -608,7 +597,7 @@ impl<A: App> Master<A> {
 
 fn payload_of<T: Tlv>(b: &Backlog<Held<T>>, seq: u64) -> Option<&[u8]> {
     match b.get(seq)? {
-        Entry::Queued { tlv, .. } | Entry::Walked(tlv) => Some(tlv.tlv().payload()),
+        Entry::Queued { tlv, .. } | Entry::Walked(tlv, _) => Some(tlv.tlv().payload()),
         Entry::SyncBegin | Entry::SyncEnd(_) => None,
     }
 }

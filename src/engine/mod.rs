@@ -2,11 +2,14 @@
 //! the facade: [`Context`] and the [`App`]/[`Tlv`] traits the application side implements.
 
 mod app;
+mod appq;
 mod backlog;
 mod backup;
+mod calls;
 mod config;
 mod conn;
 mod context;
+mod dispatcher;
 mod env;
 mod error;
 mod handoff;

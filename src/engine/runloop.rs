@@ -83,7 +83,7 @@ impl<A: App> Engine<A> {
             if self.env.halted() {
                 return self.teardown(false);
             }
-            self.env.settle();
+            self.env.pump();
             let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -98,7 +98,8 @@ impl<A: App> Engine<A> {
                 // the announcement is caught here, one that queued after it wakes us.
                 self.env.shared.sleeping.store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                if !self.data.is_empty() || !self.ctrl_rx.is_empty() {
+                let replies = self.env.deferred().is_some_and(|q| q.replies_waiting());
+                if !self.data.is_empty() || !self.ctrl_rx.is_empty() || replies {
                     timeout = Some(Duration::ZERO);
                 }
             }
@@ -156,7 +157,7 @@ impl<A: App> Engine<A> {
         if requested | m.take_starved() {
             m.overflow(&mut self.env, self.poll.registry());
             self.free_queued();
-            self.env.settle();
+            self.env.pump();
         }
     }
 
@@ -176,13 +177,13 @@ impl<A: App> Engine<A> {
         self.env.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
         self.drain_data();
         let keys = self.end_role(true);
-        self.env.app = app;
+        self.env.install(app);
         let reg = self.poll.registry();
         self.role = match listener {
             Some(l) => match Master::new(l, reg, cfg, self.session, keys) {
                 Ok(m) => {
                     warn_if_exposed(&self.env.shared, &cfg, m.is_keyed());
-                    self.env.app.bind_done(m.port());
+                    self.env.bind_done(m.port());
                     Role::Master(m)
                 }
                 Err(e) => {
@@ -197,6 +198,8 @@ impl<A: App> Engine<A> {
             Role::Backup(_) => format!("backup of {}", cfg.sock_addr()),
         };
         self.env.log(&format!("junos-sync: switched over to {role}"));
+        // Thread mode: bind_done (and the old role's frees) run before the switchover returns.
+        self.env.pump();
         Ok(())
     }
 
@@ -224,12 +227,13 @@ impl<A: App> Engine<A> {
     fn teardown(&mut self, notify: bool) {
         let _ = self.end_role(notify && !self.env.halted());
         self.free_queued();
-        self.env.settle();
+        self.env.drop_unread();
     }
 
-    /// After a panic: the DOWN the application is owed, then everything freed.
+    /// After a panic: the DOWN the application is owed (if it was told UP), then everything
+    /// freed.
     fn fail(&mut self) {
-        self.env.owed_down();
+        self.env.conn_status(false);
         self.teardown(false);
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use libc::{c_void, size_t};
 
 use super::app::{logger_for, CApp, CTlv};
+use super::eventlib::EventLib;
 use super::panic::ffi_boundary;
 use super::types::*;
 use crate::{Config, Context, Error, Stats};
@@ -98,13 +99,25 @@ pub unsafe extern "C" fn junos_sync_init(
     }
 }
 
-/// Records the application's ISC eventlib context and returns `JUNOS_SYNC_OK`.
+/// Runs the context's callbacks on the application's ISC eventlib loop.
 ///
-/// junos-sync does not run on the application's event loop: callbacks still run on the
-/// context's own loop thread. The value is kept for source compatibility only.
+/// Called before `junos_sync_start` in a process that has ISC eventlib's `evSelectFD` and
+/// `evDeselectFD` (looked up at run time: linked into the program or a library it loads; no
+/// link-time dependency), the context registers one descriptor with
+/// `evSelectFD(ev_ctx, fd, EV_READ, handler, ...)`, and from then on every callback of the
+/// context runs inside that handler, on the thread running the eventlib loop: decode,
+/// get_next, ack_notify, free, conn_status, init_sync_done, db_clear, and bind_done after a
+/// switchover (bind_done of `junos_sync_start` still runs inside that call). Each handler call
+/// runs callbacks for about a millisecond at most and leaves the descriptor readable while
+/// more are due. `junos_sync_exit` must then be called on that thread; it deselects the
+/// descriptor. See `junos_sync_dispatch` for what holds in this mode.
+///
+/// Without eventlib in the process, or after `junos_sync_start`, callbacks stay on the
+/// context's own loop thread; the call logs that once and still returns `JUNOS_SYNC_OK`.
+/// `JUNOS_SYNC_ERR_INTERNAL` if evSelectFD fails (the context stays in thread mode).
 ///
 /// # Safety
-/// `ctx` is NULL or a live context.
+/// `ctx` is NULL or a live context; `ev_ctx` is the application's live eventlib context.
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_set_event_context(
     ctx: *mut junos_sync_context_t,
@@ -113,7 +126,89 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
     ffi_boundary! {
         // SAFETY: NULL or live per the contract.
         let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        status(c.set_event_context(ev_ctx.opaque as usize))
+        if let Err(e) = c.set_event_context(ev_ctx.opaque as usize) {
+            return e.into();
+        }
+        let Some(lib) = EventLib::find() else {
+            c.log("junos_sync_set_event_context: ISC eventlib (evSelectFD, evDeselectFD) is not in this process: callbacks run on the library's own thread");
+            return junos_sync_status_t::JUNOS_SYNC_OK;
+        };
+        if c.started() {
+            c.log("junos_sync_set_event_context: called after junos_sync_start: callbacks run on the library's own thread");
+            return junos_sync_status_t::JUNOS_SYNC_OK;
+        }
+        let fd = match c.enable_dispatch() {
+            Ok(fd) => fd,
+            Err(e) => return e.into(),
+        };
+        // SAFETY: the application's evContext (contract); `ctx` stays valid until exit, which
+        // deselects the handler before it frees the context.
+        match unsafe { lib.select(ev_ctx, fd, on_ready, ctx.cast()) } {
+            Ok(reg) => {
+                c.on_exit(Box::new(move || reg.drop_it()));
+                junos_sync_status_t::JUNOS_SYNC_OK
+            }
+            Err(r) => {
+                c.disable_dispatch();
+                c.log(&format!("junos_sync_set_event_context: evSelectFD failed ({r}): callbacks run on the library's own thread"));
+                junos_sync_status_t::JUNOS_SYNC_ERR_INTERNAL
+            }
+        }
+    }
+}
+
+/// The eventlib file handler: runs the callbacks due.
+unsafe extern "C" fn on_ready(_ev: evContext, uap: *mut c_void, _fd: libc::c_int, _mask: libc::c_int) {
+    // SAFETY: `uap` is the context registered in junos_sync_set_event_context; its exit
+    // deselects this handler before freeing it.
+    unsafe { junos_sync_dispatch(uap.cast()) };
+}
+
+/// Runs the context's callbacks on the application's own event loop (epoll, libevent, GLib,
+/// ...), for loops other than ISC eventlib (see `junos_sync_set_event_context`).
+///
+/// Call it before `junos_sync_start`. From then on no callback runs on the library's thread:
+/// every callback of the context runs inside `junos_sync_dispatch`, on the thread that calls
+/// it. Returns a descriptor to watch for readability (level- or edge-triggered both work); when
+/// it is readable, call `junos_sync_dispatch`. Do not read, write or close it; it is closed by
+/// `junos_sync_exit`. Calling it again returns the same descriptor. Returns -1 (and logs why)
+/// for a NULL or started context.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_get_fd(ctx: *mut junos_sync_context_t) -> libc::c_int {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract.
+        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return -1 };
+        c.enable_dispatch().unwrap_or(-1)
+    }
+}
+
+/// Dispatch mode: runs the callbacks that are due, in order, for about a millisecond at most,
+/// and returns; never blocks. The descriptor stays readable while more are due, so an event
+/// loop that calls this whenever it is readable gets every callback. A spurious call is
+/// harmless.
+///
+/// What holds in dispatch mode (eventlib or `junos_sync_get_fd`), the same as in thread mode:
+/// callbacks run in order, never two at once; every TLV is freed exactly once (acknowledged
+/// TLVs are freed here, on your thread); the get_next cursor contract; `junos_sync_queue` and
+/// `junos_sync_exit` from inside callbacks. A backup acknowledges a TLV only after decode
+/// returned here. If you stop dispatching, the flow stops: the backup stops reading and
+/// acknowledging, and the master's backlog limit applies; nothing grows without bound.
+/// Call `junos_sync_exit` on the thread that dispatches, not while a dispatch runs elsewhere.
+///
+/// Returns `JUNOS_SYNC_ERR_STATE` if the context is not in dispatch mode or if called from
+/// inside a callback, `JUNOS_SYNC_ERR_INTERNAL` if the context failed.
+///
+/// # Safety
+/// `ctx` is NULL or a live context.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_dispatch(ctx: *mut junos_sync_context_t) -> junos_sync_status_t {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract; held for the callbacks (exit may run in one).
+        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        status(c.dispatch())
     }
 }
 

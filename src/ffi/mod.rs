@@ -4,5 +4,6 @@
 
 pub mod api;
 pub mod app;
+pub mod eventlib;
 pub mod panic;
 pub mod types;

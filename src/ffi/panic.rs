@@ -22,6 +22,13 @@ impl Fallback for *mut junos_sync_context_t {
     }
 }
 
+/// `junos_sync_get_fd`: no descriptor.
+impl Fallback for libc::c_int {
+    fn fallback() -> Self {
+        -1
+    }
+}
+
 impl Fallback for () {
     fn fallback() -> Self {}
 }

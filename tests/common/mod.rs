@@ -1,5 +1,10 @@
 //! A Rust application for driving the engine in tests: TLVs are boxed byte vectors, the
 //! database is a BTreeMap, and every callback is recorded.
+//!
+//! With `JUNOS_SYNC_TEST_DISPATCH=1` every `Side` runs in dispatch mode: a thread of its own
+//! plays the application's event loop (polls the context's descriptor, dispatches, exits), and
+//! every callback that runs anywhere else is counted in `Record::off_thread`, which `exit`
+//! checks.
 
 #![allow(dead_code)]
 
@@ -58,6 +63,22 @@ pub struct Record {
     pub sync_done: Vec<usize>,
     pub port: u16,
     pub logs: Vec<String>,
+    /// Dispatch mode: the application's thread, and callbacks that ran on another.
+    pub app_thread: Option<std::thread::ThreadId>,
+    pub off_thread: usize,
+}
+
+impl Record {
+    fn on_app_thread(&mut self) {
+        if self.app_thread.is_some_and(|t| t != std::thread::current().id()) {
+            self.off_thread += 1;
+        }
+    }
+}
+
+/// Whether the tests run in dispatch mode (`JUNOS_SYNC_TEST_DISPATCH=1`).
+pub fn dispatch_mode() -> bool {
+    std::env::var("JUNOS_SYNC_TEST_DISPATCH").is_ok_and(|v| v == "1")
 }
 
 pub type Shared = Arc<Mutex<Record>>;
@@ -89,6 +110,7 @@ impl App for TestApp {
             std::thread::sleep(std::time::Duration::from_micros(delay as u64));
         }
         let mut r = self.rec.lock();
+        r.on_app_thread();
         r.decoded.push(p.to_vec());
         if p.len() == 8 {
             let k = u32::from_be_bytes(p[0..4].try_into().unwrap());
@@ -101,16 +123,21 @@ impl App for TestApp {
         }
     }
     fn ack_notify(&mut self, _t: &Buf) {
-        self.rec.lock().acks += 1;
+        let mut r = self.rec.lock();
+        r.on_app_thread();
+        r.acks += 1;
     }
     fn free(&mut self, _t: Buf) {
-        self.rec.lock().frees += 1;
+        let mut r = self.rec.lock();
+        r.on_app_thread();
+        r.frees += 1;
     }
     fn freer(&self) -> junos_sync::Freer<Buf> {
         let r = self.rec.clone();
         std::sync::Arc::new(move |_t: Buf| r.lock().frees += 1)
     }
     fn get_next(&mut self, cursor: Option<u32>) -> Option<(u32, Option<Buf>)> {
+        self.rec.lock().on_app_thread();
         let db = self.master_db.lock();
         let next = match cursor {
             None => db.iter().next(),
@@ -123,6 +150,7 @@ impl App for TestApp {
     }
     fn conn_status(&mut self, up: bool) {
         let mut r = self.rec.lock();
+        r.on_app_thread();
         if up {
             r.ups += 1
         } else {
@@ -130,13 +158,16 @@ impl App for TestApp {
         }
     }
     fn init_sync_done(&mut self, n: usize) {
-        self.rec.lock().sync_done.push(n);
+        let mut r = self.rec.lock();
+        r.on_app_thread();
+        r.sync_done.push(n);
     }
     fn bind_done(&mut self, port: u16) {
         self.rec.lock().port = port;
     }
     fn db_clear(&mut self) {
         let mut r = self.rec.lock();
+        r.on_app_thread();
         r.clears += 1;
         r.db.clear();
     }
@@ -153,7 +184,40 @@ pub struct Side {
     pub db: Arc<Mutex<BTreeMap<u32, u32>>>,
     pub allocated: Arc<AtomicUsize>,
     pub decode_delay_us: Arc<AtomicUsize>,
-    pub ctx: Option<Context<TestApp>>,
+    pub ctx: Option<Arc<Context<TestApp>>>,
+    app_loop: Option<AppLoop>,
+}
+
+/// Dispatch mode: the thread that plays the application's event loop.
+struct AppLoop {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl AppLoop {
+    fn spawn(ctx: Arc<Context<TestApp>>, rec: Shared) -> AppLoop {
+        let fd = ctx.enable_dispatch().expect("dispatch mode");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let st = stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            rec.lock().app_thread = Some(std::thread::current().id());
+            tx.send(()).unwrap();
+            loop {
+                let mut p = libc::pollfd { fd, events: libc::POLLIN, revents: 0 };
+                // SAFETY: one valid pollfd; a short timeout so that `stop` is seen promptly.
+                unsafe { libc::poll(&mut p, 1, 5) };
+                if st.load(Ordering::SeqCst) {
+                    // Exit runs where the callbacks run, as the API asks in dispatch mode.
+                    ctx.exit(());
+                    return;
+                }
+                let _ = ctx.dispatch();
+            }
+        });
+        rx.recv().unwrap();
+        AppLoop { stop, thread }
+    }
 }
 
 pub fn logger(rec: &Shared) -> Logger {
@@ -170,8 +234,11 @@ impl Side {
         let db = Arc::new(Mutex::new(BTreeMap::new()));
         let allocated = Arc::new(AtomicUsize::new(0));
         let decode_delay_us = Arc::new(AtomicUsize::new(0));
-        let mut s = Side { rec, db, allocated, decode_delay_us, ctx: None };
-        let ctx = Context::new(cfg, s.app(), logger(&s.rec)).expect("init");
+        let mut s = Side { rec, db, allocated, decode_delay_us, ctx: None, app_loop: None };
+        let ctx = Arc::new(Context::new(cfg, s.app(), logger(&s.rec)).expect("init"));
+        if dispatch_mode() {
+            s.app_loop = Some(AppLoop::spawn(ctx.clone(), s.rec.clone()));
+        }
         s.ctx = Some(ctx);
         s
     }
@@ -209,8 +276,15 @@ impl Side {
     }
 
     pub fn exit(&mut self) {
-        if let Some(c) = self.ctx.take() {
-            c.exit(());
+        let Some(c) = self.ctx.take() else { return };
+        match self.app_loop.take() {
+            Some(l) => {
+                l.stop.store(true, Ordering::SeqCst);
+                l.thread.join().expect("application thread");
+                let off = self.rec.lock().off_thread;
+                assert_eq!(off, 0, "{off} callbacks ran off the application's thread");
+            }
+            None => c.exit(()),
         }
     }
 }
