@@ -96,7 +96,15 @@ fn bind_error_is_reported() {
     let port = m.rec.lock().port;
     let mut m2 = Side::new(junos_sync::Config::new(true, false, 0x7f00_0001, port, 2));
     assert_eq!(m2.ctx().start(), Err(junos_sync::Error::Socket));
+    let said = |s: &Side| {
+        let want = format!("junos_sync_start: cannot bind 127.0.0.1:{port}: ");
+        s.rec.lock().logs.iter().filter(|l| l.starts_with(&want) && l.contains("in use")).count()
+    };
+    assert_eq!(said(&m2), 1, "the bind failure was not logged: {:?}", m2.rec.lock().logs);
+    // The context stays unstarted and may be started again: it fails the same way.
     assert_eq!(m2.ctx().start(), Err(junos_sync::Error::Socket));
+    assert_eq!(said(&m2), 2);
+    assert_eq!(m2.rec.lock().port, 0, "bind_done ran for a failed bind");
     m2.exit();
     m.exit();
 }
