@@ -84,13 +84,14 @@ $(LIBDIR)/libjunos-sync.a: $(RUST_A)
 # The ABI (abi/README.md): the header's functions, the map and the library's dynamic symbols
 # (with their version nodes) are one set, plus the compatibility symbols of abi/compat; the
 # ABI is compatible with every release of this soname recorded in abi/$(SONAME)/; a self-test
-# on edited copies shows the checks fail incompatible changes and pass a new function. Each
-# failure says what to edit.
+# on edited copies shows the checks fail incompatible changes and pass a new function; and a
+# program built against 1.0 runs safely on the library. Each failure says what to edit.
 abi-check: lib
 	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(LIBDIR)/$(SOFILE) $(RUST_A)
 	mkdir -p $(BUILD)/abi
 	./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(BUILD)/abi/current.abi
 	./scripts/abi-selftest.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(RUST_A)
+	CC='$(CC)' ./scripts/check-compat-1.0.sh $(LIBDIR) $(BUILD)/abi-compat abi/$(SONAME)/1.0.0.abi
 
 # Records this release's ABI (once per VERSION; a new soname starts its own directory).
 abi-baseline: lib
