@@ -62,6 +62,9 @@ lib: $(LIBDIR)/$(SOFILE) $(LIBDIR)/libjunos-sync.a
 RUST_A     := target/release/libjunos_sync.a
 # The exported functions, each with its version node: abi/junos-sync.map is the one list.
 MAP        := abi/junos-sync.map
+# The compatibility symbols (name@OLD_NODE, an old version of a function kept for programs
+# linked against it), one entry each with the old prototype: abi/README.md.
+COMPAT     := abi/compat
 
 $(RUST_A): $(RUST_SRC)
 	$(CARGO) build --release --lib
@@ -79,25 +82,27 @@ $(LIBDIR)/libjunos-sync.a: $(RUST_A)
 	cp $(RUST_A) $@.tmp && mv -f $@.tmp $@
 
 # The ABI (abi/README.md): the header's functions, the map and the library's dynamic symbols
-# (with their version nodes) are one set; the ABI is compatible with every release of this
-# soname recorded in abi/$(SONAME)/; and a self-test on edited copies shows both checks fail
-# incompatible changes and pass a new function. Each failure says what to edit.
+# (with their version nodes) are one set, plus the compatibility symbols of abi/compat; the
+# ABI is compatible with every release of this soname recorded in abi/$(SONAME)/; a self-test
+# on edited copies shows the checks fail incompatible changes and pass a new function; and a
+# program built against 1.0 runs safely on the library. Each failure says what to edit.
 abi-check: lib
-	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(LIBDIR)/$(SOFILE) $(RUST_A)
 	mkdir -p $(BUILD)/abi
-	./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi
-	./scripts/abi-selftest.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(RUST_A)
+	./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(BUILD)/abi/current.abi
+	./scripts/abi-selftest.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(RUST_A)
+	CC='$(CC)' ./scripts/check-compat-1.0.sh $(LIBDIR) $(BUILD)/abi-compat abi/$(SONAME)/1.0.0.abi
 
 # Records this release's ABI (once per VERSION; a new soname starts its own directory).
 abi-baseline: lib
 	@if [ -e abi/$(SONAME)/$(VERSION).abi ]; then echo "abi/$(SONAME)/$(VERSION).abi exists:" \
 	    "a released ABI is never rewritten (bump the version in Cargo.toml)"; exit 1; fi
-	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(LIBDIR)/$(SOFILE) $(RUST_A)
+	./scripts/check-exports.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(LIBDIR)/$(SOFILE) $(RUST_A)
 	mkdir -p $(BUILD)/abi abi/$(SONAME)
 	if ls abi/$(SONAME)/*.abi >/dev/null 2>&1; then \
-	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi; \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(BUILD)/abi/current.abi; \
 	else \
-	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(SONAME) abi $(BUILD)/abi/current.abi 2>/dev/null || true; \
+	    ./scripts/check-abi.sh include/jnx/junos_sync.h $(MAP) $(COMPAT) $(SONAME) abi $(BUILD)/abi/current.abi 2>/dev/null || true; \
 	fi
 	cp $(BUILD)/abi/current.abi abi/$(SONAME)/$(VERSION).abi
 	@echo "recorded abi/$(SONAME)/$(VERSION).abi: commit it"
@@ -241,7 +246,7 @@ deb: lib programs man
 	rm -rf $(BUILD)/deb && mkdir -p $(BUILD)/deb
 	$(MAKE) --no-print-directory install DESTDIR=$(abspath $(BUILD)/deb/install) PREFIX=/usr \
 	    libdir=/usr/lib/$$(dpkg-architecture -qDEB_HOST_MULTIARCH) >/dev/null
-	./scripts/build-deb.sh $(BUILD)/deb $(BUILD)/deb/install $(VERSION) $(SONAME) $(MAP) $(PROGRAMS)
+	./scripts/build-deb.sh $(BUILD)/deb $(BUILD)/deb/install $(VERSION) $(SONAME) $(MAP) $(COMPAT) $(PROGRAMS)
 
 # lintian (no errors; warnings shown), then install the packages, build and run flowd against
 # them with pkg-config, find the man pages, purge them (skipped without root or apt-get).

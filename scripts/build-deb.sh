@@ -1,5 +1,5 @@
 #!/bin/sh
-# build-deb.sh OUTDIR INSTALLED VERSION SONAME MAP PROGRAM...
+# build-deb.sh OUTDIR INSTALLED VERSION SONAME MAP COMPAT_DIR PROGRAM...
 #
 # Builds the Debian binary packages into OUTDIR from INSTALLED, a tree written by
 # `make install DESTDIR=INSTALLED PREFIX=/usr libdir=/usr/lib/<multiarch>`:
@@ -10,15 +10,16 @@
 # so a file added to `make install` without a home here fails the build.
 # The control text is deb/control.in, the copyright deb/copyright, the lintian overrides (with
 # the reasons) deb/lintian-overrides; Depends comes from
-# dpkg-shlibdeps, the symbols file from MAP (a node JUNOS_SYNC_X.Y first shipped in X.Y.0).
+# dpkg-shlibdeps, the symbols file from MAP and the compatibility symbols of COMPAT_DIR (a node
+# JUNOS_SYNC_X.Y first shipped in X.Y.0), checked against the library by dpkg-gensymbols.
 set -eu
 
-if [ $# -lt 5 ]; then
-    echo "usage: $0 OUTDIR INSTALLED VERSION SONAME MAP PROGRAM..." >&2
+if [ $# -lt 6 ]; then
+    echo "usage: $0 OUTDIR INSTALLED VERSION SONAME MAP COMPAT_DIR PROGRAM..." >&2
     exit 2
 fi
-out=$(realpath "$1") inst=$(realpath "$2") version=$3 soname=$4 map=$(realpath "$5")
-shift 5
+out=$(realpath "$1") inst=$(realpath "$2") version=$3 soname=$4 map=$(realpath "$5") compatdir=$(realpath -m "$6")
+shift 6
 src=$(cd "$(dirname "$0")/.." && pwd)
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 arch=$(dpkg --print-architecture)
@@ -59,12 +60,16 @@ if [ -n "$left" ]; then
     exit 1
 fi
 
-# The crates linked into the library, for the copyright file; a license other than MIT or
-# Apache-2.0 needs its own License paragraph in deb/copyright first.
-bundled=$(cd "$src" && cargo tree -e normal --prefix none --format '{p}|{l}' --offline 2>/dev/null |
-    grep -v '^junos-sync ' | sort -u)
-bad=$(echo "$bundled" | cut -d'|' -f2 | sed 's/ OR /\n/g; s/ AND /\n/g; s/[()]//g' | sort -u |
-    grep -v -x -e MIT -e Apache-2.0 || true)
+# The crates linked into the library, for the copyright file: normal dependencies without
+# proc-macros (they run in the compiler and leave no code in the library), each once (cargo
+# marks a repeated one "(*)"). Every license they name needs its own License paragraph in
+# deb/copyright first; the paragraphs there are the licenses accepted.
+bundled=$(cd "$src" && cargo tree -e normal,no-proc-macro --prefix none --format '{p}|{l}' --offline 2>/dev/null |
+    sed 's/ (\*)$//' | grep -v '^junos-sync ' | sort -u)
+accepted=$(sed -n 's/^License: \([^ ]*\)$/\1/p' "$src/deb/copyright")
+# shellcheck disable=SC2046 # one -e option per accepted license (names without spaces)
+bad=$(echo "$bundled" | cut -d'|' -f2 | sed 's/ OR /\n/g; s/ AND /\n/g; s|/|\n|g; s/[()]//g' | sort -u |
+    grep -v -x $(for l in $accepted; do echo "-e $l"; done) || true)
 if [ -z "$bundled" ] || [ -n "$bad" ]; then
     echo "build-deb: crates not listed, or licensed under '$bad': update deb/copyright" >&2
     exit 1
@@ -82,7 +87,9 @@ junos-sync ($debversion) unstable; urgency=medium
 LOG
 }
 
-# Symbols each in its node's release, never above the version being built.
+# Symbols each in its node's release, never above the version being built. A compatibility
+# symbol (name@OLD_NODE, not the default) is listed like any other: a binary's reference names
+# the node, and dpkg-shlibdeps looks it up as name@node.
 minver() {
     v=${1#JUNOS_SYNC_}.0
     if dpkg --compare-versions "$v" gt "$version"; then echo "$version"; else echo "$v"; fi
@@ -101,6 +108,8 @@ symbols() {
                 if (!seen++) print node " " node
                 print w[i] " " node } }' |
         while read -r sym node; do echo " $sym@$node $(minver "$node")"; done
+    "$src/scripts/compat-entries.sh" "$compatdir" |
+        while read -r sym node _; do echo " $sym@$node $(minver "$node")"; done
 }
 
 for pkg in "$libpkg" libjunos-sync-dev junos-sync-tools; do
@@ -133,6 +142,14 @@ BUNDLED
     shlibs=
     if [ "$pkg" = "$libpkg" ]; then
         symbols >"$root/DEBIAN/symbols"
+        # The library must export exactly what the symbols file lists (-c2: no symbol lost, none new).
+        if ! (cd "$work" && dpkg-gensymbols -p"$pkg" -P"debian/$pkg" -v"$version" \
+            -e"debian/$pkg/$libdir/$sofile" -I"$root/DEBIAN/symbols" -O"$work/symbols.check" -c2) \
+            >"$work/symbols.log" 2>&1; then
+            cat "$work/symbols.log" >&2
+            echo "build-deb: the symbols file (from $map and $compatdir) does not match $sofile" >&2
+            exit 1
+        fi
         last=$(sed -n 's/^ [^ ]* //p' "$root/DEBIAN/symbols" | sort -V | tail -n1)
         echo "${base#lib} $n $libpkg (>= $last)" | sed 's/^/lib/' >"$root/DEBIAN/shlibs"
         echo "activate-noawait ldconfig" >"$root/DEBIAN/triggers"
