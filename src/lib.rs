@@ -11,4 +11,4 @@ mod ffi;
 pub mod proto;
 mod sys;
 
-pub use engine::{App, Config, Context, Error, Freer, Logger, Stats, Tlv};
+pub use engine::{App, Config, Context, Error, Freer, LinkState, Logger, Resync, Stats, Status, Tlv};

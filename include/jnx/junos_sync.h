@@ -101,6 +101,28 @@ enum junos_sync_status_e {
 };
 
 /**
+ * State of the connection to the peer, in `junos_sync_peer_info_t`.
+ */
+enum junos_sync_link_state_e {
+    /**
+     * No connection (master: no backup; backup: between attempts).
+     */
+    JUNOS_SYNC_LINK_DOWN = 0,
+    /**
+     * Backup: TCP connection in progress.
+     */
+    JUNOS_SYNC_LINK_CONNECTING = 1,
+    /**
+     * Handshake in progress (with a key: the key exchange, then the session's).
+     */
+    JUNOS_SYNC_LINK_HANDSHAKE = 2,
+    /**
+     * Connected and replicating.
+     */
+    JUNOS_SYNC_LINK_UP = 3,
+};
+
+/**
  * Opaque handle to one replication context.
  *
  * Created by `junos_sync_init`, destroyed by `junos_sync_exit`. Every function taking a context
@@ -381,6 +403,86 @@ struct junos_sync_stats_s {
  */
 typedef struct junos_sync_stats_s junos_sync_stats_t;
 
+/**
+ * State of the connection to the peer (see `enum junos_sync_link_state_e`).
+ */
+typedef enum junos_sync_link_state_e junos_sync_link_state_t;
+
+/**
+ * A context's replication as of the call, from `junos_sync_get_peer_info` (since 1.1).
+ *
+ * Set `size` to `sizeof(junos_sync_peer_info_t)` before the call: the library fills only the
+ * fields that fit in `size` bytes, so a program built against this header keeps working
+ * when later releases append fields.
+ */
+struct junos_sync_peer_info_s {
+    /**
+     * Set by the caller: the size of the struct it passes.
+     */
+    uint32_t size;
+    /**
+     * The connection's state.
+     */
+    junos_sync_link_state_t state;
+    /**
+     * Master: the port it listens on; backup: the master's port.
+     */
+    uint16_t port;
+    /**
+     * The peer's port (master: the backup's; backup: the master's), 0 when not connected.
+     */
+    uint16_t peer_port;
+    /**
+     * The peer's IPv4 address in HOST byte order, 0 when not connected.
+     */
+    uint32_t peer_addr;
+    /**
+     * true: the context is a master.
+     */
+    bool is_master;
+    /**
+     * true: the context holds a key (authenticated, encrypted connections).
+     */
+    bool keyed;
+    /**
+     * true: a full resync is going on.
+     */
+    bool resync_running;
+    /**
+     * Reserved, 0.
+     */
+    uint8_t reserved[5];
+    /**
+     * Milliseconds the connection has been in `state` (or since the peer changed).
+     */
+    uint64_t state_ms;
+    /**
+     * Master: age in milliseconds of the oldest TLV not acknowledged (0: none).
+     */
+    uint64_t lag_ms;
+    /**
+     * Master: TLVs (queued and walked) held unacknowledged.
+     */
+    uint64_t unacked_entries;
+    /**
+     * Master: their bytes, as `junos_sync_stats_t.backlog_bytes`.
+     */
+    uint64_t unacked_bytes;
+    /**
+     * The current (or last) full resync: master: entries walked; backup: entries applied.
+     */
+    uint64_t resync_walked;
+    /**
+     * Master: walked entries the backup acknowledged; backup: as `resync_walked`.
+     */
+    uint64_t resync_acked;
+};
+
+/**
+ * A context's replication (see `struct junos_sync_peer_info_s`).
+ */
+typedef struct junos_sync_peer_info_s junos_sync_peer_info_t;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -573,6 +675,19 @@ junos_sync_status_t junos_sync_set_auth_key(junos_sync_context_t *ctx, const voi
  * `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
  */
 junos_sync_status_t junos_sync_add_auth_key(junos_sync_context_t *ctx, const void *key, size_t len);
+
+/**
+ * Copies the context's replication state into `*info` (since 1.1): role, peer, connection
+ * state and its age, whether it is keyed, the master's lag (age of the oldest unacknowledged
+ * TLV) and unacknowledged entries and bytes, and the current full resync's progress. Any
+ * thread; never waits for the loop (which publishes it every turn). Set `info->size` to
+ * `sizeof(junos_sync_peer_info_t)` first: only the fields within `size` bytes are written.
+ * `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `info` is NULL or writable for `info->size` bytes.
+ */
+junos_sync_status_t junos_sync_get_peer_info(junos_sync_context_t *ctx, junos_sync_peer_info_t *info);
 
 /**
  * Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still

@@ -15,6 +15,7 @@ use super::env::Env;
 use super::error::Fault;
 use super::keys::Keys;
 use super::quiet::{more, Quiet};
+use super::status::{LinkState, Resync, Snapshot};
 use super::tokens;
 use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
 use crate::proto::noise::Initiator;
@@ -59,6 +60,8 @@ pub(crate) struct Backup {
     key_at: usize,
     /// Connection problems, said once per outage.
     outage: Quiet,
+    /// The last full resync's progress, once it ended (`walked` counts the one going on).
+    last_resync: Option<Resync>,
 }
 
 impl Backup {
@@ -75,6 +78,28 @@ impl Backup {
             keys,
             key_at: 0,
             outage: Quiet::default(),
+            last_resync: None,
+        }
+    }
+
+    /// What the status reports, as of now.
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        let (state, conn) = match &self.state {
+            State::Dormant | State::Idle { .. } => (LinkState::Down, None),
+            State::Connecting(c) => (LinkState::Connecting, Some(c)),
+            State::KeyExchange(c, _) | State::Handshake(c) => (LinkState::Handshake, Some(c)),
+            State::Up(c) => (LinkState::Up, Some(c)),
+        };
+        Snapshot {
+            is_master: false,
+            port: self.cfg.port,
+            peer: conn.and_then(Conn::peer),
+            state,
+            since: None,
+            keyed: !self.keys.is_empty(),
+            oldest: None,
+            unacked_entries: 0,
+            resync: self.walked.map(|n| Resync { walked: n, acked: n, running: true }).or(self.last_resync),
         }
     }
 
@@ -337,6 +362,7 @@ impl Backup {
                 FrameKind::SyncEnd => {
                     let told = <[u8; 8]>::try_from(&c.payload(&f)[..]).ok().map(u64::from_le_bytes);
                     let n = self.walked.take().unwrap_or(0);
+                    self.last_resync = Some(Resync { walked: n, acked: n, running: false });
                     if told != Some(n) {
                         env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }

@@ -85,6 +85,10 @@ impl Conn {
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
+    pub(crate) fn peer(&self) -> Option<SocketAddr> {
+        self.peer
+    }
+
     pub(crate) fn peer_name(&self) -> String {
         self.peer.map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
     }

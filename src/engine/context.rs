@@ -29,6 +29,8 @@ use super::lobby;
 use super::master::Master;
 use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
 use super::shared::{Shared, Stats};
+use super::status::{LinkState, Snapshot, Status};
+use super::status_socket::STATUS_DIR_VAR;
 use super::tokens;
 use crate::proto::wire::MAX_DATA_LEN;
 use crate::sys::Bell;
@@ -81,6 +83,8 @@ pub struct Context<A: App> {
     /// Run first thing at exit, on the exiting thread (the C layer deselects its eventlib
     /// handler there).
     exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    /// `JUNOS_SYNC_STATUS_DIR`, read at init.
+    status_dir: Option<std::path::PathBuf>,
 }
 
 /// What runs on the application's thread in dispatch mode.
@@ -138,6 +142,8 @@ impl<A: App> Context<A> {
         })?;
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
+        *shared.status.lock() =
+            Snapshot { is_master: cfg.is_master, port: cfg.port, keyed: !keys.is_empty(), ..Snapshot::default() };
         Ok(Context {
             freer: Mutex::new(app.freer()),
             shared,
@@ -152,6 +158,7 @@ impl<A: App> Context<A> {
             appq: Mutex::new(None),
             app_side: Mutex::new(None),
             exit_hook: Mutex::new(None),
+            status_dir: std::env::var_os(STATUS_DIR_VAR).filter(|d| !d.is_empty()).map(Into::into),
         })
     }
 
@@ -169,6 +176,13 @@ impl<A: App> Context<A> {
     pub fn stats(&self) -> Result<Stats, Error> {
         self.usable("junos_sync_get_stats")?;
         Ok(self.shared.stats())
+    }
+
+    /// The replication status (published by the loop thread every turn; its ages are as of
+    /// now).
+    pub fn status(&self) -> Result<Status, Error> {
+        self.usable("junos_sync_get_peer_info")?;
+        Ok(self.shared.status.lock().at(Instant::now()))
     }
 
     /// Bounds the TLV bytes a master holds unacknowledged.
@@ -310,6 +324,9 @@ impl<A: App> Context<A> {
             ctrl_rx,
             role,
             session: self.session,
+            status_dir: self.status_dir.clone(),
+            status: None,
+            published: (LinkState::Down, None, Instant::now()),
         };
         runloop::spawn(eng, self.deferred.clone()).map_err(|e| {
             // The engine (and the application's callbacks) went down with the failed spawn.

@@ -25,6 +25,7 @@ use super::lobby::{Arrival, Lobby};
 use super::quiet::{more, Quiet};
 use super::resume::{decide, Facts, Start};
 use super::shared::Counters;
+use super::status::{LinkState, Resync, Snapshot, Stamps};
 use super::tokens;
 use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
 use crate::proto::wire::{FrameKind, REFUSE_OTHER};
@@ -85,6 +86,10 @@ pub(crate) struct Master<A: App> {
     session_delivered: u64,
     keys: Keys,
     refusals: Quiet,
+    /// When sequence numbers were queued (for the lag), and the last full resync's progress:
+    /// what the status reports.
+    stamps: Stamps,
+    resync: Option<Resync>,
     cfg: Config,
 }
 
@@ -113,6 +118,8 @@ impl<A: App> Master<A> {
             session_delivered: 0,
             keys,
             refusals: Quiet::default(),
+            stamps: Stamps::default(),
+            resync: None,
             cfg,
         })
     }
@@ -130,12 +137,34 @@ impl<A: App> Master<A> {
         std::mem::take(&mut self.keys)
     }
 
-    /// A TLV from `junos_sync_queue`.
-    pub(crate) fn enqueue(&mut self, tlv: Held<A::Tlv>, ack: bool) {
+    /// A TLV from `junos_sync_queue`, taken at `now`.
+    pub(crate) fn enqueue(&mut self, tlv: Held<A::Tlv>, ack: bool, now: Instant) {
         if self.walk.is_some() {
             self.deferred.push_back((tlv, ack));
         } else {
-            self.backlog.push(Entry::Queued { tlv, ack });
+            self.push_queued(tlv, ack, now);
+        }
+    }
+
+    /// Into the backlog, stamped for the lag (re-queued TLVs count from when they re-enter).
+    fn push_queued(&mut self, tlv: Held<A::Tlv>, ack: bool, now: Instant) {
+        let seq = self.backlog.push(Entry::Queued { tlv, ack });
+        self.stamps.queued(seq, now);
+    }
+
+    /// What the status reports, as of now.
+    pub(crate) fn snapshot(&mut self) -> Snapshot {
+        let (front, next) = (self.backlog.front_seq(), self.backlog.next_seq());
+        Snapshot {
+            is_master: true,
+            port: self.port(),
+            peer: self.link.as_ref().and_then(|l| l.conn.peer()),
+            state: if self.link.is_some() { LinkState::Up } else { LinkState::Down },
+            since: None,
+            keyed: self.is_keyed(),
+            oldest: if front < next { self.stamps.oldest(front) } else { None },
+            unacked_entries: next - front + self.deferred.len() as u64,
+            resync: self.resync,
         }
     }
 
@@ -266,7 +295,7 @@ impl<A: App> Master<A> {
             Start::Stream => {
                 let queued = self.purge(env);
                 for (tlv, ack) in queued {
-                    self.backlog.push(Entry::Queued { tlv, ack });
+                    self.push_queued(tlv, ack, Instant::now());
                 }
                 self.resume_from = Some(self.backlog.front_seq() - 1);
                 env.log(&format!("junos-sync master: backup {name} connected (no resync){how}"));
@@ -285,6 +314,7 @@ impl<A: App> Master<A> {
                 let begin = self.backlog.push(Entry::SyncBegin);
                 self.walks += 1;
                 self.walk = Some(Walk { id: self.walks, requested: false });
+                self.resync = Some(Resync { walked: 0, acked: 0, running: true });
                 self.resume_from = None;
                 self.dropped = false;
                 Counters::bump(&env.shared.counters.full_resyncs);
@@ -348,7 +378,7 @@ impl<A: App> Master<A> {
         if let Some(w) = self.walk.take() {
             env.walk_stop(w.id);
             while let Some((tlv, ack)) = self.deferred.pop_front() {
-                self.backlog.push(Entry::Queued { tlv, ack });
+                self.push_queued(tlv, ack, Instant::now());
             }
         }
     }
@@ -366,6 +396,9 @@ impl<A: App> Master<A> {
             l.conn.close(reg);
             self.abort_walk(env);
             self.backlog.rewind(self.backlog.front_seq());
+            if let Some(r) = self.resync.as_mut() {
+                r.running = false;
+            }
             env.conn_status(false);
         }
     }
@@ -451,10 +484,18 @@ impl<A: App> Master<A> {
                 Entry::Queued { tlv, ack } => env.release(tlv, ack, None),
                 Entry::Walked(t, tag) => {
                     self.walked_bytes -= t.size();
+                    if let Some(r) = self.resync.as_mut() {
+                        r.acked += 1;
+                    }
                     env.release(t, false, Some(tag));
                 }
                 Entry::SyncBegin => {}
-                Entry::SyncEnd(n) => env.sync_done(n),
+                Entry::SyncEnd(n) => {
+                    if let Some(r) = self.resync.as_mut() {
+                        r.running = false;
+                    }
+                    env.sync_done(n);
+                }
             }
         }
         env.pump();
@@ -493,7 +534,11 @@ impl<A: App> Master<A> {
             Reply::Walked { tag, tlv } if current(&self.walk, tag.id) => {
                 self.last_walked_size = tlv.size();
                 self.walked_bytes += tlv.size();
-                self.backlog.push(Entry::Walked(tlv, tag));
+                let seq = self.backlog.push(Entry::Walked(tlv, tag));
+                self.stamps.queued(seq, Instant::now());
+                if let Some(r) = self.resync.as_mut() {
+                    r.walked += 1;
+                }
             }
             // A walk aborted while its entries were on their way.
             Reply::Walked { tlv, .. } => env.free(tlv),
@@ -507,7 +552,7 @@ impl<A: App> Master<A> {
                 let end = self.backlog.push(Entry::SyncEnd(count));
                 self.resume_from = Some(end);
                 while let Some((tlv, ack)) = self.deferred.pop_front() {
-                    self.backlog.push(Entry::Queued { tlv, ack });
+                    self.push_queued(tlv, ack, Instant::now());
                 }
             }
             Reply::WalkPaused { .. } | Reply::WalkEnd { .. } | Reply::Applied(_) | Reply::Spent(_) => {}

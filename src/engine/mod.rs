@@ -21,6 +21,8 @@ mod quiet;
 mod resume;
 mod runloop;
 mod shared;
+mod status;
+mod status_socket;
 mod tokens;
 
 pub use app::{App, Freer, Logger, Tlv};
@@ -28,3 +30,4 @@ pub use config::Config;
 pub use context::Context;
 pub use error::Error;
 pub use shared::Stats;
+pub use status::{LinkState, Resync, Status};

@@ -27,6 +27,8 @@ use super::keys::Keys;
 use super::lobby;
 use super::master::Master;
 use super::shared::Shared;
+use super::status::{self, LinkState, Snapshot};
+use super::status_socket::StatusSocket;
 use super::tokens;
 
 /// What `junos_sync_queue` hands the loop: a counted TLV and whether to notify its ack.
@@ -54,11 +56,17 @@ pub(crate) struct Engine<A: App> {
     pub ctrl_rx: Receiver<Ctrl<A>>,
     pub role: Role<A>,
     pub session: u64,
+    /// `JUNOS_SYNC_STATUS_DIR`, and the socket there.
+    pub status_dir: Option<std::path::PathBuf>,
+    pub status: Option<StatusSocket>,
+    /// The connection state last published, and since when.
+    pub published: (LinkState, Option<std::net::SocketAddr>, Instant),
 }
 
 impl<A: App> Engine<A> {
     fn run(&mut self) {
         let mut events = Events::with_capacity(256);
+        self.open_status();
         loop {
             while let Ok(c) = self.ctrl_rx.try_recv() {
                 match c {
@@ -72,9 +80,9 @@ impl<A: App> Engine<A> {
             if self.env.halted() {
                 return self.teardown(false);
             }
-            self.drain_data();
-            self.overflow_if_asked();
             let now = Instant::now();
+            self.drain_data(now);
+            self.overflow_if_asked();
             let reg = self.poll.registry();
             let busy = match &mut self.role {
                 Role::Master(m) => m.step(&mut self.env, reg, now),
@@ -84,6 +92,7 @@ impl<A: App> Engine<A> {
                 return self.teardown(false);
             }
             self.env.pump();
+            self.publish(now);
             let mut timeout = if busy {
                 Some(Duration::ZERO)
             } else {
@@ -116,6 +125,10 @@ impl<A: App> Engine<A> {
                 if ev.token() == tokens::WAKER {
                     continue;
                 }
+                if ev.token() == tokens::STATUS {
+                    self.serve_status();
+                    continue;
+                }
                 let (r, w) = (
                     ev.is_readable() || ev.is_read_closed() || ev.is_error(),
                     ev.is_writable() || ev.is_write_closed(),
@@ -128,10 +141,10 @@ impl<A: App> Engine<A> {
         }
     }
 
-    fn drain_data(&mut self) {
+    fn drain_data(&mut self, now: Instant) {
         let Engine { data, spare, role, env, .. } = self;
         match role {
-            Role::Master(m) => data.drain(spare, |(t, ack)| m.enqueue(t, ack)),
+            Role::Master(m) => data.drain(spare, |(t, ack)| m.enqueue(t, ack, now)),
             // Only a queue call racing a switchover to backup gets here.
             Role::Backup(_) => data.drain(spare, |(t, _)| {
                 env.log("junos-sync: TLV queued while switching to backup; freed unsent");
@@ -175,7 +188,7 @@ impl<A: App> Engine<A> {
         };
         self.env.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
         self.env.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
-        self.drain_data();
+        self.drain_data(Instant::now());
         let keys = self.end_role(true);
         self.env.install(app);
         let reg = self.poll.registry();
@@ -198,6 +211,7 @@ impl<A: App> Engine<A> {
             Role::Backup(_) => format!("backup of {}", cfg.sock_addr()),
         };
         self.env.log(&format!("junos-sync: switched over to {role}"));
+        self.open_status();
         // Thread mode: bind_done (and the old role's frees) run before the switchover returns.
         self.env.pump();
         Ok(())
@@ -225,9 +239,63 @@ impl<A: App> Engine<A> {
     /// Frees everything and ends the thread. `notify`: DOWN is reported (not when exiting
     /// from inside a callback, where the application has already let go of the context).
     fn teardown(&mut self, notify: bool) {
+        self.close_status();
         let _ = self.end_role(notify && !self.env.halted());
         self.free_queued();
         self.env.drop_unread();
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        match &mut self.role {
+            Role::Master(m) => m.snapshot(),
+            Role::Backup(b) => b.snapshot(),
+        }
+    }
+
+    /// Publishes the status for the API (the connection's age counts from its last change).
+    fn publish(&mut self, now: Instant) {
+        let mut s = self.snapshot();
+        if (s.state, s.peer) != (self.published.0, self.published.1) {
+            self.published = (s.state, s.peer, now);
+        }
+        s.since = Some(self.published.2);
+        *self.env.shared.status.lock() = s;
+    }
+
+    /// Opens the status socket for the current role (closing the last one), if asked for.
+    fn open_status(&mut self) {
+        self.close_status();
+        let Some(dir) = self.status_dir.clone() else { return };
+        let s = self.snapshot();
+        let role = if s.is_master { "master" } else { "backup" };
+        match StatusSocket::open(&dir, role, s.port, self.poll.registry()) {
+            Ok(sock) => {
+                self.env.log(&format!("junos-sync: status on {}", sock.path().display()));
+                self.status = Some(sock);
+            }
+            Err(e) => self.env.log(&format!(
+                "junos-sync: no status socket in {} ({}): {e}",
+                dir.display(),
+                super::status_socket::STATUS_DIR_VAR
+            )),
+        }
+    }
+
+    fn close_status(&mut self) {
+        if let Some(s) = self.status.take() {
+            s.close(self.poll.registry());
+        }
+    }
+
+    fn serve_status(&mut self) {
+        let now = Instant::now();
+        self.publish(now);
+        let status = self.env.shared.status.lock().at(now);
+        let stats = self.env.shared.stats();
+        let limit = self.env.shared.budget.limit();
+        if let Some(sock) = &self.status {
+            sock.serve(|| status::to_json(&status, &stats, std::process::id(), limit));
+        }
     }
 
     /// After a panic: the DOWN the application is owed (if it was told UP), then everything

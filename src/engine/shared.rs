@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use super::app::Logger;
 use super::held::Budget;
+use super::status::Snapshot;
 
 /// A context's counters, as the API reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -81,6 +82,8 @@ pub(crate) struct Shared {
     pub event_context: AtomicUsize,
     logger: Mutex<Logger>,
     pub counters: Counters,
+    /// The replication status, published by the loop thread every turn.
+    pub status: Mutex<Snapshot>,
 }
 
 impl Shared {
@@ -97,6 +100,7 @@ impl Shared {
             event_context: AtomicUsize::new(0),
             logger: Mutex::new(logger),
             counters: Counters::default(),
+            status: Mutex::new(Snapshot::default()),
         })
     }
 

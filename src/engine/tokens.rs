@@ -6,6 +6,8 @@ pub(crate) const WAKER: Token = Token(0);
 pub(crate) const LISTENER: Token = Token(1);
 /// The established peer connection (master: the backup; backup: the master).
 pub(crate) const CONN: Token = Token(2);
+/// The status socket (`JUNOS_SYNC_STATUS_DIR`).
+pub(crate) const STATUS: Token = Token(3);
 const PENDING_BASE: usize = 16;
 
 /// A master's connection still in its handshake, by slot.

@@ -478,6 +478,71 @@ pub unsafe extern "C" fn junos_sync_add_auth_key(
     }
 }
 
+/// Copies the context's replication state into `*info` (since 1.1): role, peer, connection
+/// state and its age, whether it is keyed, the master's lag (age of the oldest unacknowledged
+/// TLV) and unacknowledged entries and bytes, and the current full resync's progress. Any
+/// thread; never waits for the loop (which publishes it every turn). Set `info->size` to
+/// `sizeof(junos_sync_peer_info_t)` first: only the fields within `size` bytes are written.
+/// `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `info` is NULL or writable for `info->size` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_get_peer_info(
+    ctx: *mut junos_sync_context_t,
+    info: *mut junos_sync_peer_info_t,
+) -> junos_sync_status_t {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract.
+        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        if info.is_null() {
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        }
+        // SAFETY: non-NULL and (contract) at least `size` bytes, so its first 4 are readable.
+        let size = unsafe { std::ptr::addr_of!((*info).size).read_unaligned() } as usize;
+        if size < 8 {
+            c.log("junos_sync_get_peer_info: set info->size to sizeof(junos_sync_peer_info_t)");
+            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
+        }
+        let s = match c.status() {
+            Ok(s) => s,
+            Err(e) => return e.into(),
+        };
+        let stats = c.stats().unwrap_or_default();
+        let (peer_addr, peer_port) = match s.peer {
+            Some(std::net::SocketAddr::V4(a)) => (u32::from(*a.ip()), a.port()),
+            _ => (0, 0),
+        };
+        let full = junos_sync_peer_info_t {
+            size: size as u32,
+            state: match s.state {
+                crate::LinkState::Down => junos_sync_link_state_t::JUNOS_SYNC_LINK_DOWN,
+                crate::LinkState::Connecting => junos_sync_link_state_t::JUNOS_SYNC_LINK_CONNECTING,
+                crate::LinkState::Handshake => junos_sync_link_state_t::JUNOS_SYNC_LINK_HANDSHAKE,
+                crate::LinkState::Up => junos_sync_link_state_t::JUNOS_SYNC_LINK_UP,
+            },
+            port: s.port,
+            peer_port,
+            peer_addr,
+            is_master: s.is_master,
+            keyed: s.keyed,
+            resync_running: s.resync.is_some_and(|r| r.running),
+            reserved: [0; 5],
+            state_ms: s.since.as_millis() as u64,
+            lag_ms: s.lag.as_millis() as u64,
+            unacked_entries: s.unacked_entries,
+            unacked_bytes: stats.backlog_bytes,
+            resync_walked: s.resync.map_or(0, |r| r.walked),
+            resync_acked: s.resync.map_or(0, |r| r.acked),
+        };
+        let n = size.min(std::mem::size_of::<junos_sync_peer_info_t>());
+        // SAFETY: `info` is writable for `size` bytes (contract) and we write `n <= size` from
+        // a local of at least `n` bytes; the regions are distinct.
+        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), info.cast::<u8>(), n) };
+        junos_sync_status_t::JUNOS_SYNC_OK
+    }
+}
+
 /// Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
 /// holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
 /// wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.

@@ -244,3 +244,63 @@ pub struct junos_sync_stats_s {
 
 /// Counters of one context (see `struct junos_sync_stats_s`).
 pub type junos_sync_stats_t = junos_sync_stats_s;
+
+/// State of the connection to the peer, in `junos_sync_peer_info_t`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum junos_sync_link_state_e {
+    /// No connection (master: no backup; backup: between attempts).
+    JUNOS_SYNC_LINK_DOWN = 0,
+    /// Backup: TCP connection in progress.
+    JUNOS_SYNC_LINK_CONNECTING = 1,
+    /// Handshake in progress (with a key: the key exchange, then the session's).
+    JUNOS_SYNC_LINK_HANDSHAKE = 2,
+    /// Connected and replicating.
+    JUNOS_SYNC_LINK_UP = 3,
+}
+
+/// State of the connection to the peer (see `enum junos_sync_link_state_e`).
+pub type junos_sync_link_state_t = junos_sync_link_state_e;
+
+/// A context's replication as of the call, from `junos_sync_get_peer_info` (since 1.1).
+///
+/// Set `size` to `sizeof(junos_sync_peer_info_t)` before the call: the library fills only the
+/// fields that fit in `size` bytes, so a program built against this header keeps working
+/// when later releases append fields.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct junos_sync_peer_info_s {
+    /// Set by the caller: the size of the struct it passes.
+    pub size: u32,
+    /// The connection's state.
+    pub state: junos_sync_link_state_t,
+    /// Master: the port it listens on; backup: the master's port.
+    pub port: u16,
+    /// The peer's port (master: the backup's; backup: the master's), 0 when not connected.
+    pub peer_port: u16,
+    /// The peer's IPv4 address in HOST byte order, 0 when not connected.
+    pub peer_addr: u32,
+    /// true: the context is a master.
+    pub is_master: bool,
+    /// true: the context holds a key (authenticated, encrypted connections).
+    pub keyed: bool,
+    /// true: a full resync is going on.
+    pub resync_running: bool,
+    /// Reserved, 0.
+    pub reserved: [u8; 5],
+    /// Milliseconds the connection has been in `state` (or since the peer changed).
+    pub state_ms: u64,
+    /// Master: age in milliseconds of the oldest TLV not acknowledged (0: none).
+    pub lag_ms: u64,
+    /// Master: TLVs (queued and walked) held unacknowledged.
+    pub unacked_entries: u64,
+    /// Master: their bytes, as `junos_sync_stats_t.backlog_bytes`.
+    pub unacked_bytes: u64,
+    /// The current (or last) full resync: master: entries walked; backup: entries applied.
+    pub resync_walked: u64,
+    /// Master: walked entries the backup acknowledged; backup: as `resync_walked`.
+    pub resync_acked: u64,
+}
+
+/// A context's replication (see `struct junos_sync_peer_info_s`).
+pub type junos_sync_peer_info_t = junos_sync_peer_info_s;
