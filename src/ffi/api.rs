@@ -410,17 +410,26 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_0(
 // Binaries linked against release 1.0 bind `junos_sync_get_stats@JUNOS_SYNC_1.0`.
 std::arch::global_asm!(".symver junos_sync_get_stats_1_0, junos_sync_get_stats@JUNOS_SYNC_1.0");
 
-/// The `len` key bytes at `key`, or why not.
+/// A key call: NULL checks, then `f` with the `len` key bytes at `key`.
 ///
 /// # Safety
-/// `key` is NULL or points to `len` readable bytes.
-unsafe fn key_bytes<'a>(c: &Ctx, call: &str, key: *const c_void, len: size_t) -> Option<&'a [u8]> {
+/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
+unsafe fn with_key(
+    ctx: *mut junos_sync_context_t,
+    key: *const c_void,
+    len: size_t,
+    call: &str,
+    f: impl FnOnce(&Ctx, &[u8]) -> Result<(), Error>,
+) -> junos_sync_status_t {
+    // SAFETY: NULL or live per the contract.
+    let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
     if key.is_null() {
         c.log(&format!("{call}: key is NULL"));
-        return None;
+        return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
     }
     // SAFETY: non-NULL with `len` readable bytes per the contract; read at once, not kept.
-    Some(unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) })
+    let k = unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) };
+    status(f(c, k))
 }
 
 /// Keys the context, before `junos_sync_start`: from then on both sides prove they hold the
@@ -444,13 +453,8 @@ pub unsafe extern "C" fn junos_sync_set_auth_key(
     len: size_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        // SAFETY: NULL or `len` readable bytes per the contract.
-        let Some(k) = (unsafe { key_bytes(c, "junos_sync_set_auth_key", key, len) }) else {
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        };
-        status(c.set_auth_key(k))
+        // SAFETY: as this function's contract.
+        unsafe { with_key(ctx, key, len, "junos_sync_set_auth_key", |c, k| c.set_auth_key(k)) }
     }
 }
 
@@ -468,13 +472,8 @@ pub unsafe extern "C" fn junos_sync_add_auth_key(
     len: size_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
-        // SAFETY: NULL or `len` readable bytes per the contract.
-        let Some(k) = (unsafe { key_bytes(c, "junos_sync_add_auth_key", key, len) }) else {
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        };
-        status(c.add_auth_key(k))
+        // SAFETY: as this function's contract.
+        unsafe { with_key(ctx, key, len, "junos_sync_add_auth_key", |c, k| c.add_auth_key(k)) }
     }
 }
 
