@@ -132,3 +132,21 @@ fn keys_are_checked_and_set_before_start() {
     assert_eq!(m.ctx().add_auth_key(&[3; 16]), Err(junos_sync::Error::State));
     m.exit();
 }
+
+/// A master reachable from other hosts without a key says so once, at start; with a key, or on
+/// loopback, it does not.
+#[test]
+fn unkeyed_master_on_a_public_address_warns_once() {
+    let warned = |s: &Side| s.rec.lock().logs.iter().filter(|l| l.contains("without an authentication key")).count();
+    let mut open = Side::new(junos_sync::Config::new(true, false, 0, 0, 2)); // 0.0.0.0
+    open.ctx().start().unwrap();
+    assert_eq!(warned(&open), 1);
+    let mut keyed_open = keyed(junos_sync::Config::new(true, false, 0, 0, 2), &[9; 32]);
+    keyed_open.ctx().start().unwrap();
+    let mut local = Side::new(master_cfg(false));
+    local.ctx().start().unwrap();
+    assert_eq!((warned(&keyed_open), warned(&local)), (0, 0));
+    open.exit();
+    keyed_open.exit();
+    local.exit();
+}

@@ -27,6 +27,7 @@ use super::handoff::Handoff;
 use super::keys::Keys;
 use super::lobby;
 use super::master::Master;
+use super::returns::Returns;
 use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
 use super::shared::{Shared, Stats};
 use super::status::{LinkState, Snapshot, Status};
@@ -37,6 +38,9 @@ use crate::sys::Bell;
 
 /// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
 const HANDOFF_RING: usize = 64 * 1024;
+/// Thread mode: acknowledged TLVs are freed by the queueing thread (see `returns`).
+const RETURN_FREES: bool = true;
+
 /// How long one dispatch runs the application's callbacks before it returns (and leaves its
 /// descriptor readable): a resync walk of a million entries must not freeze its event loop.
 const DISPATCH_SLICE: Duration = Duration::from_millis(1);
@@ -85,6 +89,8 @@ pub struct Context<A: App> {
     exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// `JUNOS_SYNC_STATUS_DIR`, read at init.
     status_dir: Option<std::path::PathBuf>,
+    /// Thread mode: acknowledged TLVs for `queue` to free (see `returns`).
+    returns: Arc<Returns<A::Tlv>>,
 }
 
 /// What runs on the application's thread in dispatch mode.
@@ -159,6 +165,7 @@ impl<A: App> Context<A> {
             app_side: Mutex::new(None),
             exit_hook: Mutex::new(None),
             status_dir: std::env::var_os(STATUS_DIR_VAR).filter(|d| !d.is_empty()).map(Into::into),
+            returns: Arc::new(Returns::new()),
         })
     }
 
@@ -308,13 +315,18 @@ impl<A: App> Context<A> {
             Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
         };
         let Kit { poll, app, ctrl_rx, .. } = kit;
-        let d = Dispatcher::new(app, self.shared.clone());
+        let mut d = Dispatcher::new(app, self.shared.clone());
         let port = match self.appq.lock().clone() {
             Some(q) => {
                 *self.app_side.lock() = Some(Box::new(AppSide { d, calls: VecDeque::new(), replies: Vec::new() }));
                 Port::Deferred(q)
             }
-            None => Port::Inline(Box::new(d)),
+            None => {
+                if RETURN_FREES {
+                    d.return_frees_to(self.returns.clone());
+                }
+                Port::Inline(Box::new(d))
+            }
         };
         let eng = Engine {
             poll,
@@ -363,6 +375,10 @@ impl<A: App> Context<A> {
             }
         };
         self.data.push((held, ack));
+        if self.returns.batch_ready() {
+            let free = self.freer.lock().clone();
+            self.returns.take_some(|t| free(t));
+        }
         fence(Ordering::SeqCst);
         if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
@@ -486,6 +502,7 @@ impl<A: App> Context<A> {
     fn free_stray(&self) {
         let free = self.freer.lock().clone();
         self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
+        self.returns.take_all(|t| free(t));
     }
 
     /// Dispatch mode: ends the loop, then frees on this (the application's) thread everything

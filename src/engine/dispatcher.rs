@@ -10,6 +10,7 @@ use std::time::Instant;
 use super::app::App;
 use super::calls::{Batch, Call, Reply, WalkTag};
 use super::held::Releases;
+use super::returns::Returns;
 use super::shared::Shared;
 
 /// How many calls (or entries of one) run between looks at the clock.
@@ -20,8 +21,9 @@ struct Walk<C> {
     cursor: Option<C>,
     /// Entries with a TLV so far.
     count: u64,
-    /// The number of the last walked TLV (its tag's `no`).
+    /// The number of the last walked TLV (its tag's `no`), and its size.
     last_no: u64,
+    last_size: usize,
 }
 
 pub(crate) struct Dispatcher<A: App> {
@@ -36,6 +38,8 @@ pub(crate) struct Dispatcher<A: App> {
     pinned: Option<A::Tlv>,
     /// Releases uncounted and waiting for their callbacks (a dispatch may stop among them).
     releasing: VecDeque<(A::Tlv, bool, Option<WalkTag>)>,
+    /// Thread mode: where acknowledged TLVs go to be freed by the queueing thread.
+    returns: Option<Arc<Returns<A::Tlv>>>,
 }
 
 /// A clock that is read only every `CLOCK_EVERY` ticks.
@@ -62,6 +66,20 @@ impl<A: App> Dispatcher<A> {
             walk: None,
             pinned: None,
             releasing: VecDeque::new(),
+            returns: None,
+        }
+    }
+
+    /// Thread mode: frees of acknowledged TLVs that need no notification go to `r`.
+    pub(crate) fn return_frees_to(&mut self, r: Arc<Returns<A::Tlv>>) {
+        self.returns = Some(r);
+    }
+
+    /// Frees whatever waits to be freed by the queueing thread (it went quiet, or the
+    /// callbacks change).
+    pub(crate) fn reclaim(&mut self) {
+        if let Some(r) = &self.returns {
+            r.take_all(|t| self.app.free(t));
         }
     }
 
@@ -124,7 +142,11 @@ impl<A: App> Dispatcher<A> {
                         self.unpin();
                     }
                 }
-                Call::Install(app) => self.app = app,
+                Call::Install(app) => {
+                    // What waits to be freed belongs to the old callbacks.
+                    self.reclaim();
+                    self.app = app;
+                }
             }
             if slice.over() {
                 return !q.is_empty() || !self.releasing.is_empty();
@@ -136,6 +158,7 @@ impl<A: App> Dispatcher<A> {
     /// each point, and tells the DOWN owed if `notify`. Nothing else runs: the application has
     /// let go of the context.
     pub(crate) fn finish(&mut self, q: &mut VecDeque<Call<A>>, unread: Vec<Reply<A::Tlv>>, notify: bool) {
+        self.reclaim();
         while let Some((t, _, _)) = self.releasing.pop_front() {
             self.app.free(t);
         }
@@ -186,6 +209,10 @@ impl<A: App> Dispatcher<A> {
             if cursor_in_it {
                 self.unpin();
                 self.pinned = Some(t);
+            } else if let (false, Some(r)) = (notify, &self.returns) {
+                if let Err(t) = r.give(t) {
+                    self.app.free(t);
+                }
             } else {
                 self.app.free(t);
             }
@@ -219,14 +246,19 @@ impl<A: App> Dispatcher<A> {
     fn walk(&mut self, id: u64, budget: usize, slice: &mut Slice, out: &mut Vec<Reply<A::Tlv>>) -> Option<usize> {
         if self.walk.as_ref().is_none_or(|w| w.id != id) {
             self.unpin();
-            self.walk = Some(Walk { id, cursor: None, count: 0, last_no: 0 });
+            self.walk = Some(Walk { id, cursor: None, count: 0, last_no: 0, last_size: 0 });
         }
         let mut spent = 0;
         loop {
             if self.halted() {
                 return None;
             }
-            if spent >= budget {
+            // The budget was room when asked for; `junos_sync_queue` may have taken some since.
+            // Like the queue, the walk keeps the whole backlog within the limit, one entry at
+            // a time (sized like the last).
+            let last_size = self.walk.as_ref().map_or(0, |w| w.last_size);
+            let b = &self.shared.budget;
+            if spent >= budget || b.held() + last_size > b.limit() {
                 out.push(Reply::WalkPaused { id });
                 return None;
             }
@@ -254,6 +286,7 @@ impl<A: App> Dispatcher<A> {
                         spent += t.size();
                         w.count += 1;
                         w.last_no += 1;
+                        w.last_size = t.size();
                         out.push(Reply::Walked { tag: WalkTag { id, no: w.last_no }, tlv: t });
                     }
                 }

@@ -230,6 +230,13 @@ impl<A: App> Env<A> {
         self.marked > self.applied || !self.batch.is_empty()
     }
 
+    /// Thread mode, before the loop sleeps: frees what the queueing thread did not take back.
+    pub(crate) fn reclaim(&mut self) {
+        if let Port::Inline(d) = &mut self.port {
+            d.reclaim();
+        }
+    }
+
     /// At the loop's end: frees what the role never took back.
     pub(crate) fn drop_unread(&mut self) {
         for r in std::mem::take(&mut self.replies) {
@@ -238,5 +245,6 @@ impl<A: App> Env<A> {
             }
         }
         self.pump();
+        self.reclaim();
     }
 }

@@ -19,6 +19,7 @@ mod lobby;
 mod master;
 mod quiet;
 mod resume;
+mod returns;
 mod runloop;
 mod shared;
 mod status;
