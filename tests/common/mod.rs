@@ -4,6 +4,8 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod tracked;
+pub mod wire_peer;
 
 /// xorshift64*: seeded schedules and inputs without a dependency.
 pub struct Rng(pub u64);
