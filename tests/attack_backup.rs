@@ -79,6 +79,8 @@ fn a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keep
         match rx.recv_timeout(Duration::from_millis(200)) {
             Ok(end) => break end,
             Err(mpsc::RecvTimeoutError::Timeout) => {
+                let alive = last_complete.elapsed();
+                assert!(alive < Duration::from_secs(u64::from(KA) * 5), "still connected after {alive:?}");
                 // A write to a connection the backup just closed may fail: the reader says when.
                 let _ = a.send(&[0x11]);
             }
