@@ -1,6 +1,6 @@
 //! Issue 7, finding 6: memory before the handshake. 64 connections keep streaming garbage, or
-//! announcing a frame and trickling it, or stalling mid-HELLO, reconnecting whenever the master
-//! closes them, while the master's real backup replicates. The process hosting the master
+//! announcing a frame and trickling it (or sending 64 KiB of it at once first), or stalling
+//! mid-HELLO, reconnecting whenever the master closes them, while the master's real backup replicates. The process hosting the master
 //! (this one) grows by less than 16 MiB, and the backup converges.
 //!
 //! The only test in its binary: it measures the whole process.
@@ -29,6 +29,7 @@ fn attacker(i: usize, port: u16, go: Arc<Barrier>, stop: Arc<AtomicBool>) -> std
     let announce_hello = bare_header(FrameKind::Hello, 0, 256);
     let announce_data = bare_header(FrameKind::Data, 1, 16 << 20);
     let half_hello = hello_frame(&hello(0xdead_0000 + i as u64, 0, 0))[..52].to_vec();
+    let big_start = [&announce_data[..], &garbage[..]].concat();
     std::thread::spawn(move || {
         let mut sink = [0u8; 512];
         go.wait();
@@ -41,17 +42,18 @@ fn attacker(i: usize, port: u16, go: Arc<Barrier>, stop: Arc<AtomicBool>) -> std
             conns += 1;
             let _ = s.set_write_timeout(Some(Duration::from_millis(200)));
             let _ = s.set_read_timeout(Some(Duration::from_millis(20)));
-            let first: &[u8] = match i % 4 {
+            let first: &[u8] = match i % 5 {
                 0 => &garbage,
                 1 => &announce_hello,
                 2 => &announce_data,
-                _ => &half_hello,
+                3 => &half_hello,
+                _ => &big_start,
             };
             let mut alive = s.write_all(first).is_ok();
             while alive && !stop.load(Ordering::Relaxed) {
-                alive = match i % 4 {
+                alive = match i % 5 {
                     0 => s.write_all(&garbage).is_ok(),
-                    1 | 2 => {
+                    1 | 2 | 4 => {
                         std::thread::sleep(Duration::from_millis(20));
                         s.write_all(&[7]).is_ok()
                     }
