@@ -7,11 +7,11 @@
 mod common;
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::tracked::{leaks_payload, Node};
 use common::wait_for;
-use common::wire_peer::{frame, hello, hello_frame, loopback, parse_frames, welcome, Peer, Tap};
+use common::wire_peer::{frame, hello, hello_frame, loopback, parse_frames, tcp_queues, welcome, KeyedPeer, Peer, Tap};
 use junos_sync::proto::noise::{respond, Initiator, Psk, MESSAGE_LEN};
 use junos_sync::proto::wire::{frame_size, FrameKind, REFUSE_AUTH};
 use junos_sync::Config;
@@ -121,7 +121,9 @@ fn a_replayed_key_handshake_never_gets_a_stream() {
     wait_for("counted", 5, || m.stats().auth_failures == before.auth_failures + 1);
 
     // KEY_INIT alone, then a plaintext HELLO where a sealed one is due, and an attempt to
-    // finish the handshake without the key.
+    // finish the handshake without the key. Nothing more can come; the master closes the
+    // connection at its handshake deadline, the keepalive time after the connection came.
+    let connected = Instant::now();
     let mut a = Peer::connect(m.port());
     a.send(key_init).unwrap();
     let reply2 = a.expect(FrameKind::KeyReply, T);
@@ -130,6 +132,8 @@ fn a_replayed_key_handshake_never_gets_a_stream() {
     assert!(guess.finish(&reply2.payload).is_err(), "a reply finished without the key");
     a.send(&hello_frame(&hello(0x6e71a, 0, 0))).unwrap();
     let after = a.read_to_end(Duration::from_secs(u64::from(KA) * 3));
+    let open_for = connected.elapsed();
+    assert!(open_for <= Duration::from_millis(u64::from(KA) * 1500), "closed only after {open_for:?}");
     assert!(after.len() <= 2 + 256 + 16);
     assert!(!leaks_payload(&a.raw));
     wait_for("counted", 5, || m.stats().auth_failures == before.auth_failures + 2);
@@ -189,4 +193,73 @@ fn a_fake_master_without_the_key_never_gets_the_backup_to_apply_anything() {
     assert!(bb.logged("authentication failed"));
     drop(bb);
     b.exit();
+}
+
+/// Finding 1 on a keyed master: a peer that holds the key is trusted to be a backup, not to
+/// tell the truth about sequence numbers. It stops reading, so the master's output fills (4 KiB
+/// payloads referenced until they are sealed), then acknowledges a frame that is not wholly
+/// written. A violation, exactly as unkeyed: dropped, nothing freed or notified; the real
+/// backup then gets everything.
+#[test]
+fn a_key_holder_acknowledging_what_was_not_written_is_dropped_and_nothing_is_freed() {
+    const WALKED: usize = 50;
+    const N: usize = 2500;
+    const LEN: usize = 4096;
+    let mut m = Node::new(Config::new(true, false, 0x7f00_0001, 0, KA));
+    m.ctx().set_auth_key(KEY).unwrap();
+    m.fill_db(WALKED as u32, 64);
+    m.start();
+    let ids: Vec<u64> = (0..N).map(|_| m.queue(LEN, true)).collect();
+    let mut a = KeyedPeer::connect(m.port(), KEY);
+    let base = a.handshake(&hello(0x4e7a_c4e1, 0, 0)).seq;
+    // The plaintext stream: WELCOME, SYNC_BEGIN, the walk, SYNC_END, the queued TLVs.
+    let mut ends = Vec::new();
+    let mut at = frame_size(40) as u64;
+    let lens = std::iter::once(0).chain(std::iter::repeat(64).take(WALKED)).chain([8]);
+    for (i, len) in lens.chain(std::iter::repeat(LEN).take(N)).enumerate() {
+        at += frame_size(len as u32) as u64;
+        ends.push((at, base + 1 + i as u64));
+    }
+    let (mine, theirs) = (a.s.local_addr().unwrap().port(), m.port());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (mut last, mut steady) = (0, 0);
+    let written = loop {
+        a.send_frame(FrameKind::Keepalive, 0, 0, &[]).unwrap();
+        let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
+        let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
+        let w = tx + rx + a.cipher_read;
+        (last, steady) = if w == last { (w, steady + 1) } else { (w, 0) };
+        if steady >= 10 {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "the master never stalled");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(written + 2 * 1024 * 1024 < at, "not stalled: {written} of {at} bytes written");
+    // Ciphertext bytes bound the plaintext written (records add a length and a tag): three
+    // frames past the last that ends within them cannot have been delivered.
+    let within = ends.iter().take_while(|&&(end, _)| end <= written).last().map_or(base, |&(_, s)| s);
+    let target = within + 3;
+    let before = m.stats();
+    a.ack(target).unwrap();
+    a.read_to_end(T);
+    let (frames, _) = parse_frames(&a.raw).unwrap();
+    let got_last = frames.iter().filter(|f| f.kind.is_sequenced()).map(|f| f.seq).max().unwrap();
+    assert!(got_last < target, "the acknowledged frame {target} was delivered after all ({got_last})");
+    wait_for("the violation logged", 5, || m.book.lock().logged(&format!("acknowledges sequence {target}")));
+    let s = m.stats();
+    assert_eq!((s.frames_rejected, s.auth_failures), (before.frames_rejected + 1, before.auth_failures));
+    {
+        let mb = m.book.lock();
+        assert_eq!(mb.frees(), 0, "TLVs freed on an acknowledgement of what was never written");
+        assert!(mb.acked.is_empty());
+        assert!(!mb.logged("panicked"));
+    }
+    let mut b = keyed(false, m.port(), KEY);
+    wait_for("the real backup has every TLV", 30, || b.book.lock().decoded.len() == WALKED + N);
+    assert_eq!(b.book.lock().decoded[WALKED..], ids[..]);
+    wait_for("every TLV acknowledged", 30, || m.book.lock().acked.len() == N);
+    b.exit();
+    m.exit();
+    m.book.lock().check_freed_exactly_once();
 }

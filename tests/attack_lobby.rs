@@ -130,6 +130,50 @@ fn the_backups_own_session_displaces_it_at_most_once_per_keepalive_time() {
     m.book.lock().check_freed_exactly_once();
 }
 
+/// The rule behind findings 4 and 5 together: a HELLO naming the live backup's own session
+/// (ids an eavesdropper copies), past the keepalive time, but claiming a resume point never
+/// delivered (u64::MAX) is a protocol violation. It is refused, and refused HELLOs do not
+/// displace anyone: the live backup keeps its connection and its database.
+#[test]
+fn an_impossible_resume_of_the_live_session_is_refused_without_displacing_it() {
+    const KA: u32 = 1;
+    let mut m = master(KA, false);
+    m.fill_db(10, 32);
+    let tap = Tap::new(m.port());
+    let mut b = backup(tap.port, KA, false);
+    wait_for("the resync acknowledged", 10, || m.book.lock().sync_done == vec![10]);
+    let (up, down) = tap.recorded(0).unwrap();
+    let seen = Instant::now();
+    let h = parse_frames(&up).unwrap().0[0].hello();
+    let w = parse_frames(&down).unwrap().0[0].hello();
+    // Past the keepalive time: the live session's own ids could now take its place.
+    std::thread::sleep(Duration::from_secs(KA.into()).saturating_sub(seen.elapsed()));
+    let before = m.stats();
+    let mut a = Peer::connect(m.port());
+    a.send_hello(&hello(h.session, w.session, u64::MAX)).unwrap();
+    let (frames, _) = a.frames_to_end(T);
+    assert_eq!(frames.len(), 1, "{frames:?}");
+    assert_eq!(frames[0].kind, FrameKind::Refuse);
+    assert!(frames[0].text().contains("delivered"), "{}", frames[0].text());
+    assert_eq!(m.stats().frames_rejected, before.frames_rejected + 1);
+    // BUG: fails: the master logs "backup ... replaces the current one", drops the live backup
+    // (DOWN on both sides), then refuses the HELLO. Master::admit applies the displacement rule
+    // (may_displace: same session ids, keepalive time passed) and drops the current link before
+    // decide() finds the resume point impossible; the refusal then also forgets the session, so
+    // the real backup's reconnection is a full resync (a second db_clear). An eavesdropper can so
+    // force a disconnection and a full resync once per keepalive time with a HELLO that is
+    // refused. Deciding first (refusing an impossible claim before displacing) avoids it.
+    assert_eq!(m.book.lock().downs, 0, "a refused HELLO displaced the live backup");
+    let ids: Vec<u64> = (0..10).map(|_| m.queue(64, true)).collect();
+    wait_for("traffic after", 10, || b.book.lock().decoded.ends_with(&ids));
+    let bb = b.book.lock();
+    assert_eq!((bb.ups, bb.downs, bb.clears), (1, 0, 1), "the live backup was disturbed");
+    drop(bb);
+    b.exit();
+    m.exit();
+    m.book.lock().check_freed_exactly_once();
+}
+
 /// Finding 6: a valid HELLO sent one byte at a time, slower than the keepalive time allows, is
 /// closed at its deadline although bytes keep coming.
 #[test]

@@ -13,6 +13,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use junos_sync::proto::handshake::{Hello, Role, PROTOCOL_VERSION};
+use junos_sync::proto::noise::{Initiator, Psk};
+use junos_sync::proto::seal::{Opener, Sealer};
 use junos_sync::proto::wire::{self, push_frame, FrameError, FrameKind, HEADER_LEN};
 use parking_lot::Mutex;
 
@@ -97,7 +99,7 @@ pub fn parse_frames(bytes: &[u8]) -> Result<(Vec<Got>, usize), FrameError> {
 pub struct Peer {
     pub s: TcpStream,
     /// Received bytes not yet taken as frames.
-    buf: Vec<u8>,
+    pub buf: Vec<u8>,
     /// Every byte received.
     pub raw: Vec<u8>,
     pub eof: bool,
@@ -228,6 +230,135 @@ impl Peer {
     /// Closes both ways.
     pub fn close(self) {
         let _ = self.s.shutdown(Shutdown::Both);
+    }
+}
+
+/// A raw peer that holds the key: it makes the key handshake as a backup does, then speaks
+/// frames through the sealed record layer.
+pub struct KeyedPeer {
+    pub s: TcpStream,
+    noise: snow::TransportState,
+    tx: Sealer,
+    rx: Opener,
+    /// Opened plaintext not yet taken as frames.
+    plain: Vec<u8>,
+    /// Every plaintext byte opened.
+    pub raw: Vec<u8>,
+    /// Ciphertext bytes read from the socket.
+    pub cipher_read: u64,
+    pub eof: bool,
+}
+
+/// Counts what a reader reads.
+struct Counting<'a, R>(&'a mut R, &'a mut u64);
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, b: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(b)?;
+        *self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+impl KeyedPeer {
+    /// Connects and makes the key handshake with `key`.
+    pub fn connect(port: u16, key: &[u8]) -> KeyedPeer {
+        let mut p = Peer::connect(port);
+        let (init, msg) = Initiator::start(&Psk::derive(key));
+        p.send_frame(FrameKind::KeyInit, 0, 0, &msg).unwrap();
+        let reply = p.expect(FrameKind::KeyReply, Duration::from_secs(5));
+        assert!(p.buf.is_empty(), "bytes after the KEY_REPLY before the keys were agreed");
+        let noise = init.finish(&reply.payload).expect("the master proved the key");
+        KeyedPeer {
+            s: p.s,
+            noise,
+            tx: Sealer::default(),
+            rx: Opener::default(),
+            plain: Vec::new(),
+            raw: Vec::new(),
+            cipher_read: p.raw.len() as u64,
+            eof: false,
+        }
+    }
+
+    pub fn send_frame(&mut self, kind: FrameKind, aux: u32, seq: u64, payload: &[u8]) -> io::Result<()> {
+        let f = frame(kind, aux, seq, payload);
+        let mut fed = 0;
+        while fed < f.len() || self.tx.busy() {
+            if fed < f.len() {
+                fed += self.tx.staging().write(&f[fed..]).unwrap_or(0);
+            }
+            self.tx.flush(&mut self.noise, &mut self.s)?;
+        }
+        Ok(())
+    }
+
+    pub fn ack(&mut self, seq: u64) -> io::Result<()> {
+        self.send_frame(FrameKind::Ack, 0, seq, &[])
+    }
+
+    /// One read of ciphertext (opening a record when it is complete) before `deadline`.
+    fn read_once(&mut self, deadline: Instant) -> io::Result<()> {
+        if self.rx.plain_ready() {
+            let before = self.plain.len();
+            self.rx.read_to_end(&mut self.plain)?;
+            self.raw.extend_from_slice(&self.plain[before..]);
+            return Ok(());
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(io::Error::new(ErrorKind::TimedOut, "deadline passed"));
+        }
+        self.s.set_read_timeout(Some(left))?;
+        match self.rx.read_from(&mut self.noise, &mut Counting(&mut self.s, &mut self.cipher_read)) {
+            Ok(0) => self.eof = true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted) => self.eof = true,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return Err(io::Error::new(ErrorKind::TimedOut, "deadline passed"))
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(())
+    }
+
+    /// The next frame, waiting up to `timeout`; None at end of stream.
+    pub fn next_frame(&mut self, timeout: Duration) -> Option<Got> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (frames, _) = parse_frames(&self.plain).expect("the peer sent a valid frame");
+            if let Some(f) = frames.into_iter().next() {
+                self.plain.drain(..wire::frame_size(f.payload.len() as u32));
+                return Some(f);
+            }
+            if self.eof {
+                return None;
+            }
+            if let Err(e) = self.read_once(deadline) {
+                panic!("no frame within {timeout:?}: {e}");
+            }
+        }
+    }
+
+    /// Sends `h` sealed and takes the WELCOME.
+    pub fn handshake(&mut self, h: &Hello) -> Hello {
+        self.send_frame(FrameKind::Hello, 0, 0, &h.encode()).expect("send HELLO");
+        match self.next_frame(Duration::from_secs(5)) {
+            Some(f) if f.kind == FrameKind::Welcome => f.hello(),
+            other => panic!("expected a WELCOME, got {other:?}"),
+        }
+    }
+
+    /// Reads and opens until the end of the stream (a record that does not open ends it too).
+    pub fn read_to_end(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.eof {
+            match self.read_once(deadline) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::InvalidData => self.eof = true,
+                Err(e) => panic!("the stream did not end within {timeout:?}: {e}"),
+            }
+        }
     }
 }
 
