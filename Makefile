@@ -214,7 +214,7 @@ fuzz-check:
 
 fuzz:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked
-	for t in frames handshake; do \
+	for t in frames handshake keyed; do \
 	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # `make install` into a scratch prefix, then build and run a daemon against the installed tree

@@ -586,8 +586,11 @@ impl<A: App> Context<A> {
             return Ok(());
         }
         let more = r.unwrap_or_else(|_| {
-            self.shared.failed.store(true, Ordering::Release);
+            self.shared.dying.store(true, Ordering::Release);
             self.log("junos_sync_dispatch: internal error: a callback panicked; the context failed (only junos_sync_exit is useful now)");
+            // The DOWN owed, before any call fails.
+            let _ = catch_unwind(AssertUnwindSafe(|| side.d.owed_down()));
+            self.shared.failed.store(true, Ordering::Release);
             false
         });
         if more || q.calls_waiting() {

@@ -92,6 +92,12 @@ impl<A: App> Dispatcher<A> {
         self.shared.halted()
     }
 
+    /// Only frees (and the DOWN owed) from now on: the application let go of the context
+    /// (exit from a callback), or a callback panicked and the context failed.
+    fn muted(&self) -> bool {
+        self.shared.muted()
+    }
+
     /// Runs calls from the front of `q` until it is empty (Ok(false)) or `until` has passed
     /// (Ok(true): calls remain). Results go to `out`.
     pub(crate) fn run(
@@ -118,9 +124,9 @@ impl<A: App> Dispatcher<A> {
                     // and must find the room these made.
                     self.released.settle(&self.shared.budget);
                 }
-                Call::SyncDone(n) if !self.halted() => self.app.init_sync_done(n as usize),
-                Call::DbClear if !self.halted() => self.app.db_clear(),
-                Call::BindDone(port) if !self.halted() => self.app.bind_done(port),
+                Call::SyncDone(n) if !self.muted() => self.app.init_sync_done(n as usize),
+                Call::DbClear if !self.muted() => self.app.db_clear(),
+                Call::BindDone(port) if !self.muted() => self.app.bind_done(port),
                 Call::SyncDone(_) | Call::DbClear | Call::BindDone(_) => {}
                 Call::Decode(mut b) => {
                     if !self.decode(&mut b, &mut slice) {
@@ -191,6 +197,11 @@ impl<A: App> Dispatcher<A> {
         }
     }
 
+    /// After a panic: the DOWN the application is owed, if it was told UP.
+    pub(crate) fn owed_down(&mut self) {
+        self.conn(false);
+    }
+
     fn conn(&mut self, up: bool) {
         if self.up != up && !self.halted() {
             self.up = up;
@@ -200,10 +211,13 @@ impl<A: App> Dispatcher<A> {
 
     /// Notifies and frees what `run` uncounted; false if the slice ended first.
     fn free_released(&mut self, slice: &mut Slice) -> bool {
-        while let Some((t, notify, walk)) = self.releasing.pop_front() {
-            if notify && !self.halted() {
-                self.app.ack_notify(&t);
+        while let Some((t, notify, _)) = self.releasing.front() {
+            // Called while the TLV is still in the queue: if the callback panics, the TLV is
+            // not lost in the unwinding but freed with the rest.
+            if *notify && !self.muted() {
+                self.app.ack_notify(t);
             }
+            let Some((t, notify, walk)) = self.releasing.pop_front() else { break };
             let cursor_in_it =
                 walk.is_some_and(|tag| self.walk.as_ref().is_some_and(|w| w.id == tag.id && w.last_no == tag.no));
             if cursor_in_it {
@@ -231,7 +245,7 @@ impl<A: App> Dispatcher<A> {
 
     /// Applies a batch; false if the slice ended first (the batch knows where it stopped).
     fn decode(&mut self, b: &mut Batch, slice: &mut Slice) -> bool {
-        while !self.halted() {
+        while !self.muted() {
             let Some(p) = b.next_payload() else { return true };
             self.app.decode(p);
             if slice.over() {
@@ -250,7 +264,7 @@ impl<A: App> Dispatcher<A> {
         }
         let mut spent = 0;
         loop {
-            if self.halted() {
+            if self.muted() {
                 return None;
             }
             // The budget was room when asked for; `junos_sync_queue` may have taken some since.
@@ -265,7 +279,7 @@ impl<A: App> Dispatcher<A> {
             let cursor = self.walk.as_ref().and_then(|w| w.cursor);
             let next = self.app.get_next(cursor);
             self.unpin();
-            if self.halted() {
+            if self.muted() {
                 // Exit from inside get_next: nothing more is walked; its TLV goes back.
                 if let Some((_, Some(t))) = next {
                     self.app.free(t);

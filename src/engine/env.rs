@@ -164,7 +164,7 @@ impl<A: App> Env<A> {
                 if !self.calls.is_empty() {
                     d.run(&mut self.calls, &mut self.replies, None);
                 }
-                if !self.shared.halted() {
+                if !self.shared.muted() {
                     d.app().decode(payload);
                 }
                 self.applied = seq;

@@ -210,6 +210,34 @@ impl<A: App> Master<A> {
         if a.keyed {
             self.lobby.authenticated(&env.shared);
         }
+        // What the HELLO claims is judged first: a claim that cannot be true must not cost the
+        // live backup its connection.
+        let delivered = self.link.as_mut().map_or(0, Link::delivered);
+        let facts = Facts {
+            master_session: self.session,
+            backup_session: self.backup_session,
+            resume_from: self.resume_from,
+            front_seq: self.backlog.front_seq(),
+            session_delivered: self.session_delivered.max(delivered),
+            no_resync: self.cfg.no_resync || a.hello.flags & FLAG_NO_RESYNC != 0,
+        };
+        let start = decide(&a.hello, &facts);
+        if let Start::Impossible(why) = start {
+            let f = Fault::Violation(why);
+            f.count(&env.shared.counters);
+            let forget = self.link.is_none();
+            let then = if forget { "; that backup session will not resume" } else { "" };
+            env.log(&format!("junos-sync master: refused backup {}: {f}{then}", a.conn.peer_name()));
+            a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
+            if forget {
+                // No live backup holds the session: the claim cannot be trusted to free
+                // anything, so its next connection starts over from a full resync (rather
+                // than being refused for ever should our count ever lag).
+                self.backup_session = 0;
+                self.resume_from = None;
+            }
+            return;
+        }
         if let Some(cur) = &self.link {
             if let Err(f) = self.may_displace(cur, &a, now) {
                 f.count(&env.shared.counters);
@@ -226,30 +254,7 @@ impl<A: App> Master<A> {
                 return;
             }
         }
-        let facts = Facts {
-            master_session: self.session,
-            backup_session: self.backup_session,
-            resume_from: self.resume_from,
-            front_seq: self.backlog.front_seq(),
-            session_delivered: self.session_delivered,
-            no_resync: self.cfg.no_resync || a.hello.flags & FLAG_NO_RESYNC != 0,
-        };
-        match decide(&a.hello, &facts) {
-            Start::Impossible(why) => {
-                let f = Fault::Violation(why);
-                f.count(&env.shared.counters);
-                env.log(&format!(
-                    "junos-sync master: refused backup {}: {f}; that backup session will not resume",
-                    a.conn.peer_name()
-                ));
-                a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
-                // Whoever sent it, the claim cannot be trusted to free anything: the session's
-                // next connection starts over from a full resync.
-                self.backup_session = 0;
-                self.resume_from = None;
-            }
-            start => self.promote(env, reg, a, start, now),
-        }
+        self.promote(env, reg, a, start, now);
     }
 
     /// Whether an arriving backup may take the place of the current one. One that proved it

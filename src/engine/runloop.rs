@@ -332,11 +332,12 @@ pub(crate) fn spawn<A: App>(
         let shared: Arc<Shared> = engine.env.shared.clone();
         *shared.loop_thread.lock() = Some(std::thread::current().id());
         if catch_unwind(AssertUnwindSafe(|| engine.run())).is_err() {
-            shared.failed.store(true, Ordering::Release);
+            shared.dying.store(true, Ordering::Release);
             shared.log("junos-sync: internal error: the loop thread panicked; replication stopped and the context failed (only junos_sync_exit is useful now)");
             if catch_unwind(AssertUnwindSafe(|| engine.fail())).is_err() {
                 shared.log("junos-sync: internal error: cleaning up after the panic panicked too");
             }
+            shared.failed.store(true, Ordering::Release);
         }
         *shared.loop_thread.lock() = None;
         drop(engine);

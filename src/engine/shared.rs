@@ -70,6 +70,9 @@ pub(crate) struct Shared {
     pub halt: AtomicBool,
     /// The loop thread died of a bug: every later call fails with `Error::Internal`.
     pub failed: AtomicBool,
+    /// The loop thread is dying: only frees (and the DOWN owed) run while it cleans up, after
+    /// which `failed` is set (so the DOWN comes before any call fails).
+    pub dying: AtomicBool,
     pub is_master: AtomicBool,
     pub no_resync: AtomicBool,
     /// TLV bytes the master holds (queued, unacknowledged or being walked), and the limit.
@@ -92,6 +95,7 @@ impl Shared {
             sleeping: AtomicBool::new(false),
             halt: AtomicBool::new(false),
             failed: AtomicBool::new(false),
+            dying: AtomicBool::new(false),
             is_master: AtomicBool::new(is_master),
             no_resync: AtomicBool::new(no_resync),
             budget: Budget::new(backlog_limit),
@@ -120,6 +124,11 @@ impl Shared {
 
     pub(crate) fn failed(&self) -> bool {
         self.failed.load(Ordering::Acquire)
+    }
+
+    /// Only frees and the DOWN owed may run (see `dying`).
+    pub(crate) fn muted(&self) -> bool {
+        self.halted() || self.dying.load(Ordering::Acquire) || self.failed()
     }
 
     pub(crate) fn on_loop_thread(&self) -> bool {

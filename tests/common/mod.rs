@@ -9,6 +9,8 @@
 #![allow(dead_code)]
 
 pub mod proxy;
+pub mod tracked;
+pub mod wire_peer;
 
 /// xorshift64*: seeded schedules and inputs without a dependency.
 pub struct Rng(pub u64);
@@ -257,7 +259,10 @@ impl Side {
     /// Turns a backup into the master (its decoded table becomes the database it walks).
     pub fn promote(&self, cfg: Config) {
         *self.db.lock() = self.rec.lock().db.clone();
+        self.rec.lock().port = 0;
         self.ctx().switchover(cfg, self.app()).expect("switchover");
+        // Dispatch mode: bind_done after a switchover comes with the next dispatch.
+        wait_for("bind_done of the switchover", 10, || self.rec.lock().port != 0);
     }
 
     pub fn ctx(&self) -> &Context<TestApp> {
