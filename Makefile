@@ -270,8 +270,9 @@ test: header-check lint fuzz-check abi-check man-check keygen-check rust-test in
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
 
+# The library's file name comes from here (bench/run.sh derives the same when run alone).
 bench: lib
-	./bench/run.sh
+	BENCH_SOFILE=$(SOFILE) ./bench/run.sh
 
 # The shared library goes in stripped, its debug info (compressed) under $(debugdir), linked
 # by .gnu_debuglink; the static library without debug info (as Debian ships them). Every

@@ -12,9 +12,17 @@ Environment:
   BENCH_PIN=0       do not pin (default: sender/master process on CPU BENCH_CPU_A=0, receiver/
                     backup process on CPU BENCH_CPU_B=1, for every contender alike)
   BENCH_ONLY=a,b    only the cases whose id contains one of these words (stream64, stream1k,
-                    latency, resync, memory)
+                    latency, handshake, resync, memory)
   BENCH_TIMEOUT=S   watchdog per program run (default 180 s)
+  BENCH_JSYNC_DISPATCH_EVERY=K   dispatch-mode master: a look at the descriptor every K messages
   BENCH_ZMQ_SKIPPED=reason   set by run.sh when the ZeroMQ baseline could not be built
+  BENCH_SOFILE=name the library's file name in build/lib (set by run.sh)
+  BENCH_REF_LIB=path an earlier build of the library; run.sh built build/bench/jsync_bench_ref
+                    against it, and its thread-mode rows run alongside ("ref")
+
+Keyed rows: bench.py writes a fresh 32-byte key to build/bench/auth.key (mode 0600) and runs
+those cases with JUNOS_SYNC_AUTH_KEY_FILE naming it (both processes inherit it); every other
+case runs with that variable removed from the environment.
 """
 
 import datetime
@@ -46,6 +54,8 @@ PIN = env_int("BENCH_PIN", 1) != 0 and (os.cpu_count() or 1) >= 2
 TIMEOUT = env_int("BENCH_TIMEOUT", 180)
 ONLY = [w for w in os.environ.get("BENCH_ONLY", "").split(",") if w]
 ZMQ_SKIPPED = os.environ.get("BENCH_ZMQ_SKIPPED", "")
+SOFILE = os.environ.get("BENCH_SOFILE", "")
+REF_LIB = os.environ.get("BENCH_REF_LIB", "")
 SCALE = 10 if QUICK else 1
 
 N64 = 2_000_000 // SCALE
@@ -54,31 +64,51 @@ NLAT = 20_000 // SCALE
 WARM = 1_000 // SCALE
 NRESYNC = 1_000_000 // SCALE
 NMEM = 1_000_000 // SCALE
+NHS = 200 // SCALE
+WARMHS = 20 // SCALE
 
 J = os.path.join(OUT, "jsync_bench")
+JREF = os.path.join(OUT, "jsync_bench_ref")
 T = os.path.join(OUT, "tcp_baseline")
 Z = os.path.join(OUT, "zmq_baseline")
+KEY_FILE = os.path.join(OUT, "auth.key")
+KEYED = {"JUNOS_SYNC_AUTH_KEY_FILE": KEY_FILE}
 
-# (case id, contender label, argv)
+# (case id, contender label, argv[, extra environment])
 CASES = [
     ("stream64", "junos-sync", [J, "stream", "64", str(N64)]),
+    ("stream64", "junos-sync keyed", [J, "stream", "64", str(N64)], KEYED),
+    ("stream64", "junos-sync dispatch", [J, "stream", "64", str(N64), "dispatch"]),
     ("stream64", "junos-sync (bounded)", [J, "stream", "64", str(N64), "bounded"]),
     ("stream64", "raw TCP", [T, "stream", "64", str(N64)]),
     ("stream64", "raw TCP (no malloc)", [T, "stream", "64", str(N64), "nomalloc"]),
     ("stream64", "ZeroMQ", [Z, "stream", "64", str(N64)]),
     ("stream1k", "junos-sync", [J, "stream", "1024", str(N1K)]),
+    ("stream1k", "junos-sync keyed", [J, "stream", "1024", str(N1K)], KEYED),
+    ("stream1k", "junos-sync dispatch", [J, "stream", "1024", str(N1K), "dispatch"]),
     ("stream1k", "junos-sync (bounded)", [J, "stream", "1024", str(N1K), "bounded"]),
     ("stream1k", "raw TCP", [T, "stream", "1024", str(N1K)]),
     ("stream1k", "raw TCP (no malloc)", [T, "stream", "1024", str(N1K), "nomalloc"]),
     ("stream1k", "ZeroMQ", [Z, "stream", "1024", str(N1K)]),
     ("latency", "junos-sync", [J, "latency", "64", str(NLAT), str(WARM)]),
     ("latency", "junos-sync (chained)", [J, "latency", "64", str(NLAT), str(WARM), "chained"]),
+    ("latency", "junos-sync keyed", [J, "latency", "64", str(NLAT), str(WARM)], KEYED),
+    ("latency", "junos-sync dispatch", [J, "latency", "64", str(NLAT), str(WARM), "dispatch"]),
     ("latency", "raw TCP ping-pong", [T, "pingpong", "64", str(NLAT), str(WARM)]),
+    ("handshake", "junos-sync", [J, "handshake", str(NHS), str(WARMHS)]),
+    ("handshake", "junos-sync keyed", [J, "handshake", str(NHS), str(WARMHS)], KEYED),
     ("resync", "junos-sync", [J, "resync", str(NRESYNC), "100"]),
     ("memory", "junos-sync (backup stalled)", [J, "memory", str(NMEM), "64", "stall"]),
     ("memory", "junos-sync (no backup)", [J, "memory", str(NMEM), "64", "nobackup"]),
     ("memory", "malloc alone", [J, "memctl", str(NMEM), "64"]),
 ]
+# An earlier build (BENCH_REF_LIB): the thread-mode rows, for "thread mode at least as fast".
+if REF_LIB and os.path.exists(JREF):
+    CASES += [
+        ("stream64", "junos-sync (ref)", [JREF, "stream", "64", str(N64)]),
+        ("stream1k", "junos-sync (ref)", [JREF, "stream", "1024", str(N1K)]),
+        ("latency", "junos-sync (ref)", [JREF, "latency", "64", str(NLAT), str(WARM)]),
+    ]
 
 
 def selected(case_id):
@@ -122,24 +152,40 @@ def sh(cmd):
         return ""
 
 
-def library_info():
-    so = os.path.join(OUT, "lib", "libjunos-sync.so.1.0.0")
-    digest = ""
+def sha256_of(path):
     try:
-        with open(so, "rb") as f:
-            digest = hashlib.sha256(f.read()).hexdigest()
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
     except OSError:
-        pass
+        return ""
+
+
+def library_info():
+    so = os.path.join(OUT, "lib", SOFILE or "libjunos-sync.so.1")
     return {
         "snapshot": os.path.relpath(so, ROOT),
-        "sha256": digest,
+        "sha256": sha256_of(so),
+        "ref_lib": REF_LIB or None,
+        "ref_sha256": sha256_of(REF_LIB) if REF_LIB else None,
         "git_commit": sh(["git", "rev-parse", "HEAD"]),
         "git_dirty_src": bool(sh(["git", "status", "--porcelain", "--", "src", "Cargo.toml", "Cargo.lock", "build.rs"])),
     }
 
 
-def run_one(case_id, label, argv):
+def write_key():
+    """A fresh 32-byte key for the keyed rows, mode 0600 as the library insists."""
+    os.makedirs(OUT, exist_ok=True)
+    if os.path.exists(KEY_FILE):
+        os.unlink(KEY_FILE)
+    fd = os.open(KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(os.urandom(32))
+
+
+def run_one(case_id, label, argv, extra_env):
     env = dict(os.environ)
+    env.pop("JUNOS_SYNC_AUTH_KEY_FILE", None)
+    env.update(extra_env)
     env["BENCH_PIN"] = "1" if PIN else "0"
     env["BENCH_TIMEOUT"] = str(TIMEOUT)
     t = time.monotonic()
@@ -213,17 +259,19 @@ def main():
         file=sys.stderr,
         flush=True,
     )
+    write_key()
     raw = {}     # (case, label) -> [results]
     failed = {}  # (case, label) -> error
     for r in range(RUNS):
-        for case_id, label, argv in cases:
+        for case_id, label, argv, *extra in cases:
             key = (case_id, label)
             if key in failed:
                 continue
-            res, err = run_one(case_id, label, argv)
+            res, err = run_one(case_id, label, argv, extra[0] if extra else {})
             if err:
                 failed[key] = err
-                print(f"\nbench: FAILED {case_id} / {label} (run {r + 1}): {' '.join(argv)}\n{err}\n",
+                print(f"\nbench: FAILED {case_id} / {label} (run {r + 1}): "
+                      f"{' '.join(f'{k}={v}' for k, v in (extra[0] if extra else {}).items())} {' '.join(argv)}\n{err}\n",
                       file=sys.stderr, flush=True)
                 continue
             raw.setdefault(key, []).append(res)
@@ -257,12 +305,33 @@ def main():
     P("")
 
     # Streaming.
-    contenders = ["junos-sync", "raw TCP", "raw TCP (no malloc)", "ZeroMQ", "junos-sync (bounded)"]
+    # (label, column header); the thread-mode, unkeyed "junos-sync" is "ours" in the ratios.
+    cols = [("junos-sync", "junos-sync"), ("junos-sync keyed", "keyed"),
+            ("junos-sync dispatch", "dispatch"), ("raw TCP", "raw TCP"),
+            ("raw TCP (no malloc)", "raw TCP (no malloc)"), ("ZeroMQ", "ZeroMQ"),
+            ("junos-sync (bounded)", "bounded")]
+    if REF_LIB:
+        cols.append(("junos-sync (ref)", "ref build"))
+    # (header, numerator, denominator)
+    ratio_cols = [("ours / raw TCP", "junos-sync", "raw TCP"), ("ours / ZeroMQ", "junos-sync", "ZeroMQ"),
+                  ("keyed / ours", "junos-sync keyed", "junos-sync"),
+                  ("dispatch / raw TCP", "junos-sync dispatch", "raw TCP"),
+                  ("dispatch / ZeroMQ", "junos-sync dispatch", "ZeroMQ")]
+    if REF_LIB:
+        ratio_cols.append(("ours / ref", "junos-sync", "junos-sync (ref)"))
+
+    def cell(case_id, label, v, kind=""):
+        if (case_id, label) in failed:
+            return "FAILED"
+        if label == "ZeroMQ" and ZMQ_SKIPPED:
+            return "skipped"
+        return fmt(v, kind)
+
     P(f"**Streaming** (64 B: {N64:,} messages; 1 KiB: {N1K:,} messages; MB/s counts payload bytes only; "
-      "CPU = user+sys of the whole process per million messages; for CPU rows a ratio above 1x means ours uses more)")
+      "CPU = user+sys of the whole process per million messages; for CPU rows a ratio above 1x means more CPU)")
     P("")
-    P("| | " + " | ".join(contenders) + " | ours / raw TCP | ours / ZeroMQ |")
-    P("|---|" + "---:|" * (len(contenders) + 2))
+    P("| | " + " | ".join(h for _, h in cols) + " | " + " | ".join(h for h, _, _ in ratio_cols) + " |")
+    P("|---|" + "---:|" * (len(cols) + len(ratio_cols)))
     for case_id, size in (("stream64", "64 B"), ("stream1k", "1 KiB")):
         if not selected(case_id):
             continue
@@ -272,19 +341,12 @@ def main():
             ("cpu_master_s_per_M", "CPU s/M msgs, sender", ""),
             ("cpu_backup_s_per_M", "CPU s/M msgs, receiver", ""),
         ):
-            vals = [m(case_id, c, field) for c in contenders]
-            cells = []
-            for c, v in zip(contenders, vals):
-                if (case_id, c) in failed:
-                    cells.append("FAILED")
-                elif c == "ZeroMQ" and ZMQ_SKIPPED:
-                    cells.append("skipped")
-                else:
-                    cells.append(fmt(v, kind))
-            P(f"| {size} {title} | " + " | ".join(cells) + f" | {fmt(ratio(vals[0], vals[1]), 'ratio')} | "
-              f"{fmt(ratio(vals[0], vals[3]), 'ratio')} |")
-        hwm = [m(case_id, c, "master_hwm_kb") for c in contenders]
-        P(f"| {size} sender peak RSS MiB | " + " | ".join(fmt(None if v is None else v / 1024.0) for v in hwm) + " | | |")
+            cells = [cell(case_id, c, m(case_id, c, field), kind) for c, _ in cols]
+            cells += [fmt(ratio(m(case_id, a, field), m(case_id, b, field)), "ratio") for _, a, b in ratio_cols]
+            P(f"| {size} {title} | " + " | ".join(cells) + " |")
+        hwm = [m(case_id, c, "master_hwm_kb") for c, _ in cols]
+        P(f"| {size} sender peak RSS MiB | " + " | ".join(fmt(None if v is None else v / 1024.0) for v in hwm)
+          + " |" * (len(ratio_cols) + 1))
     P("")
     P("Sender/receiver: junos-sync master/backup; raw TCP: the app mallocs+fills+frees a TLV per message and "
       "frames it (4-byte length) into 64 KiB writes, the reader parses in place and acks cumulatively per 64 KiB "
@@ -295,21 +357,30 @@ def main():
       "never waits: it queues all messages as fast as it can, hence the sender's peak RSS. 'junos-sync (bounded)' "
       "(not in the ratios): the library's default 64 MiB limit with no_resync; on JUNOS_SYNC_ERR_BACKLOG_FULL the "
       "application sleeps 50 us and retries (with resync, the default limit would overflow and force a full "
-      "resync instead).")
+      "resync instead). 'keyed': the same program, both contexts keyed through JUNOS_SYNC_AUTH_KEY_FILE (Noise "
+      "handshake, every record encrypted and authenticated). 'dispatch': both contexts in dispatch mode "
+      "(junos_sync_get_fd), every callback on the process's main thread inside junos_sync_dispatch; the master "
+      f"queues and looks at the descriptor every {os.environ.get('BENCH_JSYNC_DISPATCH_EVERY', '1024')} messages "
+      "(poll, timeout 0; dispatch if readable), then polls and dispatches until the last free; the backup polls "
+      "(blocking) and dispatches."
+      + (f" 'ref build': the thread-mode program against an earlier build of the library ({REF_LIB})." if REF_LIB else ""))
     P("")
 
+    lat_rows = ["junos-sync", "junos-sync (chained)", "junos-sync keyed", "junos-sync dispatch"]
+    if REF_LIB:
+        lat_rows.append("junos-sync (ref)")
     if selected("latency"):
         P(f"**Latency** ({NLAT:,} sequential round trips of 64 B after {WARM:,} warm-up ones, microseconds)")
         P("")
         P("| | p50 | p99 | p99.9 | max |")
         P("|---|---:|---:|---:|---:|")
-        for c in ("junos-sync", "junos-sync (chained)", "raw TCP ping-pong"):
+        for c in lat_rows + ["raw TCP ping-pong"]:
             if ("latency", c) in failed:
                 P(f"| {c} | FAILED | | | |")
                 continue
             P(f"| {c} | {fmt(m('latency', c, 'p50_us'))} | {fmt(m('latency', c, 'p99_us'))} | "
               f"{fmt(m('latency', c, 'p999_us'))} | {fmt(m('latency', c, 'max_us'))} |")
-        for c in ("junos-sync", "junos-sync (chained)"):
+        for c in lat_rows:
             P(f"| {c} / raw ping-pong | {fmt(ratio(m('latency', c, 'p50_us'), m('latency', 'raw TCP ping-pong', 'p50_us')), 'ratio')} | "
               f"{fmt(ratio(m('latency', c, 'p99_us'), m('latency', 'raw TCP ping-pong', 'p99_us')), 'ratio')} | "
               f"{fmt(ratio(m('latency', c, 'p999_us'), m('latency', 'raw TCP ping-pong', 'p999_us')), 'ratio')} | |")
@@ -317,7 +388,34 @@ def main():
         P("junos-sync: t0 just before junos_sync_queue(ack_requested=true) on the application thread, t1 on entry "
           "of sync_ack_notify_func on the loop thread; the application thread queues the next one after the "
           "callback posts a semaphore (that hop is not in the figure). 'chained': the next TLV is queued from "
-          "inside the ack callback. Raw TCP: one write of the framed message, the peer echoes it, blocking read.")
+          "inside the ack callback. 'dispatch': the ack callback runs inside junos_sync_dispatch on the main "
+          "thread, which waits for it in poll(fd) + dispatch. Raw TCP: one write of the framed message, the peer "
+          "echoes it, blocking read.")
+        P("")
+
+    if selected("handshake"):
+        P(f"**Handshake** ({NHS:,} backup contexts started one after the other after {WARMHS:,} warm-up ones, "
+          "against one running master; microseconds from junos_sync_start (backup) to each side's CONN_UP)")
+        P("")
+        P("| | backup p50 | backup p99 | master p50 | master p99 | backup max | master CPU per handshake |")
+        P("|---|---:|---:|---:|---:|---:|---:|")
+        hs = ("junos-sync", "junos-sync keyed")
+        for c in hs:
+            if ("handshake", c) in failed:
+                P(f"| {c} | FAILED | | | | | |")
+                continue
+            P(f"| {c} | " + " | ".join(fmt(m("handshake", c, f)) for f in (
+                "backup_p50_us", "backup_p99_us", "master_p50_us", "master_p99_us", "backup_max_us",
+                "cpu_master_us_per_handshake")) + " |")
+        P("| keyed / unkeyed | " + " | ".join(fmt(ratio(m("handshake", hs[1], f), m("handshake", hs[0], f)), "ratio") for f in (
+            "backup_p50_us", "backup_p99_us", "master_p50_us", "master_p99_us", "backup_max_us",
+            "cpu_master_us_per_handshake")) + " |")
+        P("")
+        P("Each backup context is created (junos_sync_init, not timed), started, and exited once it is up; the "
+          "next starts after the master saw the disconnection. Both timestamps are CLOCK_MONOTONIC, one clock "
+          "for both processes. Each run ends with a backup holding a key the master does not hold, which must "
+          "be refused (authentication failure counted on both sides): the check that the pair was keyed, or "
+          "not, as configured.")
         P("")
 
     if selected("resync"):
@@ -361,40 +459,64 @@ def main():
 
     # ---- targets ------------------------------------------------------------------------
     targets = []
+    OPS = {">=": lambda v, l: v >= l, "<=": lambda v, l: v <= l, "<": lambda v, l: v < l}
 
-    def target(name, value, limit, ok, detail, kind=""):
-        targets.append({"target": name, "value": value, "limit": limit, "kind": kind,
-                        "met": None if value is None else bool(ok), "detail": detail})
+    def target(issue, name, value, op, limit, detail="", kind="ratio"):
+        targets.append({"issue": issue, "target": name, "value": value, "limit": limit, "kind": kind,
+                        "met": None if value is None else bool(OPS[op](value, limit)), "detail": detail})
 
-    r = ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "ZeroMQ", "msgs_per_s"))
-    target("64 B streaming msgs/s >= 1.2 x ZeroMQ", r, 1.2, r is not None and r >= 1.2,
-           "skipped: " + ZMQ_SKIPPED if ZMQ_SKIPPED else "", "ratio")
-    r = ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "raw TCP", "msgs_per_s"))
-    target("64 B streaming msgs/s >= 0.6 x raw TCP", r, 0.6, r is not None and r >= 0.6, "", "ratio")
-    r = ratio(m("stream1k", "junos-sync", "mb_per_s"), m("stream1k", "raw TCP", "mb_per_s"))
-    target("1 KiB streaming MB/s >= 0.8 x raw TCP", r, 0.8, r is not None and r >= 0.8, "", "ratio")
-    r = ratio(m("latency", "junos-sync", "p50_us"), m("latency", "raw TCP ping-pong", "p50_us"))
-    target("latency p50 <= 2 x raw TCP ping-pong p50", r, 2.0, r is not None and r <= 2.0, "", "ratio")
-    v = m("latency", "junos-sync", "p999_us")
-    target("latency p99.9 < 1 ms (us)", v, 1000.0, v is not None and v < 1000.0, "")
-    v = m("resync", "junos-sync", "secs")
-    target(f"resync of {NRESYNC:,} entries < 1.5 s", v, 1.5, v is not None and v < 1.5,
-           "QUICK run: 1/10 of the entries" if QUICK else "")
-    v = m("memory", "junos-sync (backup stalled)", "overhead_b_per_msg")
-    target("<= 32 B library overhead per queued message (issue formula, backup stalled)", v, 32.0,
-           v is not None and v <= 32.0, "")
-    targets.append({"target": "junos_sync_queue never makes a system call in the common case, never blocks",
+    def r_of(case_id, a, b, field):
+        return ratio(m(case_id, a, field), m(case_id, b, field))
+
+    zmq_note = "skipped: " + ZMQ_SKIPPED if ZMQ_SKIPPED else ""
+    target(4, "64 B streaming msgs/s >= 1.2 x ZeroMQ",
+           r_of("stream64", "junos-sync", "ZeroMQ", "msgs_per_s"), ">=", 1.2, zmq_note)
+    target(4, "64 B streaming msgs/s >= 0.6 x raw TCP",
+           r_of("stream64", "junos-sync", "raw TCP", "msgs_per_s"), ">=", 0.6)
+    target(4, "1 KiB streaming MB/s >= 0.8 x raw TCP",
+           r_of("stream1k", "junos-sync", "raw TCP", "mb_per_s"), ">=", 0.8)
+    target(4, "latency p50 <= 2 x raw TCP ping-pong p50",
+           r_of("latency", "junos-sync", "raw TCP ping-pong", "p50_us"), "<=", 2.0)
+    target(4, "latency p99.9 < 1 ms (us)", m("latency", "junos-sync", "p999_us"), "<", 1000.0, kind="")
+    target(4, f"resync of {NRESYNC:,} entries < 1.5 s", m("resync", "junos-sync", "secs"), "<", 1.5,
+           "QUICK run: 1/10 of the entries" if QUICK else "", kind="")
+    target(4, "<= 32 B library overhead per queued message (issue formula, backup stalled)",
+           m("memory", "junos-sync (backup stalled)", "overhead_b_per_msg"), "<=", 32.0, kind="")
+    targets.append({"issue": 4, "target": "junos_sync_queue never makes a system call in the common case, never blocks",
                     "value": None, "limit": None, "kind": "", "met": None, "detail": "not measured by make bench"})
+    # Issue 7: keyed contexts.
+    target(7, "keyed 64 B streaming msgs/s >= 0.8 x unkeyed",
+           r_of("stream64", "junos-sync keyed", "junos-sync", "msgs_per_s"), ">=", 0.8)
+    target(7, "keyed 1 KiB streaming MB/s >= 0.6 x unkeyed",
+           r_of("stream1k", "junos-sync keyed", "junos-sync", "mb_per_s"), ">=", 0.6)
+    target(7, "keyed handshake median < 5 ms (backup's start to CONN_UP, us)",
+           m("handshake", "junos-sync keyed", "backup_p50_us"), "<", 5000.0, kind="")
+    # Issue 8: dispatch mode.
+    target(8, "dispatch-mode 64 B msgs/s >= 0.5 x raw TCP",
+           r_of("stream64", "junos-sync dispatch", "raw TCP", "msgs_per_s"), ">=", 0.5)
+    target(8, "dispatch-mode 64 B msgs/s >= 2 x ZeroMQ",
+           r_of("stream64", "junos-sync dispatch", "ZeroMQ", "msgs_per_s"), ">=", 2.0, zmq_note)
+    target(8, "dispatch-mode 1 KiB MB/s >= 0.6 x raw TCP",
+           r_of("stream1k", "junos-sync dispatch", "raw TCP", "mb_per_s"), ">=", 0.6)
+    target(8, "dispatch-mode latency p50 <= 1.5 x raw TCP ping-pong p50",
+           r_of("latency", "junos-sync dispatch", "raw TCP ping-pong", "p50_us"), "<=", 1.5)
+    no_ref = "" if REF_LIB else "set BENCH_REF_LIB to an earlier build to measure"
+    target(8, "thread mode 64 B msgs/s >= ref build",
+           r_of("stream64", "junos-sync", "junos-sync (ref)", "msgs_per_s"), ">=", 1.0, no_ref)
+    target(8, "thread mode 1 KiB MB/s >= ref build",
+           r_of("stream1k", "junos-sync", "junos-sync (ref)", "mb_per_s"), ">=", 1.0, no_ref)
+    target(8, "thread mode latency p50 <= ref build",
+           r_of("latency", "junos-sync", "junos-sync (ref)", "p50_us"), "<=", 1.0, no_ref)
 
-    P("**Targets** (issue 4; ratios of medians" + (", QUICK smoke run: not the real figures" if QUICK else "") + ")")
+    P("**Targets** (issues 4, 7 and 8; ratios of medians" + (", QUICK smoke run: not the real figures" if QUICK else "") + ")")
     P("")
-    P("| target | value | met |")
-    P("|---|---:|---|")
+    P("| issue | target | value | met |")
+    P("|---|---|---:|---|")
     for t in targets:
         met = "n/a" if t["met"] is None else ("met" if t["met"] else "NOT met")
         val = fmt(t["value"], t["kind"])
         extra = f" ({t['detail']})" if t["detail"] else ""
-        P(f"| {t['target']} | {val} | {met}{extra} |")
+        P(f"| {t['issue']} | {t['target']} | {val} | {met}{extra} |")
     P("")
     if failed:
         P("**FAILED cases** (see stderr above): " + ", ".join(f"{c} / {l}" for c, l in failed))
@@ -414,7 +536,9 @@ def main():
             "cpu_sender": int(os.environ.get("BENCH_CPU_A", "0")) if PIN else None,
             "cpu_receiver": int(os.environ.get("BENCH_CPU_B", "1")) if PIN else None,
             "counts": {"stream64": N64, "stream1k": N1K, "latency": NLAT, "latency_warmup": WARM,
-                       "resync_entries": NRESYNC, "resync_entry_len": 100, "memory": NMEM},
+                       "resync_entries": NRESYNC, "resync_entry_len": 100, "memory": NMEM,
+                       "handshakes": NHS, "handshake_warmup": WARMHS},
+            "dispatch_every": env_int("BENCH_JSYNC_DISPATCH_EVERY", 1024),
             "zmq_skipped": ZMQ_SKIPPED or None,
         },
         "runs": [{"case": c, "contender": l, "results": v} for (c, l), v in raw.items()],
@@ -429,6 +553,15 @@ def main():
             "latency_p50_vs_raw_pingpong": ratio(m("latency", "junos-sync", "p50_us"), m("latency", "raw TCP ping-pong", "p50_us")),
             "latency_p99_vs_raw_pingpong": ratio(m("latency", "junos-sync", "p99_us"), m("latency", "raw TCP ping-pong", "p99_us")),
             "latency_p999_vs_raw_pingpong": ratio(m("latency", "junos-sync", "p999_us"), m("latency", "raw TCP ping-pong", "p999_us")),
+            "stream64_keyed_vs_unkeyed": ratio(m("stream64", "junos-sync keyed", "msgs_per_s"), m("stream64", "junos-sync", "msgs_per_s")),
+            "stream1k_keyed_vs_unkeyed": ratio(m("stream1k", "junos-sync keyed", "mb_per_s"), m("stream1k", "junos-sync", "mb_per_s")),
+            "stream64_dispatch_vs_raw_tcp": ratio(m("stream64", "junos-sync dispatch", "msgs_per_s"), m("stream64", "raw TCP", "msgs_per_s")),
+            "stream64_dispatch_vs_zmq": ratio(m("stream64", "junos-sync dispatch", "msgs_per_s"), m("stream64", "ZeroMQ", "msgs_per_s")),
+            "stream1k_dispatch_vs_raw_tcp": ratio(m("stream1k", "junos-sync dispatch", "mb_per_s"), m("stream1k", "raw TCP", "mb_per_s")),
+            "latency_dispatch_p50_vs_raw_pingpong": ratio(m("latency", "junos-sync dispatch", "p50_us"), m("latency", "raw TCP ping-pong", "p50_us")),
+            "handshake_keyed_vs_unkeyed_p50": ratio(m("handshake", "junos-sync keyed", "backup_p50_us"), m("handshake", "junos-sync", "backup_p50_us")),
+            "stream64_vs_ref": ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "junos-sync (ref)", "msgs_per_s")),
+            "stream1k_vs_ref": ratio(m("stream1k", "junos-sync", "mb_per_s"), m("stream1k", "junos-sync (ref)", "mb_per_s")),
         },
         "targets": targets,
         "failed": [{"case": c, "contender": l, "error": e[-4000:]} for (c, l), e in failed.items()],

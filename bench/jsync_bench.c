@@ -28,20 +28,56 @@
  *                                      `nobackup` = no backup ever (junos_sync_exit must free
  *                                      all N).
  *   jsync_bench memctl  N LEN          control, no library: RSS of N malloc'd TLVs alone.
+ *   jsync_bench handshake N WARMUP     with a master running, the backup process starts a new
+ *                                      backup context N+WARMUP times, one after the other: t0
+ *                                      just before junos_sync_start (backup), t1 on entry of
+ *                                      each side's sync_conn_status_change_func(CONN_UP) (one
+ *                                      clock, CLOCK_MONOTONIC, across both processes); then it
+ *                                      exits that context and the next starts once the master
+ *                                      saw the disconnection. Last, a backup with a key the
+ *                                      master does not hold must be refused (auth_failures on
+ *                                      both sides, no CONN_UP): proof the pair was keyed as the
+ *                                      environment says, or unkeyed.
+ *
+ * Keyed: every context of both processes is keyed when JUNOS_SYNC_AUTH_KEY_FILE names a key
+ * file (read by junos_sync_init, inherited by the forked backup); the JSON says "keyed".
+ *
+ * `dispatch` (an option word of stream and latency): both contexts in dispatch mode
+ * (junos_sync_get_fd before junos_sync_start), every callback on the process's main thread
+ * inside junos_sync_dispatch. The master's main thread queues, and every
+ * BENCH_JSYNC_DISPATCH_EVERY messages (default 1024) polls the descriptor with timeout 0 and
+ * dispatches if it is readable; every wait (the session, the last free, each ack in latency)
+ * is a loop of poll(fd, 100 ms) + junos_sync_dispatch. The backup's main thread does the same
+ * until its last message. Acknowledged TLVs are freed there, on the thread that allocated
+ * them.
  */
 #include <jnx/junos_sync.h>
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <malloc.h>
+#include <poll.h>
 #include <semaphore.h>
 
 #include "common.h"
+
+#ifdef BENCH_REF
+/* Built against an earlier library (BENCH_REF_LIB in run.sh) for the thread-mode rows: the
+ * calls it may lack fail here instead of at link time. */
+#define junos_sync_get_fd(ctx) ((void)(ctx), b_die("dispatch mode: not in this build (BENCH_REF)"), -1)
+#define junos_sync_dispatch(ctx) ((void)(ctx), JUNOS_SYNC_ERR_STATE)
+#define junos_sync_set_auth_key(ctx, k, n)                                                        \
+    ((void)(ctx), (void)(k), (void)(n), b_die("junos_sync_set_auth_key: not in this build"),     \
+     JUNOS_SYNC_ERR_STATE)
+#endif
 
 /* ------------------------------------------------------------------------------------------ */
 /* Shared                                                                                      */
 
 static int64_t g_deadline_s = 120; /* per wait */
 static int g_quiet; /* measurement over: the teardown's log lines are expected */
+static bool g_keyed; /* JUNOS_SYNC_AUTH_KEY_FILE is set: junos_sync_init keys every context */
+static bool g_handshake; /* handshake mode: the master's "closed by peer" lines are expected */
 
 static void log_msg(const char *fmt, ...)
 {
@@ -56,6 +92,8 @@ static void log_msg(const char *fmt, ...)
         if (s && !strstr(s, "lost") && !strstr(s, "drop") && !strstr(s, "refused") &&
             !strstr(s, "over") && !strstr(s, "error") && !strstr(s, "dead") && !strstr(s, "fail"))
             return;
+        if (s && g_handshake && strstr(s, "closed by peer"))
+            return;
     }
     char line[1200];
     va_list ap;
@@ -65,9 +103,57 @@ static void log_msg(const char *fmt, ...)
     fprintf(stderr, "%s[%d] libjunos-sync: %s\n", b_prog, (int)getpid(), line);
 }
 
-/* Waits for a semaphore up to g_deadline_s; on timeout, dies with `what` and `diag()`. */
+/* Dispatch mode: this process's context and its descriptor (-1: thread mode). */
+static bool g_dispatch;
+static junos_sync_context_t *g_disp_ctx;
+static int g_disp_fd = -1;
+static uint64_t g_dispatches, g_polls;
+
+/* Dispatch mode, before junos_sync_start: every callback of ctx will run in pump(). */
+static void enable_dispatch(junos_sync_context_t *ctx)
+{
+    int fd = junos_sync_get_fd(ctx);
+    B_CHECK(fd >= 0, "junos_sync_get_fd returned %d", fd);
+    g_disp_ctx = ctx;
+    g_disp_fd = fd;
+}
+
+/* Dispatch mode: one poll of the descriptor (timeout_ms 0: just look) and, if it is readable,
+ * one junos_sync_dispatch. */
+static void pump(int timeout_ms)
+{
+    struct pollfd pfd = {g_disp_fd, POLLIN, 0};
+    g_polls++;
+    int r = poll(&pfd, 1, timeout_ms);
+    if (r < 0) {
+        B_CHECK(errno == EINTR, "poll: %s", strerror(errno));
+        return;
+    }
+    if (r == 0)
+        return;
+    junos_sync_status_t rc = junos_sync_dispatch(g_disp_ctx);
+    B_CHECK(rc == JUNOS_SYNC_OK, "junos_sync_dispatch returned %d", (int)rc);
+    g_dispatches++;
+}
+
+/* Waits for a semaphore up to g_deadline_s; on timeout, dies with `what` and `diag()`. In
+ * dispatch mode the callbacks that post it run here: poll the descriptor and dispatch. */
 static void sem_wait_or_die(sem_t *s, const char *what, void (*diag)(char *, size_t))
 {
+    if (g_disp_fd >= 0) {
+        int64_t end = b_now_ns() + g_deadline_s * 1000000000;
+        while (sem_trywait(s) != 0) {
+            if (b_now_ns() > end) {
+                char d[512] = "";
+                if (diag)
+                    diag(d, sizeof d);
+                b_die("timed out after %llds dispatching, waiting for %s %s",
+                      (long long)g_deadline_s, what, d);
+            }
+            pump(100);
+        }
+        return;
+    }
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += g_deadline_s;
@@ -98,11 +184,12 @@ static junos_sync_tlv_t *new_tlv(size_t len, uint64_t seq)
 
 static junos_sync_context_t *mctx;
 static in_port_t m_port;
-static sem_t m_up_sem, m_sync_sem, m_done_sem, m_ack_sem;
+static sem_t m_up_sem, m_sync_sem, m_done_sem, m_ack_sem, m_down_sem;
 static uint64_t m_frees;          /* sync_free_func calls */
 static uint64_t m_free_target;    /* post m_done_sem when m_frees reaches it */
 static int64_t m_t_last_free;
 static uint64_t m_ups, m_downs, m_sync_dones;
+static int64_t m_t_up; /* the last CONN_UP */
 static size_t m_sync_n;
 static int64_t m_t_sync_done;
 /* latency */
@@ -131,10 +218,12 @@ static void m_free(void *p)
 static void m_conn(junos_sync_conn_status_t st)
 {
     if (st == JUNOS_SYNC_CONN_UP) {
+        B_STORE(m_t_up, b_now_ns());
         B_INC(m_ups);
         sem_post(&m_up_sem);
     } else {
         B_INC(m_downs);
+        sem_post(&m_down_sem);
     }
 }
 
@@ -219,6 +308,7 @@ static void start_master(bool no_resync, uint32_t keepalive, size_t backlog_limi
     sem_init(&m_sync_sem, 0, 0);
     sem_init(&m_done_sem, 0, 0);
     sem_init(&m_ack_sem, 0, 0);
+    sem_init(&m_down_sem, 0, 0);
     B_STORE(m_free_target, UINT64_MAX);
     junos_sync_state_t st;
     memset(&st, 0, sizeof st);
@@ -241,6 +331,8 @@ static void start_master(bool no_resync, uint32_t keepalive, size_t backlog_limi
     if (backlog_limit)
         B_CHECK(junos_sync_set_backlog_limit(mctx, backlog_limit) == JUNOS_SYNC_OK,
                 "junos_sync_set_backlog_limit");
+    if (g_dispatch)
+        enable_dispatch(mctx);
     B_CHECK(junos_sync_start(mctx) == JUNOS_SYNC_OK, "junos_sync_start (master)");
     B_CHECK(m_port != 0, "sync_bind_done_func not called with a port");
 }
@@ -271,7 +363,7 @@ static uint64_t b_target = UINT64_MAX;
 static uint64_t b_ups, b_downs, b_clears, b_sync_dones;
 static size_t b_sync_n;
 static double b_cpu_up;
-static int64_t b_t_up, b_t_sync_done;
+static int64_t b_t_up, b_t_up_last, b_t_sync_done;
 
 /* What the backup reports to the master's process. */
 typedef struct {
@@ -282,6 +374,7 @@ typedef struct {
     uint64_t ups, downs, clears, sync_dones;
     uint64_t sync_n;
     uint64_t misaligned;
+    uint64_t dispatches; /* dispatch mode: junos_sync_dispatch calls */
     long hwm_kb;
 } b_result_t;
 static b_result_t b_res;
@@ -301,6 +394,7 @@ static void b_decode(void *data, size_t len)
 static void b_conn(junos_sync_conn_status_t st)
 {
     if (st == JUNOS_SYNC_CONN_UP) {
+        B_STORE(b_t_up_last, b_now_ns());
         if (B_INC(b_ups) == 1) {
             b_t_up = b_now_ns();
             if (b_cpu_up == 0)
@@ -334,11 +428,16 @@ static void b_diag(char *out, size_t n)
              (unsigned long long)b_clears);
 }
 
-static void start_backup(in_port_t port, bool no_resync, uint32_t keepalive)
+static void backup_sems_init(void)
 {
     sem_init(&b_up_sem, 0, 0);
     sem_init(&b_done_sem, 0, 0);
     sem_init(&b_sync_sem, 0, 0);
+}
+
+/* A backup context of the master at `port`, not started. */
+static junos_sync_context_t *new_backup(in_port_t port, bool no_resync, uint32_t keepalive)
+{
     junos_sync_state_t st;
     memset(&st, 0, sizeof st);
     st.is_master = false;
@@ -353,8 +452,17 @@ static void start_backup(in_port_t port, bool no_resync, uint32_t keepalive)
     cb.sync_init_sync_done_func = b_sync_done;
     cb.sync_log_msg_func = log_msg;
     cb.sync_db_clear_func = b_db_clear;
-    bctx = junos_sync_init(&st, &cb);
-    B_CHECK(bctx, "junos_sync_init (backup) returned NULL");
+    junos_sync_context_t *ctx = junos_sync_init(&st, &cb);
+    B_CHECK(ctx, "junos_sync_init (backup) returned NULL");
+    return ctx;
+}
+
+static void start_backup(in_port_t port, bool no_resync, uint32_t keepalive)
+{
+    backup_sems_init();
+    bctx = new_backup(port, no_resync, keepalive);
+    if (g_dispatch)
+        enable_dispatch(bctx);
     B_CHECK(junos_sync_start(bctx) == JUNOS_SYNC_OK, "junos_sync_start (backup)");
 }
 
@@ -387,6 +495,7 @@ static void backup_main(b_pair_t *p, size_t len, uint64_t target, bool resync_mo
     b_res.sync_dones = B_LOAD(b_sync_dones);
     b_res.sync_n = b_sync_n;
     b_res.hwm_kb = b_status_kb("VmHWM");
+    b_res.dispatches = g_dispatches;
     b_write_all(p->to_parent, &b_res, sizeof b_res);
     B_STORE(g_quiet, 1);
     char c;
@@ -408,6 +517,7 @@ static void finish_pair(b_pair_t *p)
     B_STORE(g_quiet, 1);
     junos_sync_exit(mctx);
     mctx = NULL;
+    g_disp_fd = -1;
     close(p->to_child);
     b_reap(p);
 }
@@ -446,6 +556,12 @@ static int run_stream(size_t len, uint64_t n, bool bounded)
 
     long hwm0 = b_status_kb("VmHWM");
     uint64_t retries = 0;
+    /* Dispatch mode: a look at the descriptor every `every` messages (frees and acks wait
+     * until then); one word so that the queue loop stays the same in both modes. */
+    uint64_t every = g_dispatch ? (uint64_t)b_env_long("BENCH_JSYNC_DISPATCH_EVERY", 1024) : 0;
+    B_CHECK(!g_dispatch || every > 0, "BENCH_JSYNC_DISPATCH_EVERY must be at least 1");
+    uint64_t next_look = every ? every : UINT64_MAX;
+    uint64_t disp0 = g_dispatches, polls0 = g_polls;
     B_STORE(m_free_target, n);
     double cpu0 = b_cpu_s();
     int64_t t0 = b_now_ns();
@@ -454,11 +570,19 @@ static int run_stream(size_t len, uint64_t n, bool bounded)
         junos_sync_status_t rc;
         while ((rc = junos_sync_queue(mctx, t, false)) == JUNOS_SYNC_ERR_BACKLOG_FULL && bounded) {
             retries++;
+            if (g_dispatch) {
+                pump(1); /* the acks that make room are taken here */
+                continue;
+            }
             struct timespec ts = {0, 50000};
             nanosleep(&ts, NULL);
         }
         B_CHECK(rc == JUNOS_SYNC_OK, "junos_sync_queue #%llu returned %d", (unsigned long long)i,
                 (int)rc);
+        if (i + 1 == next_look) {
+            pump(0);
+            next_look += every;
+        }
     }
     int64_t t_queued = b_now_ns();
     sem_wait_or_die(&m_done_sem, "the last sync_free_func", m_diag);
@@ -481,20 +605,30 @@ static int run_stream(size_t len, uint64_t n, bool bounded)
     /* The loop publishes freed bytes once per turn: allow it a moment, then insist. */
     int64_t settle0 = b_now_ns();
     for (s = master_stats(); s.backlog_bytes != 0 && b_now_ns() - settle0 < 1000000000;
-         s = master_stats())
-        b_sleep_ms(1);
+         s = master_stats()) {
+        if (g_dispatch)
+            pump(1);
+        else
+            b_sleep_ms(1);
+    }
     B_CHECK(s.backlog_bytes == 0, "backlog_bytes is still %llu 1 s after every TLV was freed",
             (unsigned long long)s.backlog_bytes);
+    uint64_t dispatches = g_dispatches - disp0, polls = g_polls - polls0;
     finish_pair(&p);
 
     double secs = (double)(t1 - t0) / 1e9;
-    printf("{\"mode\": \"stream\", \"contender\": \"junos-sync%s\", \"len\": %zu, \"n\": %llu, "
+    printf("{\"mode\": \"stream\", \"contender\": \"junos-sync%s%s%s\", \"keyed\": %s, "
+           "\"dispatch\": %s, \"dispatch_every\": %llu, \"master_dispatches\": %llu, "
+           "\"master_polls\": %llu, \"backup_dispatches\": %llu, \"len\": %zu, \"n\": %llu, "
            "\"secs\": %.6f, \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f, "
            "\"cpu_master_s_per_M\": %.4f, \"cpu_backup_s_per_M\": %.4f, "
            "\"queue_phase_s\": %.6f, \"backup_last_decode_to_last_free_us\": %.1f, "
            "\"master_hwm_kb_before\": %ld, \"master_hwm_kb\": %ld, \"backup_hwm_kb\": %ld, "
            "\"backlog_limit_bytes\": %zu, \"backlog_full_retries\": %llu, \"verified\": true}\n",
-           bounded ? " (bounded)" : "", len, (unsigned long long)n, secs, (double)n / secs,
+           bounded ? " (bounded)" : "", g_keyed ? " keyed" : "", g_dispatch ? " dispatch" : "",
+           g_keyed ? "true" : "false", g_dispatch ? "true" : "false", (unsigned long long)every,
+           (unsigned long long)dispatches, (unsigned long long)polls,
+           (unsigned long long)r.dispatches, len, (unsigned long long)n, secs, (double)n / secs,
            (double)n * (double)len / secs / 1e6, (cpu1 - cpu0) / (double)n * 1e6,
            r.cpu_s / (double)n * 1e6, (double)(t_queued - t0) / 1e9,
            (double)(t1 - r.t_done) / 1e3, hwm0, hwm1, r.hwm_kb, limit ? limit : (size_t)64 << 20,
@@ -546,9 +680,11 @@ static int run_latency(size_t len, uint64_t n, uint64_t warm, bool chained)
     check_session(&r, "latency");
     finish_pair(&p);
 
-    printf("{\"mode\": \"latency\", \"contender\": \"junos-sync%s\", \"len\": %zu, \"n\": %llu, "
-           "\"warmup\": %llu, ",
-           chained ? " (chained)" : "", len, (unsigned long long)n, (unsigned long long)warm);
+    printf("{\"mode\": \"latency\", \"contender\": \"junos-sync%s%s%s\", \"keyed\": %s, "
+           "\"dispatch\": %s, \"len\": %zu, \"n\": %llu, \"warmup\": %llu, ",
+           chained ? " (chained)" : "", g_keyed ? " keyed" : "", g_dispatch ? " dispatch" : "",
+           g_keyed ? "true" : "false", g_dispatch ? "true" : "false", len, (unsigned long long)n,
+           (unsigned long long)warm);
     b_print_latency(m_lat, n);
     printf(", \"verified\": true}\n");
     return 0;
@@ -708,10 +844,168 @@ static int run_memctl(uint64_t n, size_t len)
     return 0;
 }
 
+/* ------------------------------------------------------------------------------------------ */
+/* Handshake                                                                                   */
+
+typedef struct {
+    int64_t t0;   /* just before junos_sync_start (backup) */
+    int64_t t_up; /* the backup's CONN_UP */
+} hs_sample_t;
+
+/* What the backup process reports at the end of a handshake run. */
+typedef struct {
+    uint64_t ups, downs;
+    uint64_t wrong_key_auth_failures; /* the wrong-key backup's own count */
+    uint64_t wrong_key_ups;
+} hs_result_t;
+
+static void random_bytes(void *out, size_t n)
+{
+    int fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC);
+    B_CHECK(fd >= 0, "/dev/urandom: %s", strerror(errno));
+    B_CHECK(b_read_all(fd, out, n), "/dev/urandom: end of file");
+    close(fd);
+}
+
+static uint64_t stats_auth_failures(junos_sync_context_t *ctx)
+{
+    junos_sync_stats_t s;
+    B_CHECK(junos_sync_get_stats(ctx, &s) == JUNOS_SYNC_OK, "junos_sync_get_stats");
+    return s.auth_failures;
+}
+
+static void hs_backup_main(b_pair_t *p, uint64_t total)
+{
+    b_prog = "jsync_bench(backup)";
+    in_port_t port;
+    B_CHECK(b_read_all(p->from_parent, &port, sizeof port), "master went away before its port");
+    backup_sems_init();
+    for (uint64_t i = 0; i < total; i++) {
+        junos_sync_context_t *ctx = new_backup(port, false, 60);
+        hs_sample_t smp;
+        smp.t0 = b_now_ns();
+        B_CHECK(junos_sync_start(ctx) == JUNOS_SYNC_OK, "junos_sync_start (backup #%llu)",
+                (unsigned long long)i);
+        sem_wait_or_die(&b_up_sem, "the backup's CONN_UP", b_diag);
+        smp.t_up = B_LOAD(b_t_up_last);
+        junos_sync_exit(ctx);
+        b_write_all(p->to_parent, &smp, sizeof smp);
+        char go;
+        B_CHECK(b_read_all(p->from_parent, &go, 1), "master went away");
+    }
+    /* A backup holding a key the master does not hold (a random one: the master is keyed with
+     * another key, or not at all) must fail authentication and never come up. */
+    hs_result_t r;
+    memset(&r, 0, sizeof r);
+    B_STORE(g_quiet, 1); /* its authentication failures are the point */
+    uint64_t ups0 = B_LOAD(b_ups);
+    junos_sync_context_t *ctx = new_backup(port, false, 60);
+    uint8_t key[32];
+    random_bytes(key, sizeof key);
+    B_CHECK(junos_sync_set_auth_key(ctx, key, sizeof key) == JUNOS_SYNC_OK,
+            "junos_sync_set_auth_key");
+    B_CHECK(junos_sync_start(ctx) == JUNOS_SYNC_OK, "junos_sync_start (wrong-key backup)");
+    int64_t end = b_now_ns() + 10 * 1000000000LL;
+    while ((r.wrong_key_auth_failures = stats_auth_failures(ctx)) == 0 && b_now_ns() < end)
+        b_sleep_ms(1);
+    r.wrong_key_ups = B_LOAD(b_ups) - ups0;
+    junos_sync_exit(ctx);
+    r.ups = ups0;
+    r.downs = B_LOAD(b_downs);
+    b_write_all(p->to_parent, &r, sizeof r);
+    char c;
+    while (b_read_all(p->from_parent, &c, 1)) {
+    }
+    _exit(0);
+}
+
+/* Prints "NAME_p50_us", p99, max, mean of ns[0..n) (sorts them). */
+static void print_quantiles(const char *name, int64_t *ns, size_t n)
+{
+    qsort(ns, n, sizeof *ns, b_cmp_i64);
+    double sum = 0;
+    for (size_t i = 0; i < n; i++)
+        sum += (double)ns[i];
+    printf("\"%s_p50_us\": %.2f, \"%s_p99_us\": %.2f, \"%s_max_us\": %.2f, \"%s_mean_us\": %.2f, "
+           "\"%s_min_us\": %.2f, ",
+           name, b_quantile_us(ns, n, 0.50), name, b_quantile_us(ns, n, 0.99), name,
+           (double)ns[n - 1] / 1000.0, name, sum / (double)n / 1000.0, name,
+           (double)ns[0] / 1000.0);
+}
+
+static int run_handshake(uint64_t n, uint64_t warm)
+{
+    B_CHECK(n > 0, "handshake: N must be at least 1");
+    g_handshake = true;
+    b_pair_t p = b_fork();
+    if (p.pid == 0)
+        hs_backup_main(&p, n + warm);
+    b_prog = "jsync_bench(master)";
+    int64_t *lat_b = calloc(n, sizeof *lat_b), *lat_m = calloc(n, sizeof *lat_m);
+    B_CHECK(lat_b && lat_m, "calloc");
+    start_master(false, 60, 0);
+    double cpu0 = b_cpu_s();
+    b_write_all(p.to_child, &m_port, sizeof m_port);
+    for (uint64_t i = 0; i < n + warm; i++) {
+        sem_wait_or_die(&m_up_sem, "the master's CONN_UP", m_diag);
+        int64_t t_mup = B_LOAD(m_t_up);
+        hs_sample_t smp;
+        B_CHECK(b_read_all(p.from_child, &smp, sizeof smp), "backup exited during the runs");
+        B_CHECK(smp.t_up > smp.t0 && t_mup > smp.t0, "CONN_UP before junos_sync_start");
+        if (i >= warm) {
+            lat_b[i - warm] = smp.t_up - smp.t0;
+            lat_m[i - warm] = t_mup - smp.t0;
+        }
+        /* The next backup starts once this one is gone (a second live backup is refused). */
+        sem_wait_or_die(&m_down_sem, "the master's CONN_DOWN", m_diag);
+        b_write_all(p.to_child, "g", 1);
+    }
+    double cpu1 = b_cpu_s();
+    B_STORE(g_quiet, 1);
+    uint64_t af0 = stats_auth_failures(mctx);
+    hs_result_t r;
+    B_CHECK(b_read_all(p.from_child, &r, sizeof r), "backup exited without a result");
+    uint64_t total = n + warm;
+    B_CHECK(r.ups == total && r.downs == total && B_LOAD(m_ups) == total &&
+                B_LOAD(m_downs) == total,
+            "backup saw %llu connections and %llu disconnections, master %llu and %llu (want %llu)",
+            (unsigned long long)r.ups, (unsigned long long)r.downs,
+            (unsigned long long)B_LOAD(m_ups), (unsigned long long)B_LOAD(m_downs),
+            (unsigned long long)total);
+    B_CHECK(af0 == 0, "the master counted %llu authentication failures during the runs",
+            (unsigned long long)af0);
+    B_CHECK(r.wrong_key_ups == 0 && B_LOAD(m_ups) == total,
+            "a backup with a key the master does not hold connected: the master is not keyed "
+            "as %s", g_keyed ? "JUNOS_SYNC_AUTH_KEY_FILE says" : "it should be (not at all)");
+    B_CHECK(r.wrong_key_auth_failures > 0,
+            "a backup with a key the master does not hold saw no authentication failure in 10 s");
+    /* The master counts its side of that failure too (it may lag the backup's a little). */
+    int64_t end = b_now_ns() + 5 * 1000000000LL;
+    uint64_t af;
+    while ((af = stats_auth_failures(mctx)) == 0 && b_now_ns() < end)
+        b_sleep_ms(1);
+    B_CHECK(af > 0, "the master counted no authentication failure for the wrong-key backup");
+    finish_pair(&p);
+
+    printf("{\"mode\": \"handshake\", \"contender\": \"junos-sync%s\", \"keyed\": %s, \"n\": %llu, "
+           "\"warmup\": %llu, ",
+           g_keyed ? " keyed" : "", g_keyed ? "true" : "false", (unsigned long long)n,
+           (unsigned long long)warm);
+    print_quantiles("backup", lat_b, n);
+    print_quantiles("master", lat_m, n);
+    printf("\"cpu_master_us_per_handshake\": %.1f, \"wrong_key_refused\": true, "
+           "\"verified\": true}\n",
+           (cpu1 - cpu0) / (double)total * 1e6);
+    free(lat_b);
+    free(lat_m);
+    return 0;
+}
+
 static void usage(void)
 {
-    fprintf(stderr, "usage: jsync_bench stream LEN N | latency LEN N WARMUP [chained] | "
-                    "resync ENTRIES LEN | memory N LEN stall|nobackup | memctl N LEN\n");
+    fprintf(stderr, "usage: jsync_bench stream LEN N [bounded] [dispatch] | "
+                    "latency LEN N WARMUP [chained] [dispatch] | resync ENTRIES LEN | "
+                    "memory N LEN stall|nobackup | memctl N LEN | handshake N WARMUP\n");
     exit(64);
 }
 
@@ -727,11 +1021,26 @@ int main(int argc, char **argv)
         usage();
     const char *mode = argv[1];
     unsigned long long a = strtoull(argv[2], NULL, 10), b = strtoull(argv[3], NULL, 10);
+    const char *ka = getenv("JUNOS_SYNC_AUTH_KEY_FILE");
+    g_keyed = ka && *ka;
+    /* Option words after the numbers, in any order. */
+    bool bounded = false, chained = false;
+    for (int i = 4; i < argc; i++) {
+        if (strcmp(argv[i], "bounded") == 0)
+            bounded = true;
+        else if (strcmp(argv[i], "chained") == 0)
+            chained = true;
+        else if (strcmp(argv[i], "dispatch") == 0)
+            g_dispatch = true;
+    }
+    if (g_dispatch && strcmp(mode, "stream") != 0 && strcmp(mode, "latency") != 0)
+        usage();
     if (strcmp(mode, "stream") == 0)
-        return run_stream(a, b, argc >= 5 && strcmp(argv[4], "bounded") == 0);
+        return run_stream(a, b, bounded);
     if (strcmp(mode, "latency") == 0 && argc >= 5)
-        return run_latency(a, b, strtoull(argv[4], NULL, 10),
-                           argc >= 6 && strcmp(argv[5], "chained") == 0);
+        return run_latency(a, b, strtoull(argv[4], NULL, 10), chained);
+    if (strcmp(mode, "handshake") == 0)
+        return run_handshake(a, b);
     if (strcmp(mode, "resync") == 0)
         return run_resync(a, b);
     if (strcmp(mode, "memory") == 0 && argc >= 5)
