@@ -215,8 +215,8 @@ fn a_key_holder_acknowledging_what_was_not_written_is_dropped_and_nothing_is_fre
     // The plaintext stream: WELCOME, SYNC_BEGIN, the walk, SYNC_END, the queued TLVs.
     let mut ends = Vec::new();
     let mut at = frame_size(40) as u64;
-    let lens = std::iter::once(0).chain(std::iter::repeat(64).take(WALKED)).chain([8]);
-    for (i, len) in lens.chain(std::iter::repeat(LEN).take(N)).enumerate() {
+    let lens = std::iter::once(0).chain(std::iter::repeat_n(64, WALKED)).chain([8]);
+    for (i, len) in lens.chain(std::iter::repeat_n(LEN, N)).enumerate() {
         at += frame_size(len as u32) as u64;
         ends.push((at, base + 1 + i as u64));
     }
