@@ -84,7 +84,7 @@ fn ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing() 
     let mut ends = Vec::new(); // (stream offset where the frame ends, its sequence number)
     let mut at = frame_size(40) as u64;
     let mut seq = base;
-    for len in std::iter::once(0).chain(std::iter::repeat(WALK_LEN).take(WALKED as usize)).chain([8]) {
+    for len in std::iter::once(0).chain(std::iter::repeat_n(WALK_LEN, WALKED as usize)).chain([8]) {
         at += frame_size(len as u32) as u64;
         seq += 1;
         ends.push((at, seq));
