@@ -46,7 +46,12 @@ impl<A: App> AppQueue<A> {
         let was_empty = {
             let mut q = self.calls.lock();
             let e = q.is_empty();
-            q.append(calls);
+            // A swap when it can: appending moves every call.
+            if e {
+                std::mem::swap(&mut *q, calls);
+            } else {
+                q.append(calls);
+            }
             e
         };
         if was_empty {
@@ -72,7 +77,12 @@ impl<A: App> AppQueue<A> {
     /// made after the take rings it again.
     pub(crate) fn take(&self, into: &mut VecDeque<Call<A>>) {
         self.bell.clear();
-        into.append(&mut self.calls.lock());
+        let mut q = self.calls.lock();
+        if into.is_empty() {
+            std::mem::swap(into, &mut *q);
+        } else {
+            into.append(&mut q);
+        }
     }
 
     /// Application's thread: hands replies to the loop and wakes it.

@@ -5,14 +5,13 @@
 
 use std::collections::VecDeque;
 
-use super::calls::WalkTag;
-
 /// One sequenced item of the stream.
 pub(crate) enum Entry<T> {
     /// A TLV from `junos_sync_queue`.
     Queued { tlv: T, ack: bool },
-    /// A TLV from the resync walk, and which entry of which walk it is.
-    Walked(T, WalkTag),
+    /// A TLV from the resync walk (which entry it is follows from its sequence number: the
+    /// walk's entries come right after its SYNC_BEGIN).
+    Walked(T),
     /// Start of a full resync.
     SyncBegin,
     /// End of a full resync, with the number of entries walked.

@@ -12,8 +12,8 @@ use super::held::Held;
 /// Which walked entry a TLV is: resync `id`, entry `no` (from 1) of that walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct WalkTag {
-    pub id: u64,
-    pub no: u64,
+    pub id: u32,
+    pub no: std::num::NonZeroU64,
 }
 
 pub(crate) enum Call<A: App> {
@@ -30,28 +30,29 @@ pub(crate) enum Call<A: App> {
     /// Master: listening on this port (after a switchover).
     BindDone(u16),
     /// Backup, dispatch mode: entries to apply, copied out of the read buffer.
-    Decode(Batch),
+    Decode(Box<Batch>),
     /// Backup: everything before this call has been applied up to this sequence number.
     Mark(u64),
     /// Master: walk on in resync `id` until `budget` more bytes are walked.
-    Walk { id: u64, budget: usize },
+    Walk { id: u32, budget: usize },
     /// Master: resync `id` is over (its connection went); forget the cursor.
-    WalkStop { id: u64 },
-    /// A switchover's callbacks: every later call uses them.
-    Install(A),
+    WalkStop { id: u32 },
+    /// A switchover's callbacks: every later call uses them (boxed: calls are queued by the
+    /// million and must stay small).
+    Install(Box<A>),
 }
 
 pub(crate) enum Reply<T> {
     /// An entry of the walk, counted in the budget.
     Walked { tag: WalkTag, tlv: Held<T> },
     /// The walk took its budget; ask again for more.
-    WalkPaused { id: u64 },
+    WalkPaused { id: u32 },
     /// The walk ended (`get_next` returned NULL) after `count` entries with a TLV.
-    WalkEnd { id: u64, count: u64 },
+    WalkEnd { id: u32, count: u64 },
     /// Backup: applied up to this sequence number.
     Applied(u64),
     /// A decode batch's memory, back for reuse (allocated and freed on the loop thread).
-    Spent(Batch),
+    Spent(Box<Batch>),
 }
 
 /// Payloads copied out of a read buffer, each at an offset that is a multiple of 8 (so 8-aligned

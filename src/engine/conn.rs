@@ -164,8 +164,7 @@ impl Conn {
         }
         let r = match self.sealed.as_deref_mut() {
             None => self.inbuf.fill(&mut self.stream),
-            Some(s) if s.rx.plain_ready() => self.inbuf.fill(&mut s.rx),
-            Some(s) => s.rx.read_from(&mut s.noise, &mut self.stream),
+            Some(s) => fill_sealed(s, &mut self.inbuf, &mut self.stream),
         };
         match r {
             Ok(0) => Err(Fault::Io(io::ErrorKind::UnexpectedEof.into())),
@@ -251,6 +250,37 @@ impl Conn {
         let _ = self.flush(|_| None);
         self.close(reg);
     }
+}
+
+/// One read of a sealed connection: the plaintext of every record already buffered goes into
+/// `inbuf` while it has room; only with none buffered is the socket read (once). Ok(0) is end
+/// of stream.
+fn fill_sealed<R: io::Read>(s: &mut Sealed, inbuf: &mut InBuf, r: &mut R) -> io::Result<usize> {
+    let mut moved = 0;
+    loop {
+        if s.rx.plain_ready() {
+            match inbuf.fill(&mut s.rx) {
+                Ok(n) => moved += n,
+                Err(e) if e.kind() == io::ErrorKind::OutOfMemory && moved > 0 => return Ok(moved),
+                Err(e) => return Err(e),
+            }
+            if s.rx.plain_ready() {
+                return Ok(moved); // the read buffer is full: frames first
+            }
+        } else if !s.rx.open_next(&mut s.noise)? {
+            break;
+        }
+    }
+    if moved > 0 {
+        return Ok(moved);
+    }
+    let n = s.rx.read_from(&mut s.noise, r)?;
+    if n == 0 {
+        return Ok(0);
+    }
+    // What the read completed goes in now (a read that brought only part of a record moved
+    // nothing, which is still progress).
+    fill_sealed(s, inbuf, &mut io::empty()).map(|m| m.max(1))
 }
 
 /// Seals the output a record at a time and writes the records; Ok(true) once all is written.

@@ -4,6 +4,7 @@
 //! cursor, the TLV that cursor may point into, and whether UP was told.
 
 use std::collections::VecDeque;
+use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -17,7 +18,7 @@ use super::shared::Shared;
 const CLOCK_EVERY: u32 = 32;
 
 struct Walk<C> {
-    id: u64,
+    id: u32,
     cursor: Option<C>,
     /// Entries with a TLV so far.
     count: u64,
@@ -151,7 +152,7 @@ impl<A: App> Dispatcher<A> {
                 Call::Install(app) => {
                     // What waits to be freed belongs to the old callbacks.
                     self.reclaim();
-                    self.app = app;
+                    self.app = *app;
                 }
             }
             if slice.over() {
@@ -182,7 +183,7 @@ impl<A: App> Dispatcher<A> {
                     let t = tlv.release(&mut self.released);
                     self.app.free(t);
                 }
-                Call::Install(app) => self.app = app,
+                Call::Install(app) => self.app = *app,
                 Call::Conn(false) if notify && self.up => {
                     self.up = false;
                     self.app.conn_status(false);
@@ -219,7 +220,7 @@ impl<A: App> Dispatcher<A> {
             }
             let Some((t, notify, walk)) = self.releasing.pop_front() else { break };
             let cursor_in_it =
-                walk.is_some_and(|tag| self.walk.as_ref().is_some_and(|w| w.id == tag.id && w.last_no == tag.no));
+                walk.is_some_and(|tag| self.walk.as_ref().is_some_and(|w| w.id == tag.id && w.last_no == tag.no.get()));
             if cursor_in_it {
                 self.unpin();
                 self.pinned = Some(t);
@@ -257,7 +258,7 @@ impl<A: App> Dispatcher<A> {
 
     /// Walks resync `id` on until `budget` bytes are walked, it ends, or the slice ends (then
     /// Some(budget left)).
-    fn walk(&mut self, id: u64, budget: usize, slice: &mut Slice, out: &mut Vec<Reply<A::Tlv>>) -> Option<usize> {
+    fn walk(&mut self, id: u32, budget: usize, slice: &mut Slice, out: &mut Vec<Reply<A::Tlv>>) -> Option<usize> {
         if self.walk.as_ref().is_none_or(|w| w.id != id) {
             self.unpin();
             self.walk = Some(Walk { id, cursor: None, count: 0, last_no: 0, last_size: 0 });
@@ -301,7 +302,8 @@ impl<A: App> Dispatcher<A> {
                         w.count += 1;
                         w.last_no += 1;
                         w.last_size = t.size();
-                        out.push(Reply::Walked { tag: WalkTag { id, no: w.last_no }, tlv: t });
+                        let no = NonZeroU64::new(w.last_no).expect("counted from 1");
+                        out.push(Reply::Walked { tag: WalkTag { id, no }, tlv: t });
                     }
                 }
             }

@@ -39,10 +39,12 @@ pub(crate) struct Env<A: App> {
     marked: u64,
     /// Dispatch mode, backup: payloads gathered for the next decode batch, the sequence number
     /// of the last of them, and decode bytes sent and not yet spent.
-    batch: Batch,
+    batch: Box<Batch>,
     batch_seq: u64,
     in_flight: usize,
-    spare: Vec<Batch>,
+    // Boxed as they travel in calls and come back: kept boxed, a batch is reused whole.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Batch>>,
 }
 
 impl<A: App> Env<A> {
@@ -54,7 +56,7 @@ impl<A: App> Env<A> {
             replies: Vec::new(),
             applied: 0,
             marked: 0,
-            batch: Batch::default(),
+            batch: Box::default(),
             batch_seq: 0,
             in_flight: 0,
             spare: Vec::new(),
@@ -134,7 +136,7 @@ impl<A: App> Env<A> {
 
     /// Switchover: every later call uses these callbacks.
     pub(crate) fn install(&mut self, app: A) {
-        self.call(Call::Install(app));
+        self.call(Call::Install(Box::new(app)));
     }
 
     /// Master: the backup acknowledged the end of the resync.
@@ -143,12 +145,12 @@ impl<A: App> Env<A> {
     }
 
     /// Master: asks for more of walk `id`; what it yields comes back through `take_walk`.
-    pub(crate) fn walk(&mut self, id: u64, budget: usize) {
+    pub(crate) fn walk(&mut self, id: u32, budget: usize) {
         self.call(Call::Walk { id, budget });
         self.pump();
     }
 
-    pub(crate) fn walk_stop(&mut self, id: u64) {
+    pub(crate) fn walk_stop(&mut self, id: u32) {
         self.call(Call::WalkStop { id });
     }
 

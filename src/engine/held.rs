@@ -17,10 +17,10 @@ pub(crate) struct Budget {
     limit: AtomicUsize,
 }
 
-/// A TLV counted in a `Budget`.
+/// A TLV counted in a `Budget`. Its size is read from the TLV itself, not stored: a backlog
+/// of millions of TLVs costs one pointer each.
 pub(crate) struct Held<T> {
     tlv: T,
-    size: usize,
 }
 
 impl<T: Tlv> Held<T> {
@@ -29,12 +29,12 @@ impl<T: Tlv> Held<T> {
     }
 
     pub(crate) fn size(&self) -> usize {
-        self.size
+        counted_size(&self.tlv)
     }
 
     /// Uncounts the TLV into `r` (published at the next `settle`) and hands it back.
     pub(crate) fn release(self, r: &mut Releases) -> T {
-        r.0 += self.size;
+        r.0 += self.size();
         self.tlv
     }
 }
@@ -78,19 +78,18 @@ impl Budget {
             self.held.fetch_sub(size, Ordering::Relaxed);
             return Err(t);
         }
-        Ok(Held { tlv: t, size })
+        Ok(Held { tlv: t })
     }
 
     /// Counts `t` whatever the limit: the resync walk paces itself before it takes an entry.
     pub(crate) fn charge<T: Tlv>(&self, t: T) -> Held<T> {
-        let size = counted_size(&t);
-        self.held.fetch_add(size, Ordering::Relaxed);
-        Held { tlv: t, size }
+        self.held.fetch_add(counted_size(&t), Ordering::Relaxed);
+        Held { tlv: t }
     }
 
     /// Uncounts at once: for frees off the loop thread, where nothing batches.
     pub(crate) fn release_now<T: Tlv>(&self, h: Held<T>) -> T {
-        self.held.fetch_sub(h.size, Ordering::Relaxed);
+        self.held.fetch_sub(h.size(), Ordering::Relaxed);
         h.tlv
     }
 }

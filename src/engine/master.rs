@@ -7,6 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -14,7 +15,7 @@ use mio::{Registry, Token};
 
 use super::app::{App, Tlv};
 use super::backlog::{Backlog, Entry};
-use super::calls::Reply;
+use super::calls::{Reply, WalkTag};
 use super::config::{keepalive_ms, Config};
 use super::conn::Conn;
 use super::env::Env;
@@ -36,7 +37,9 @@ const MAX_READS_PER_STEP: usize = 16;
 
 /// The resync walk in progress; its cursor lives with the application's callbacks.
 struct Walk {
-    id: u64,
+    id: u32,
+    /// The sequence number of its SYNC_BEGIN: entry `no` of the walk is `base + no`.
+    base: u64,
     /// A request for more is out (dispatch mode: its replies have not all come back).
     requested: bool,
 }
@@ -67,7 +70,7 @@ pub(crate) struct Master<A: App> {
     deferred: VecDeque<(Held<A::Tlv>, bool)>,
     walk: Option<Walk>,
     /// Resyncs walked so far: the id of the next.
-    walks: u64,
+    walks: u32,
     /// Bytes of walked TLVs not yet acknowledged: the walk's own pace, so that it neither
     /// fills the backlog nor waits on TLVs queued meanwhile (those cannot move until it ends).
     walked_bytes: usize,
@@ -317,8 +320,8 @@ impl<A: App> Master<A> {
                 queued.append(&mut self.deferred);
                 self.deferred = queued;
                 let begin = self.backlog.push(Entry::SyncBegin);
-                self.walks += 1;
-                self.walk = Some(Walk { id: self.walks, requested: false });
+                self.walks = self.walks.wrapping_add(1);
+                self.walk = Some(Walk { id: self.walks, base: begin, requested: false });
                 self.resync = Some(Resync { walked: 0, acked: 0, running: true });
                 self.resume_from = None;
                 self.dropped = false;
@@ -355,7 +358,7 @@ impl<A: App> Master<A> {
         for e in self.backlog.take_all() {
             match e {
                 Entry::Queued { tlv, ack } => keep.push_back((tlv, ack)),
-                Entry::Walked(t, _) => env.free(t),
+                Entry::Walked(t) => env.free(t),
                 Entry::SyncBegin | Entry::SyncEnd(_) => {}
             }
         }
@@ -484,15 +487,19 @@ impl<A: App> Master<A> {
 
     /// Frees (and notifies) everything the backup has applied up to `upto`.
     fn acknowledge(&mut self, env: &mut Env<A>, upto: u64) {
-        while let Some((_, e)) = self.backlog.pop_acked(upto) {
+        while let Some((seq, e)) = self.backlog.pop_acked(upto) {
             match e {
                 Entry::Queued { tlv, ack } => env.release(tlv, ack, None),
-                Entry::Walked(t, tag) => {
+                Entry::Walked(t) => {
+                    // Of the walk going on, the application's cursor may point into it.
+                    let tag = self.walk.as_ref().and_then(|w| {
+                        Some(WalkTag { id: w.id, no: NonZeroU64::new(seq.checked_sub(w.base)?)? })
+                    });
                     self.walked_bytes -= t.size();
                     if let Some(r) = self.resync.as_mut() {
                         r.acked += 1;
                     }
-                    env.release(t, false, Some(tag));
+                    env.release(t, false, tag);
                 }
                 Entry::SyncBegin => {}
                 Entry::SyncEnd(n) => {
@@ -534,12 +541,13 @@ impl<A: App> Master<A> {
     }
 
     fn on_walked(&mut self, env: &mut Env<A>, r: Reply<A::Tlv>) {
-        let current = |w: &Option<Walk>, id: u64| w.as_ref().is_some_and(|w| w.id == id);
+        let current = |w: &Option<Walk>, id: u32| w.as_ref().is_some_and(|w| w.id == id);
         match r {
             Reply::Walked { tag, tlv } if current(&self.walk, tag.id) => {
                 self.last_walked_size = tlv.size();
                 self.walked_bytes += tlv.size();
-                let seq = self.backlog.push(Entry::Walked(tlv, tag));
+                let seq = self.backlog.push(Entry::Walked(tlv));
+                debug_assert_eq!(Some(seq), self.walk.as_ref().map(|w| w.base + tag.no.get()));
                 self.stamps.queued(seq, Instant::now());
                 if let Some(r) = self.resync.as_mut() {
                     r.walked += 1;
@@ -599,7 +607,7 @@ impl<A: App> Master<A> {
                 break;
             };
             match e {
-                Entry::Queued { tlv, .. } | Entry::Walked(tlv, _) => {
+                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
                     c.out.data(seq, tlv.tlv().tlv_type(), tlv.tlv().payload())
                 }
                 Entry::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
@@ -637,7 +645,7 @@ impl<A: App> Master<A> {
         }
         self.abort_walk(env);
         for e in self.backlog.take_all() {
-            if let Entry::Queued { tlv: t, .. } | Entry::Walked(t, _) = e {
+            if let Entry::Queued { tlv: t, .. } | Entry::Walked(t) = e {
                 env.free(t);
             }
         }
@@ -647,7 +655,7 @@ impl<A: App> Master<A> {
 
 fn payload_of<T: Tlv>(b: &Backlog<Held<T>>, seq: u64) -> Option<&[u8]> {
     match b.get(seq)? {
-        Entry::Queued { tlv, .. } | Entry::Walked(tlv, _) => Some(tlv.tlv().payload()),
+        Entry::Queued { tlv, .. } | Entry::Walked(tlv) => Some(tlv.tlv().payload()),
         Entry::SyncBegin | Entry::SyncEnd(_) => None,
     }
 }

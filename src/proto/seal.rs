@@ -7,7 +7,7 @@
 //! ```
 //! (the framing the Noise specification suggests for TCP). Noise numbers the messages of each
 //! direction itself, so a record dropped, repeated, reordered or altered fails to decrypt.
-//! Memory per direction is one record, in buffers allocated once per connection.
+//! Memory per direction is two records at most, in buffers allocated once per connection.
 
 use std::io::{self, Read, Write};
 
@@ -180,25 +180,27 @@ impl Write for Staging<'_> {
 }
 
 /// Reads records and opens them; the plaintext is then read out through `Read`.
+///
+/// It reads as much as the socket has (up to two records' worth) and opens buffered records
+/// before it reads again: a stream of small records costs one system call per batch of them,
+/// not two per record.
 pub struct Opener {
-    /// Ciphertext bytes read (`have`), starting with the current record's length field.
+    /// Ciphertext read: records from `start`, the last one maybe partial, up to `end`.
     cipher: Box<[u8]>,
-    have: usize,
+    start: usize,
+    end: usize,
     /// The opened record's plaintext (`plain_len` bytes), `taken` of them read out.
     plain: Box<[u8]>,
     plain_len: usize,
     taken: usize,
 }
 
+/// Ciphertext buffered at most: two largest records.
+const CIPHER_CAP: usize = 2 * (LEN_BYTES + MAX_MESSAGE_LEN);
+
 impl Default for Opener {
     fn default() -> Self {
-        Opener {
-            cipher: buffer(LEN_BYTES + MAX_MESSAGE_LEN),
-            have: 0,
-            plain: buffer(MAX_MESSAGE_LEN),
-            plain_len: 0,
-            taken: 0,
-        }
+        Opener { cipher: buffer(CIPHER_CAP), start: 0, end: 0, plain: buffer(MAX_MESSAGE_LEN), plain_len: 0, taken: 0 }
     }
 }
 
@@ -208,44 +210,49 @@ impl Opener {
         self.taken < self.plain_len
     }
 
-    /// Reads ciphertext once from `r` and opens the record if it is complete. Ok(0) is end of
-    /// stream; otherwise the bytes read.
-    pub fn read_from<R: Read>(&mut self, noise: &mut TransportState, r: &mut R) -> io::Result<usize> {
+    /// Opens the next record if it is wholly buffered: true if it did (its plaintext is then
+    /// ready), false if more ciphertext is needed first.
+    pub fn open_next(&mut self, noise: &mut TransportState) -> Result<bool, RecordError> {
         debug_assert!(!self.plain_ready(), "read out the opened plaintext first");
-        // Read no further than this record: the next one stays in the socket, so memory is
-        // one record whatever the peer sends.
-        let want = self.record_len()?.map_or(LEN_BYTES, |len| LEN_BYTES + len);
-        let n = r.read(&mut self.cipher[self.have..want])?;
-        self.have += n;
-        if let Some(len) = self.record_len()? {
-            if self.have == LEN_BYTES + len {
-                self.open(noise, len)?;
-            }
+        let avail = self.end - self.start;
+        if avail < LEN_BYTES {
+            return Ok(false);
         }
-        Ok(n)
-    }
-
-    fn record_len(&self) -> Result<Option<usize>, RecordError> {
-        if self.have < LEN_BYTES {
-            return Ok(None);
-        }
-        let len = usize::from(u16::from_be_bytes([self.cipher[0], self.cipher[1]]));
+        let len = usize::from(u16::from_be_bytes([self.cipher[self.start], self.cipher[self.start + 1]]));
         if len <= TAG_LEN {
             return Err(RecordError::Length(len));
         }
-        Ok(Some(len))
-    }
-
-    fn open(&mut self, noise: &mut TransportState, len: usize) -> Result<(), RecordError> {
+        if avail < LEN_BYTES + len {
+            return Ok(false);
+        }
+        let at = self.start + LEN_BYTES;
         // Room for the whole ciphertext: snow then decrypts in place in our buffer, where it
         // would otherwise copy the record into a fresh allocation every time.
-        let n = noise
-            .read_message(&self.cipher[LEN_BYTES..LEN_BYTES + len], &mut self.plain[..len])
-            .map_err(|_| RecordError::Forged)?;
+        let n = noise.read_message(&self.cipher[at..at + len], &mut self.plain[..len]).map_err(|_| RecordError::Forged)?;
         self.plain_len = n;
         self.taken = 0;
-        self.have = 0;
-        Ok(())
+        self.start = at + len;
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(true)
+    }
+
+    /// Reads ciphertext once from `r` (as much as fits) and opens the next record if it is
+    /// then complete. Ok(0) is end of stream; otherwise the bytes read.
+    pub fn read_from<R: Read>(&mut self, noise: &mut TransportState, r: &mut R) -> io::Result<usize> {
+        if self.start > 0 {
+            self.cipher.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        let n = r.read(&mut self.cipher[self.end..CIPHER_CAP])?;
+        self.end += n;
+        if n > 0 {
+            self.open_next(noise)?;
+        }
+        Ok(n)
     }
 }
 
@@ -298,6 +305,9 @@ mod tests {
         loop {
             if o.plain_ready() {
                 o.read_to_end(&mut got)?;
+                continue;
+            }
+            if o.open_next(noise)? {
                 continue;
             }
             let mut chunk = &src[..src.len().min(step)];
@@ -370,5 +380,16 @@ mod tests {
         let (mut b, _) = sealed();
         let mut o = Opener::default();
         assert!(o.read_from(&mut b, &mut &[0u8, 16][..]).is_err(), "a record shorter than its tag");
+        // Many small records arrive in one read and are opened one by one without reading.
+        let (mut b, wire) = sealed();
+        let mut o = Opener::default();
+        assert_eq!(o.read_from(&mut b, &mut &wire[..]).unwrap(), wire.len());
+        let mut first = Vec::new();
+        o.read_to_end(&mut first).unwrap();
+        assert_eq!(first, b"first");
+        assert!(o.open_next(&mut b).unwrap(), "the second record was buffered");
+        let mut second = Vec::new();
+        o.read_to_end(&mut second).unwrap();
+        assert_eq!(second, b"second");
     }
 }
