@@ -190,18 +190,31 @@ $(BUILD)/c-tests/header_%_cxx17: c-tests/header_%.c $(C_TEST_DEPS)
 	mkdir -p $(BUILD)/c-tests
 	$(CXX) -std=c++17 -x c++ $(CWARN) -Iinclude $(if $(findstring none,$*),,-Ic-tests) -c $< -o $@.o && touch $@
 
+# The suite runs in thread mode unkeyed and keyed (JSYNC_TEST_KEYED=1), and in dispatch mode
+# (JSYNC_TEST_DISPATCH=1: every context's callbacks on an application thread that polls
+# junos_sync_get_fd's descriptor and calls junos_sync_dispatch, c-tests/harness.h) unkeyed
+# under every runner and keyed plainly (keys and dispatch are independent; the keyed dispatch
+# run under the slow runners would add minutes for little). test_eventlib runs its own
+# eventlib loops whatever the mode, so the dispatch runs leave it out.
+C_TESTS_DISPATCH     := $(filter-out %/test_eventlib,$(C_TESTS))
+C_TESTS_SAN_DISPATCH := $(filter-out %/test_eventlib,$(C_TESTS_SAN))
+
 c-test-plain: c-tests
 	./c-tests/run.sh plain $(C_TESTS)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh plain $(C_TESTS)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh plain $(C_TESTS_DISPATCH)
+	JSYNC_TEST_DISPATCH=1 JSYNC_TEST_KEYED=1 ./c-tests/run.sh plain $(C_TESTS_DISPATCH)
 
 # The valgrind command line (memcheck options) is defined in c-tests/run.sh, and only there.
 c-test-valgrind: c-tests
 	./c-tests/run.sh valgrind $(C_TESTS)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh valgrind $(C_TESTS)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh valgrind $(C_TESTS_DISPATCH)
 
 c-test-asan: c-tests
 	./c-tests/run.sh asan $(C_TESTS_SAN)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh asan $(C_TESTS_SAN)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh asan $(C_TESTS_SAN_DISPATCH)
 
 # The fuzz targets must keep compiling; `make fuzz` runs them.
 fuzz-check:
