@@ -176,6 +176,16 @@ $(BUILD)/c-tests/%: c-tests/%.c $(BUILD)/c-tests/harness.o $(C_TEST_DEPS) lib
 $(BUILD)/c-tests-san/%: c-tests/%.c $(BUILD)/c-tests-san/harness.o $(C_TEST_DEPS) lib
 	$(CC) $(CFLAGS_T) $(SAN) $< $(BUILD)/c-tests-san/harness.o -o $@ $(LDFLAGS_T)
 
+# test_eventlib runs its daemons on the ISC eventlib stand-in (c-tests/eventlib.c, also
+# flowd's), exported with -rdynamic so that the library finds evSelectFD/evDeselectFD with
+# dlsym. The other test programs do not have them: a process without eventlib.
+EVENTLIB_SRC := c-tests/eventlib.c
+$(BUILD)/c-tests/test_eventlib: c-tests/test_eventlib.c $(EVENTLIB_SRC) $(BUILD)/c-tests/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $< $(EVENTLIB_SRC) $(BUILD)/c-tests/harness.o -o $@ -rdynamic $(LDFLAGS_T)
+
+$(BUILD)/c-tests-san/test_eventlib: c-tests/test_eventlib.c $(EVENTLIB_SRC) $(BUILD)/c-tests-san/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $(SAN) $< $(EVENTLIB_SRC) $(BUILD)/c-tests-san/harness.o -o $@ -rdynamic $(LDFLAGS_T)
+
 # The header must compile as C99 (the tests), C11 and C++17 with ISC eventlib's header included
 # before it (header_compile.c), after it (header_order_after.c) or not at all
 # (header_order_none.c, built without -Ic-tests so no <isc/eventlib.h> is on the path).
