@@ -146,6 +146,13 @@ $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) include/jnx/junos_syn
 	mkdir -p $(BUILD)/examples
 	$(CC) -std=c99 -D_GNU_SOURCE -O2 -g $(CWARN) -Iinclude -Iexamples $< -o $@ $(LDFLAGS_T)
 
+# flowd --loop=eventlib runs on the tests' ISC eventlib (one source file: c-tests/eventlib.c,
+# <isc/eventlib.h> from c-tests/), exported with -rdynamic for the library's dlsym. On Junos
+# the SDK's libisc is the eventlib.
+$(BUILD)/examples/flowd: examples/flowd.c $(wildcard examples/*.h) c-tests/eventlib.c c-tests/isc/eventlib.h include/jnx/junos_sync.h lib
+	mkdir -p $(BUILD)/examples
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 -g $(CWARN) -Iinclude -Iexamples -Ic-tests $< c-tests/eventlib.c -o $@ -rdynamic $(LDFLAGS_T)
+
 header:
 	JUNOS_SYNC_BLESS=1 $(CARGO) test --quiet --test header
 
