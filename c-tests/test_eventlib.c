@@ -41,6 +41,8 @@ enum {
     X_NONE = 0,
     X_DECODE,     /* backup: at decode number exit_at */
     X_CONN_DOWN,  /* either: on DOWN */
+    X_CONN_UP,    /* either: on UP */
+    X_DB_CLEAR,   /* backup: in db_clear */
     X_ACK,        /* master: at the first ack_notify */
     X_GET_NEXT,   /* master: at get_next call number exit_at (with a TLV handed over) */
 };
@@ -391,7 +393,8 @@ static void d_conn(daemon_t *d, junos_sync_conn_status_t st)
     h_cb_conn(&d->cs, st);
     if (st == JUNOS_SYNC_CONN_UP)
         d->last_live = 0;
-    if (st == JUNOS_SYNC_CONN_DOWN && d->exit_where == X_CONN_DOWN)
+    if ((st == JUNOS_SYNC_CONN_DOWN && d->exit_where == X_CONN_DOWN) ||
+        (st == JUNOS_SYNC_CONN_UP && d->exit_where == X_CONN_UP))
         d_exit_here(d);
     h_cb_leave(&d->cs);
 }
@@ -411,6 +414,8 @@ static void d_db_clear(daemon_t *d)
     h_cb_enter(&d->cs);
     H_INC(d->db_clears);
     h_table_clear(&d->tab);
+    if (d->exit_where == X_DB_CLEAR)
+        d_exit_here(d);
     h_cb_leave(&d->cs);
 }
 
@@ -915,6 +920,7 @@ static void exit_inside(int where, bool master_exits)
         REQUIRE(d_call(&D[other], cmd_exit, 0));
     }
     CHECK_EQ(H_LOAD(D[me].cs.down), where == X_CONN_DOWN ? 1 : 0); /* no DOWN after exit */
+    CHECK_EQ(H_LOAD(D[me].cs.up), 1);
     CHECK_EQ(H_LOAD(D[other].cs.up), H_LOAD(D[other].cs.down));
     if (where == X_DECODE)
         CHECK_EQ(H_LOAD(D[1].decodes), 50);
@@ -930,10 +936,12 @@ static void exit_inside(int where, bool master_exits)
 }
 
 static void test_eventlib_exit_inside_decode(void) { exit_inside(X_DECODE, false); }
+static void test_eventlib_exit_inside_backup_conn_up(void) { exit_inside(X_CONN_UP, false); }
+static void test_eventlib_exit_inside_db_clear(void) { exit_inside(X_DB_CLEAR, false); }
 static void test_eventlib_exit_inside_backup_conn_down(void) { exit_inside(X_CONN_DOWN, false); }
 static void test_eventlib_exit_inside_master_conn_down(void) { exit_inside(X_CONN_DOWN, true); }
 static void test_eventlib_exit_inside_ack_notify(void) { exit_inside(X_ACK, true); }
-/* BUG (about 1 run in 5; library, not this test): see test_exit.c's
+/* BUG (intermittent: 1 to 7 runs in 10 here, more under load; library): see test_exit.c's
  * test_exit_inside_master_get_next: the walked TLVs of the dispatch slice that exited can be
  * dropped by the loop thread's teardown (Env::drop_unread's final pump) without
  * sync_free_func, and CHECK_ALLOC_BALANCED fails. */
@@ -1112,6 +1120,8 @@ int main(int argc, char **argv)
     RUN_T(test_eventlib_switchover, 120);
     RUN_T(test_eventlib_overflow_while_backup_stalled, 120);
     RUN_T(test_eventlib_exit_inside_decode, 60);
+    RUN_T(test_eventlib_exit_inside_backup_conn_up, 60);
+    RUN_T(test_eventlib_exit_inside_db_clear, 60);
     RUN_T(test_eventlib_exit_inside_backup_conn_down, 60);
     RUN_T(test_eventlib_exit_inside_master_conn_down, 60);
     RUN_T(test_eventlib_exit_inside_ack_notify, 60);
