@@ -13,9 +13,10 @@
  *
  * Covered: resync of 50k entries with the get_next cursor contract, live add/update/delete
  * with digest equality, exit and restart of the backup, switchover (bind_done at the next
- * dispatch, on the loop), exit from inside decode, conn_status DOWN, ack_notify and get_next,
- * exactly-once frees (counting allocator), the fallbacks of set_event_context (after start,
- * evSelectFD failing), and how long a 1M-entry resync walk holds each loop per dispatch.
+ * dispatch, on the loop), a backlog overflow while the backup's loop is stalled, exit from
+ * inside decode, db_clear, conn_status UP and DOWN, ack_notify and get_next, exactly-once
+ * frees (counting allocator), the fallbacks of set_event_context (after start, evSelectFD
+ * failing), and how long a 1M-entry resync walk holds each loop per dispatch.
  */
 #define H_NO_DISPATCH_WRAP 1 /* this program is its own event loop: no harness app threads */
 #include "pair.h"
@@ -968,6 +969,7 @@ static long fb_binds;
 H_CB_BIND(fb_bind, fb_port, fb_binds)
 
 static long fb_status[4];
+static junos_sync_context_t *fb_m, *fb_b; /* thread mode: the test exits them from its thread */
 
 static void cmd_fallbacks(daemon_t *d, intptr_t arg)
 {
@@ -978,7 +980,7 @@ static void cmd_fallbacks(daemon_t *d, intptr_t arg)
     junos_sync_callbacks_t cb = h_callbacks();
     cb.sync_conn_status_change_func = fb_m_conn;
     cb.sync_bind_done_func = fb_bind;
-    junos_sync_context_t *m = junos_sync_init(&st, &cb);
+    junos_sync_context_t *m = fb_m = junos_sync_init(&st, &cb);
     if (m == NULL || junos_sync_start(m) != JUNOS_SYNC_OK)
         return;
     fb_status[0] = junos_sync_set_event_context(m, d->ev);
@@ -988,7 +990,7 @@ static void cmd_fallbacks(daemon_t *d, intptr_t arg)
     cb = h_callbacks();
     cb.sync_data_decode_func = fb_decode;
     cb.sync_conn_status_change_func = fb_b_conn;
-    junos_sync_context_t *b = junos_sync_init(&st, &cb);
+    junos_sync_context_t *b = fb_b = junos_sync_init(&st, &cb);
     if (b == NULL)
         return;
     eventlib_fail_next_select = 1;
@@ -996,8 +998,6 @@ static void cmd_fallbacks(daemon_t *d, intptr_t arg)
     if (junos_sync_start(b) != JUNOS_SYNC_OK)
         return;
     fb_status[3] = junos_sync_dispatch(b);
-    d->ctx = m;
-    d->status_out = (long)(intptr_t)b; /* the test exits both (thread mode: any thread) */
 }
 
 static void test_eventlib_set_event_context_fallbacks(void)
@@ -1005,7 +1005,7 @@ static void test_eventlib_set_event_context_fallbacks(void)
     REQUIRE(d_spawn(0, 16));
     fb_status[0] = fb_status[1] = fb_status[2] = fb_status[3] = -1;
     REQUIRE(d_call(&D[0], cmd_fallbacks, 0));
-    junos_sync_context_t *m = D[0].ctx, *b = (junos_sync_context_t *)(intptr_t)D[0].status_out;
+    junos_sync_context_t *m = fb_m, *b = fb_b;
     REQUIRE(m != NULL && b != NULL);
     CHECK_EQ(fb_status[0], JUNOS_SYNC_OK);
     CHECK_EQ(fb_status[1], JUNOS_SYNC_ERR_STATE); /* not in dispatch mode */
@@ -1028,7 +1028,6 @@ static void test_eventlib_set_event_context_fallbacks(void)
     H_STORE(fb_bcs.exited, 1);
     junos_sync_exit(m);
     H_STORE(fb_mcs.exited, 1);
-    D[0].ctx = NULL;
     CHECK_CBSTAT(&fb_mcs);
     CHECK_CBSTAT(&fb_bcs);
     d_quit(0);
