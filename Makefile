@@ -151,6 +151,13 @@ $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) include/jnx/junos_syn
 	mkdir -p $(BUILD)/examples
 	$(CC) -std=c99 -D_GNU_SOURCE -O2 -g $(CWARN) -Iinclude -Iexamples $< -o $@ $(LDFLAGS_T)
 
+# flowd --loop=eventlib runs on the tests' ISC eventlib (one source file: c-tests/eventlib.c,
+# <isc/eventlib.h> from c-tests/), exported with -rdynamic for the library's dlsym. On Junos
+# the SDK's libisc is the eventlib.
+$(BUILD)/examples/flowd: examples/flowd.c $(wildcard examples/*.h) c-tests/eventlib.c c-tests/isc/eventlib.h include/jnx/junos_sync.h lib
+	mkdir -p $(BUILD)/examples
+	$(CC) -std=c99 -D_GNU_SOURCE -O2 -g $(CWARN) -Iinclude -Iexamples -Ic-tests $< c-tests/eventlib.c -o $@ -rdynamic $(LDFLAGS_T)
+
 header:
 	JUNOS_SYNC_BLESS=1 $(CARGO) test --quiet --test header
 
@@ -181,6 +188,16 @@ $(BUILD)/c-tests/%: c-tests/%.c $(BUILD)/c-tests/harness.o $(C_TEST_DEPS) lib
 $(BUILD)/c-tests-san/%: c-tests/%.c $(BUILD)/c-tests-san/harness.o $(C_TEST_DEPS) lib
 	$(CC) $(CFLAGS_T) $(SAN) $< $(BUILD)/c-tests-san/harness.o -o $@ $(LDFLAGS_T)
 
+# test_eventlib runs its daemons on the ISC eventlib stand-in (c-tests/eventlib.c, also
+# flowd's), exported with -rdynamic so that the library finds evSelectFD/evDeselectFD with
+# dlsym. The other test programs do not have them: a process without eventlib.
+EVENTLIB_SRC := c-tests/eventlib.c
+$(BUILD)/c-tests/test_eventlib: c-tests/test_eventlib.c $(EVENTLIB_SRC) $(BUILD)/c-tests/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $< $(EVENTLIB_SRC) $(BUILD)/c-tests/harness.o -o $@ -rdynamic $(LDFLAGS_T)
+
+$(BUILD)/c-tests-san/test_eventlib: c-tests/test_eventlib.c $(EVENTLIB_SRC) $(BUILD)/c-tests-san/harness.o $(C_TEST_DEPS) lib
+	$(CC) $(CFLAGS_T) $(SAN) $< $(EVENTLIB_SRC) $(BUILD)/c-tests-san/harness.o -o $@ -rdynamic $(LDFLAGS_T)
+
 # The header must compile as C99 (the tests), C11 and C++17 with ISC eventlib's header included
 # before it (header_compile.c), after it (header_order_after.c) or not at all
 # (header_order_none.c, built without -Ic-tests so no <isc/eventlib.h> is on the path).
@@ -195,18 +212,31 @@ $(BUILD)/c-tests/header_%_cxx17: c-tests/header_%.c $(C_TEST_DEPS)
 	mkdir -p $(BUILD)/c-tests
 	$(CXX) -std=c++17 -x c++ $(CWARN) -Iinclude $(if $(findstring none,$*),,-Ic-tests) -c $< -o $@.o && touch $@
 
+# The suite runs in thread mode unkeyed and keyed (JSYNC_TEST_KEYED=1), and in dispatch mode
+# (JSYNC_TEST_DISPATCH=1: every context's callbacks on an application thread that polls
+# junos_sync_get_fd's descriptor and calls junos_sync_dispatch, c-tests/harness.h) unkeyed
+# under every runner and keyed plainly (keys and dispatch are independent; the keyed dispatch
+# run under the slow runners would add minutes for little). test_eventlib runs its own
+# eventlib loops whatever the mode, so the dispatch runs leave it out.
+C_TESTS_DISPATCH     := $(filter-out %/test_eventlib,$(C_TESTS))
+C_TESTS_SAN_DISPATCH := $(filter-out %/test_eventlib,$(C_TESTS_SAN))
+
 c-test-plain: c-tests
 	./c-tests/run.sh plain $(C_TESTS)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh plain $(C_TESTS)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh plain $(C_TESTS_DISPATCH)
+	JSYNC_TEST_DISPATCH=1 JSYNC_TEST_KEYED=1 ./c-tests/run.sh plain $(C_TESTS_DISPATCH)
 
 # The valgrind command line (memcheck options) is defined in c-tests/run.sh, and only there.
 c-test-valgrind: c-tests
 	./c-tests/run.sh valgrind $(C_TESTS)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh valgrind $(C_TESTS)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh valgrind $(C_TESTS_DISPATCH)
 
 c-test-asan: c-tests
 	./c-tests/run.sh asan $(C_TESTS_SAN)
 	JSYNC_TEST_KEYED=1 ./c-tests/run.sh asan $(C_TESTS_SAN)
+	JSYNC_TEST_DISPATCH=1 ./c-tests/run.sh asan $(C_TESTS_SAN_DISPATCH)
 
 # The fuzz targets must keep compiling; `make fuzz` runs them.
 fuzz-check:

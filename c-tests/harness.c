@@ -2,14 +2,22 @@
  * The junos-sync C test harness: definitions of what harness.h declares (see there), built once
  * per flavour and linked into every test program.
  */
+/* The harness calls the library's own junos_sync_start / junos_sync_exit (the tests' calls go
+ * through h_start / h_exit_ctx below). */
+#define H_NO_DISPATCH_WRAP 1
 #include "harness.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <time.h>
+
+static void h_apps_reap(bool all);
+static void h_apps_after_fork(void);
 
 /* ------------------------------------------------------------------------------------------ */
 /* Time and knobs.                                                                            */
@@ -65,13 +73,30 @@ int64_t h_tmo(int64_t ms)
 /* Runner and checks.                                                                         */
 
 struct h_runtime {
-    int passed, failed;
+    int passed, failed, skipped;
     long cur_failed;         /* atomic: failures recorded in the running test */
+    int cur_skipped;         /* h_skip was called in the running test */
     const char *filter;
     bool nofork;
+    int dispatch;            /* JSYNC_TEST_DISPATCH=1, unless h_dispatch_mode_off */
 };
 
-static struct h_runtime h_rt = {0, 0, 0, NULL, false};
+static struct h_runtime h_rt = {0, 0, 0, 0, 0, NULL, false, 0};
+
+/* Exit status of a test's process that skipped itself (10 is failed checks). */
+#define H_EXIT_SKIPPED 11
+
+void h_skip(const char *why)
+{
+    h_note("skipped: %s", why);
+    h_rt.cur_skipped = 1;
+}
+
+const char *h_runner(void)
+{
+    const char *r = getenv("JSYNC_TEST_RUNNER");
+    return r != NULL && *r != '\0' ? r : "plain";
+}
 
 static void h_vfail(const char *file, int line, const char *fmt, va_list ap)
 {
@@ -150,12 +175,15 @@ void h_run(const char *name, void (*fn)(void), int timeout_s)
     fflush(stdout);
     fflush(stderr);
     int64_t t0 = h_now_ms();
-    bool ok;
+    bool ok, skipped = false;
     char why[160] = "";
     if (h_rt.nofork) {
         H_STORE(h_rt.cur_failed, 0);
+        h_rt.cur_skipped = 0;
         fn();
+        h_apps_reap(true);
         ok = H_LOAD(h_rt.cur_failed) == 0;
+        skipped = ok && h_rt.cur_skipped;
     } else {
         pid_t pid = fork();
         if (pid < 0) {
@@ -167,11 +195,14 @@ void h_run(const char *name, void (*fn)(void), int timeout_s)
             prctl(PR_SET_PDEATHSIG, SIGKILL);
             H_STORE(h_rt.cur_failed, 0);
             fn();
+            /* Application threads whose context exited from a callback end by themselves;
+             * joined here, so that nothing of the test outlives it. */
+            h_apps_reap(true);
             fflush(stdout);
             fflush(stderr);
             /* exit(), not _exit(): leak checkers run at exit. 10 = failed checks (valgrind's
-             * --error-exitcode is 1, sanitizers abort). */
-            exit(H_LOAD(h_rt.cur_failed) == 0 ? 0 : 10);
+             * --error-exitcode is 1, sanitizers abort), H_EXIT_SKIPPED = skipped. */
+            exit(H_LOAD(h_rt.cur_failed) != 0 ? 10 : h_rt.cur_skipped ? H_EXIT_SKIPPED : 0);
         }
         setpgid(pid, pid);
         int64_t dl = t0 + h_tmo((int64_t)timeout_s * 1000);
@@ -195,20 +226,24 @@ void h_run(const char *name, void (*fn)(void), int timeout_s)
             }
             h_sleep_us(2000);
         }
-        ok = st == 0;
+        skipped = st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == H_EXIT_SKIPPED;
+        ok = st == 0 || skipped;
         if (st != -1 && WIFSIGNALED(st))
             snprintf(why, sizeof why, " (died of signal %d: %s)", WTERMSIG(st),
                      strsignal(WTERMSIG(st)));
-        else if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 10)
+        else if (st != -1 && WIFEXITED(st) && WEXITSTATUS(st) != 0 && WEXITSTATUS(st) != 10 &&
+                 !skipped)
             snprintf(why, sizeof why, " (exit status %d: a valgrind or sanitizer error?)",
                      WEXITSTATUS(st));
     }
-    if (ok)
+    if (skipped)
+        h_rt.skipped++;
+    else if (ok)
         h_rt.passed++;
     else
         h_rt.failed++;
     fprintf(stderr, "  (%s: %lld ms)\n", name, (long long)(h_now_ms() - t0));
-    printf("TEST %s ... %s%s\n", name, ok ? "ok" : "FAILED", why);
+    printf("TEST %s ... %s%s\n", name, skipped ? "skipped" : ok ? "ok" : "FAILED", why);
     fflush(stdout);
 }
 
@@ -220,10 +255,18 @@ void h_init(int argc, char **argv)
         h_rt.filter = argv[1];
     const char *nf = getenv("JSYNC_TEST_NOFORK");
     h_rt.nofork = nf != NULL && *nf == '1';
+    const char *dm = getenv("JSYNC_TEST_DISPATCH");
+    h_rt.dispatch = dm != NULL && *dm == '1';
+    if (h_rt.dispatch)
+        printf("dispatch mode: callbacks run on application threads (junos_sync_get_fd +"
+               " junos_sync_dispatch)\n");
 }
 
 int h_summary(void)
 {
+    /* run.sh reads the last line, which must stay exactly "N passed, N failed". */
+    if (h_rt.skipped > 0)
+        printf("%d skipped\n", h_rt.skipped);
     printf("%d passed, %d failed\n", h_rt.passed, h_rt.failed);
     fflush(stdout);
     return h_rt.failed == 0 ? 0 : 1;
@@ -353,6 +396,18 @@ void log_msg(const char *fmt, ...)
     H_INC(h_log_lines);
 }
 
+long h_log_count_matching(const char *needle)
+{
+    long n_found = 0;
+    pthread_mutex_lock(&h_log_mu);
+    unsigned long n = h_log_next < H_LOG_RING ? h_log_next : H_LOG_RING;
+    for (unsigned long i = 0; i < n; i++)
+        if (strstr(h_log_ring[(h_log_next - 1 - i) % H_LOG_RING], needle) != NULL)
+            n_found++;
+    pthread_mutex_unlock(&h_log_mu);
+    return n_found;
+}
+
 bool h_log_contains(const char *needle)
 {
     bool found = false;
@@ -384,6 +439,9 @@ void h_cb_enter(h_cbstat_t *s)
     } else if (!pthread_equal(s->loop, pthread_self())) {
         H_INC(s->wrong_thread);
     }
+    /* Dispatch mode: the first thread seen must also be the application's. */
+    if (h_dispatch_mode() && !h_on_app_thread())
+        H_INC(s->wrong_thread);
 }
 
 void h_cb_leave(h_cbstat_t *s)
@@ -557,7 +615,11 @@ bool h_table_get(h_table_t *t, uint32_t id, h_rec_t *out)
 void h_table_clear(h_table_t *t)
 {
     pthread_mutex_lock(&t->mu);
-    memset(t->slots, 0, t->cap * sizeof(h_slot_t));
+    /* A table that never had a key is clear already: a resync's db_clear of an empty table
+     * then costs nothing, where a memset of a table made for a million keys takes tens of ms
+     * (and would show as a long dispatch in test_eventlib's measurements). */
+    if (t->keys > 0)
+        memset(t->slots, 0, t->cap * sizeof(h_slot_t));
     t->keys = 0;
     memset(&t->d, 0, sizeof t->d);
     pthread_mutex_unlock(&t->mu);
@@ -761,8 +823,11 @@ void *h_walk_next(h_table_t *t, void *cur, junos_sync_getnext_data_t *gn, size_t
 /* ------------------------------------------------------------------------------------------ */
 /* Misc.                                                                                      */
 
+static long h_app_threads; /* dispatch mode: application threads not joined yet */
+
 int h_thread_count(void)
 {
+    h_apps_reap(false);
     DIR *d = opendir("/proc/self/task");
     if (d == NULL)
         return -1;
@@ -772,7 +837,7 @@ int h_thread_count(void)
         if (e->d_name[0] != '.')
             n++;
     closedir(d);
-    return n;
+    return n - (int)H_LOAD(h_app_threads);
 }
 
 uint64_t h_rand(uint64_t *state)
@@ -815,6 +880,7 @@ void h_after_fork_child(void)
 {
     pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
     h_log_mu = m;
+    h_apps_after_fork();
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     H_STORE(h_rt.cur_failed, 0);
 }
@@ -850,3 +916,253 @@ int h_wait_child(pid_t pid, int64_t ms)
     }
 }
 
+
+/* ------------------------------------------------------------------------------------------ */
+/* Dispatch mode: an application thread per started context (see harness.h).                 */
+
+typedef struct {
+    junos_sync_context_t *ctx; /* NULL: slot free, or (zombie) its thread is to be joined */
+    int fd;                    /* junos_sync_get_fd's descriptor (the library closes it) */
+    int wake;                  /* eventfd: wakes the application thread for a stop */
+    bool has_thread;
+    bool zombie;               /* the thread ended by itself (exit from a callback): join it */
+    bool joining;              /* h_exit_ctx is joining it */
+    int stop;                  /* atomic: call junos_sync_exit and end */
+    int exited_in_cb;          /* atomic: junos_sync_exit was called on the thread (callback) */
+    pthread_t thread;
+} h_app_t;
+
+#define H_APPS 64
+
+static pthread_mutex_t h_apps_mu = PTHREAD_MUTEX_INITIALIZER;
+static h_app_t h_apps[H_APPS];      /* under h_apps_mu */
+static __thread h_app_t *h_my_app;  /* on an application thread: its slot */
+
+bool h_dispatch_mode(void)
+{
+    return h_rt.dispatch != 0;
+}
+
+void h_dispatch_mode_off(void)
+{
+    h_rt.dispatch = 0;
+}
+
+bool h_on_app_thread(void)
+{
+    return h_my_app != NULL;
+}
+
+/* The live slot of ctx, or NULL. Lock held. */
+static h_app_t *h_app_find(junos_sync_context_t *ctx)
+{
+    for (int i = 0; i < H_APPS; i++)
+        if (h_apps[i].ctx == ctx && !h_apps[i].zombie)
+            return &h_apps[i];
+    return NULL;
+}
+
+/* Lock held. */
+static void h_app_release(h_app_t *a)
+{
+    if (a->wake >= 0)
+        close(a->wake);
+    memset(a, 0, sizeof *a);
+    a->wake = -1;
+}
+
+static bool h_app_free_slot(const h_app_t *a)
+{
+    return a->ctx == NULL && !a->zombie && !a->has_thread;
+}
+
+/* The application's event loop: wait for the descriptor (or a stop), dispatch. Never touches
+ * the context after it is gone: after the exit it made on request, or after a dispatch whose
+ * callback exited the context. */
+static void *h_app_main(void *arg)
+{
+    h_app_t *a = (h_app_t *)arg;
+    h_my_app = a;
+    junos_sync_context_t *ctx = a->ctx; /* the slot's field changes under the lock only */
+    bool failed = false;
+    for (;;) {
+        struct pollfd p[2];
+        p[0].fd = failed ? -1 : a->fd; /* a failed context: only a stop is awaited */
+        p[0].events = POLLIN;
+        p[0].revents = 0;
+        p[1].fd = a->wake;
+        p[1].events = POLLIN;
+        p[1].revents = 0;
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            h_fail(__FILE__, __LINE__, "application thread: poll: %s", strerror(errno));
+            break;
+        }
+        if (H_LOAD(a->stop)) {
+            /* The exit the test asked for, here where the callbacks run (the API's rule). */
+            junos_sync_exit(ctx);
+            return NULL; /* joined by h_exit_ctx */
+        }
+        if (p[0].revents & (POLLERR | POLLNVAL)) {
+            h_fail(__FILE__, __LINE__, "application thread: the context's descriptor %d is"
+                   " in error (revents %#x)", a->fd, (unsigned)p[0].revents);
+            failed = true;
+            continue;
+        }
+        if (p[0].revents & POLLIN) {
+            junos_sync_status_t r = junos_sync_dispatch(ctx);
+            if (H_LOAD(a->exited_in_cb))
+                break; /* a callback exited the context: it is gone */
+            if (r != JUNOS_SYNC_OK) {
+                h_fail(__FILE__, __LINE__, "junos_sync_dispatch returned %d", (int)r);
+                failed = true;
+            }
+        }
+    }
+    /* Ended by itself: forget the context (its pointer may be reused by the next one), and
+     * leave the thread to be joined, unless h_exit_ctx already waits for it. */
+    pthread_mutex_lock(&h_apps_mu);
+    a->ctx = NULL;
+    if (!a->joining)
+        a->zombie = true;
+    pthread_mutex_unlock(&h_apps_mu);
+    return NULL;
+}
+
+junos_sync_status_t h_start(junos_sync_context_t *ctx)
+{
+    if (!h_dispatch_mode() || ctx == NULL)
+        return junos_sync_start(ctx);
+    h_apps_reap(false);
+    pthread_mutex_lock(&h_apps_mu);
+    h_app_t *a = h_app_find(ctx);
+    bool started_before = a != NULL && a->has_thread;
+    pthread_mutex_unlock(&h_apps_mu);
+    if (started_before)
+        return junos_sync_start(ctx); /* a second start: the library's answer */
+    if (a == NULL) {
+        /* Before the start, on the calling thread: the library asks for it that way. */
+        int fd = junos_sync_get_fd(ctx);
+        if (fd < 0)
+            return junos_sync_start(ctx); /* already started elsewhere: the library's answer */
+        int wake = eventfd(0, EFD_CLOEXEC);
+        if (wake < 0) {
+            h_fail(__FILE__, __LINE__, "eventfd: %s", strerror(errno));
+            return junos_sync_start(ctx);
+        }
+        pthread_mutex_lock(&h_apps_mu);
+        for (int i = 0; i < H_APPS && a == NULL; i++)
+            if (h_app_free_slot(&h_apps[i]))
+                a = &h_apps[i];
+        if (a == NULL) {
+            pthread_mutex_unlock(&h_apps_mu);
+            close(wake);
+            fprintf(stderr, "harness: more than %d contexts in dispatch mode\n", H_APPS);
+            abort();
+        }
+        memset(a, 0, sizeof *a);
+        a->ctx = ctx;
+        a->fd = fd;
+        a->wake = wake;
+        pthread_mutex_unlock(&h_apps_mu);
+    }
+    junos_sync_status_t r = junos_sync_start(ctx);
+    pthread_mutex_lock(&h_apps_mu);
+    /* Gone if bind_done exited the context inside the start (the slot went with the exit). */
+    a = h_app_find(ctx);
+    if (r == JUNOS_SYNC_OK && a != NULL) {
+        a->has_thread = true;
+        if (pthread_create(&a->thread, NULL, h_app_main, a) != 0) {
+            pthread_mutex_unlock(&h_apps_mu);
+            fprintf(stderr, "harness: cannot create an application thread\n");
+            abort();
+        }
+        H_INC(h_app_threads);
+    }
+    pthread_mutex_unlock(&h_apps_mu);
+    return r;
+}
+
+void h_exit_ctx(junos_sync_context_t *ctx)
+{
+    if (!h_dispatch_mode() || ctx == NULL) {
+        junos_sync_exit(ctx);
+        return;
+    }
+    pthread_mutex_lock(&h_apps_mu);
+    h_app_t *a = h_app_find(ctx);
+    if (a == NULL || !a->has_thread) {
+        /* Never started (or the start failed, or bind_done exits inside the start): nothing
+         * dispatches, so this thread is the one to exit on. */
+        if (a != NULL)
+            h_app_release(a);
+        pthread_mutex_unlock(&h_apps_mu);
+        junos_sync_exit(ctx);
+        return;
+    }
+    if (a == h_my_app) {
+        /* From a callback of this context (or a callback its exit runs): the library finishes
+         * the exit when the callback returns; the thread then stops dispatching. */
+        H_STORE(a->exited_in_cb, 1);
+        pthread_mutex_unlock(&h_apps_mu);
+        junos_sync_exit(ctx);
+        return;
+    }
+    /* From another thread: the application thread exits the context and ends. */
+    a->joining = true;
+    H_STORE(a->stop, 1);
+    uint64_t one = 1;
+    if (write(a->wake, &one, sizeof one) != (ssize_t)sizeof one)
+        h_fail(__FILE__, __LINE__, "waking the application thread: %s", strerror(errno));
+    pthread_t th = a->thread;
+    pthread_mutex_unlock(&h_apps_mu);
+    pthread_join(th, NULL);
+    pthread_mutex_lock(&h_apps_mu);
+    h_app_release(a);
+    H_DEC(h_app_threads);
+    pthread_mutex_unlock(&h_apps_mu);
+}
+
+/* Joins the application threads that ended by themselves (exit from a callback) and frees
+ * their slots; `all`, at the end of a test, also frees the slots of contexts registered but
+ * never started. */
+static void h_apps_reap(bool all)
+{
+    for (;;) {
+        pthread_t th;
+        h_app_t *a = NULL;
+        pthread_mutex_lock(&h_apps_mu);
+        for (int i = 0; i < H_APPS && a == NULL; i++)
+            if (h_apps[i].zombie)
+                a = &h_apps[i];
+        if (a == NULL) {
+            if (all)
+                for (int i = 0; i < H_APPS; i++)
+                    if (h_apps[i].ctx != NULL && !h_apps[i].has_thread)
+                        h_app_release(&h_apps[i]);
+            pthread_mutex_unlock(&h_apps_mu);
+            return;
+        }
+        th = a->thread;
+        a->zombie = false;
+        a->joining = true;
+        pthread_mutex_unlock(&h_apps_mu);
+        pthread_join(th, NULL);
+        pthread_mutex_lock(&h_apps_mu);
+        h_app_release(a);
+        H_DEC(h_app_threads);
+        pthread_mutex_unlock(&h_apps_mu);
+    }
+}
+
+/* In a forked child: the parent's application threads do not exist here. */
+static void h_apps_after_fork(void)
+{
+    pthread_mutex_t m = PTHREAD_MUTEX_INITIALIZER;
+    h_apps_mu = m;
+    memset(h_apps, 0, sizeof h_apps);
+    for (int i = 0; i < H_APPS; i++)
+        h_apps[i].wake = -1;
+    H_STORE(h_app_threads, 0);
+}

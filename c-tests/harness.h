@@ -16,9 +16,16 @@
  *   - log_msg(fmt, ...): the variadic log callback (prints to stderr with a prefix, remembers the
  *     recent lines, counts calls whose format is not "%s").
  *
+ *   - dispatch mode (JSYNC_TEST_DISPATCH=1): every context a test starts runs its callbacks on
+ *     an application thread of the harness that watches junos_sync_get_fd's descriptor with
+ *     poll(2) and calls junos_sync_dispatch, as an application's event loop would (see
+ *     "Dispatch mode" below); the tests' code is the same in both modes.
+ *
  * Knobs (environment): JSYNC_TEST_SCALE (multiplies record counts, default 1),
  * JSYNC_TEST_TIMEOUT_MULT (multiplies deadlines, default 1), JSYNC_TEST_QUIET=1 (library log
- * lines are recorded but not printed), JSYNC_TEST_NOFORK=1 (run tests in-process, for gdb).
+ * lines are recorded but not printed), JSYNC_TEST_NOFORK=1 (run tests in-process, for gdb),
+ * JSYNC_TEST_DISPATCH=1 (dispatch mode), JSYNC_TEST_RUNNER (set by run.sh: plain, asan or
+ * valgrind; h_runner() reads it).
  * A test program's first argument, if any, runs only the tests whose name contains it.
  */
 #ifndef JSYNC_C_TESTS_HARNESS_H
@@ -58,12 +65,17 @@ size_t h_scaled(size_t n);
 /* Runner. h_init parses argv and the environment; RUN(fn) runs one test in a forked process of
  * its own (a crash, a sanitizer abort or a deadlock fails that test only, and valgrind/ASan report
  * per test), killed after 60 s or RUN_T's `secs` (scaled by h_tmo); h_summary prints the summary
- * line and returns the process exit status. */
+ * line and returns the process exit status. h_skip(why), from a test before it does anything,
+ * ends it as skipped: "TEST fn ... skipped (why)", counted apart and not as a failure. */
 void h_init(int argc, char **argv);
 void h_run(const char *name, void (*fn)(void), int timeout_s);
 int h_summary(void);
+void h_skip(const char *why);
 #define RUN(fn) h_run(#fn, fn, 60)
 #define RUN_T(fn, secs) h_run(#fn, fn, secs)
+/* How run.sh runs this program: "plain", "asan", "valgrind" (JSYNC_TEST_RUNNER; "plain" when
+ * unset). */
+const char *h_runner(void);
 
 /* Checks. h_fail records a failure of the running test; h_note prints an informational line on
  * stdout (kept with the test output); h_failures counts the running test's failures so far. */
@@ -128,15 +140,19 @@ void h_check_alloc_balanced(const char *file, int line, int64_t ms);
 #define CHECK_ALLOC_BALANCED(ms) h_check_alloc_balanced(__FILE__, __LINE__, ms)
 
 /* Log callback; h_log_contains: whether one of the recent lines contains `needle`;
+ * h_log_count_matching: how many of the recent lines (the last 128) contain it;
  * h_log_count: lines logged. */
 extern long h_log_bad_fmt; /* atomic: calls whose format was not "%s" */
 void log_msg(const char *fmt, ...);
 bool h_log_contains(const char *needle);
+long h_log_count_matching(const char *needle);
 long h_log_count(void);
 
 /* Per-context callback bookkeeping (callbacks have no user data: each test keeps one of these
  * per context in a global). Every loop-thread callback of a context starts with h_cb_enter and
- * ends with h_cb_leave; h_cb_conn is the sync_conn_status_change_func bookkeeping. */
+ * ends with h_cb_leave; h_cb_conn is the sync_conn_status_change_func bookkeeping. In dispatch
+ * mode a callback that does not run on one of the harness's application threads also counts as
+ * wrong_thread. */
 typedef struct {
     long in_cb;        /* callbacks running now */
     long overlap;      /* a callback started while another ran (must stay 0) */
@@ -219,8 +235,49 @@ void h_table_apply(h_table_t *t, const h_wire_t *w); /* the backup side of a cha
 void *h_walk_next(h_table_t *t, void *cur, junos_sync_getnext_data_t *gn, size_t extra,
                   long *bad);
 
+/* ------------------------------------------------------------------------------------------ */
+/* Dispatch mode (JSYNC_TEST_DISPATCH=1).                                                      */
+
+/*
+ * The tests call junos_sync_start and junos_sync_exit as always; the macros below route them
+ * through h_start / h_exit_ctx, which in thread mode only call the library. In dispatch mode:
+ *   - h_start takes junos_sync_get_fd before the start and, once the context is started, gives
+ *     it an application thread: poll(2) on that descriptor, junos_sync_dispatch when it is
+ *     readable. Every callback of the context then runs there (bind_done of the start still
+ *     runs inside the start, on the caller's thread, as in thread mode).
+ *   - junos_sync_exit must then run on that thread. h_exit_ctx from any other thread asks the
+ *     application thread to call it and joins it, so that when it returns, as in thread mode,
+ *     the context is gone and its callbacks (DOWN, frees) have run; from a callback (already
+ *     on that thread) it calls it directly, and the application thread stops dispatching the
+ *     freed context once that dispatch returns.
+ *   - h_thread_count leaves the application threads out: a test counts the library's threads
+ *     (one per context), and an application's event loop is not one of them.
+ * A program that runs its own event loops (test_eventlib.c) defines H_NO_DISPATCH_WRAP before
+ * including this header and calls h_dispatch_mode_off().
+ */
+bool h_dispatch_mode(void);
+void h_dispatch_mode_off(void);
+junos_sync_status_t h_start(junos_sync_context_t *ctx);
+void h_exit_ctx(junos_sync_context_t *ctx);
+bool h_on_app_thread(void); /* whether this is one of the harness's application threads */
+/* Skips the running test in dispatch mode, saying why (a test that asserts thread mode's
+ * behaviour where dispatch mode documents another). */
+#define H_SKIP_IN_DISPATCH(why)                                                               \
+    do {                                                                                      \
+        if (h_dispatch_mode()) {                                                              \
+            h_skip("dispatch mode: " why);                                                    \
+            return;                                                                           \
+        }                                                                                     \
+    } while (0)
+
+#ifndef H_NO_DISPATCH_WRAP
+#define junos_sync_start(ctx) h_start(ctx)
+#define junos_sync_exit(ctx) h_exit_ctx(ctx)
+#endif
+
 /* Misc. */
-int h_thread_count(void);          /* threads of this process, or -1 */
+int h_thread_count(void);          /* threads of this process (not the harness's application
+                                    * threads of dispatch mode), or -1 */
 uint64_t h_rand(uint64_t *state);  /* xorshift64*, one state per user */
 junos_sync_state_t h_master_state(bool no_resync, uint32_t keepalive);
 junos_sync_state_t h_backup_state(in_port_t port, bool no_resync, uint32_t keepalive);

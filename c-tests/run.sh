@@ -4,6 +4,7 @@
 #   MODE valgrind  under valgrind memcheck (the VALGRIND command line below), with longer
 #                  deadlines
 #   MODE asan      binaries built with -fsanitize=address,undefined; leak detection on
+# Exports JSYNC_TEST_RUNNER=MODE for the programs (h_runner()).
 # With JSYNC_TEST_KEYED=1 every context is keyed: a fresh random key file (mode 0600) is named
 # by JUNOS_SYNC_AUTH_KEY_FILE, the way an unmodified daemon is keyed in production.
 # Prints each binary's output, a result line per binary, and finally exactly
@@ -53,9 +54,14 @@ asan)
     exit 2
     ;;
 esac
-export JSYNC_TEST_SCALE JSYNC_TEST_TIMEOUT_MULT
+JSYNC_TEST_RUNNER=$mode
+export JSYNC_TEST_SCALE JSYNC_TEST_TIMEOUT_MULT JSYNC_TEST_RUNNER
 : "${JSYNC_TEST_QUIET:=0}"
 export JSYNC_TEST_QUIET
+
+# With JSYNC_TEST_DISPATCH=1 every context runs in dispatch mode (see c-tests/harness.h).
+dispatch=""
+[ "${JSYNC_TEST_DISPATCH:-0}" = 1 ] && dispatch=", dispatch mode"
 
 keyed=""
 if [ "${JSYNC_TEST_KEYED:-0}" = 1 ]; then
@@ -79,7 +85,7 @@ for bin in "$@"; do
         failed_list="$failed_list $bin"
         continue
     fi
-    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE$keyed)"
+    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE$keyed$dispatch)"
     start=$(date +%s)
     # shellcheck disable=SC2086
     timeout -s KILL "$limit" $wrap "$bin" >"$out" 2>&1

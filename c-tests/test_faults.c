@@ -458,6 +458,12 @@ H_CB_DB_CLEAR(p_clear, pcs, mtab, p_db_clears)
 
 static void test_switchover(void)
 {
+    /* It asserts that bind_done of the switchover has run when junos_sync_switchover returns;
+     * in dispatch mode it runs at the application's next dispatch instead (the header's
+     * junos_sync_set_event_context), so that check would race the application thread.
+     * test_eventlib.c's test_eventlib_switchover covers the switchover in dispatch mode. */
+    H_SKIP_IN_DISPATCH("bind_done of a switchover runs at the next dispatch, not before"
+                       " junos_sync_switchover returns");
     const uint32_t n = (uint32_t)h_scaled_min(10000, 2000);
     shm_t *sm = (shm_t *)h_shared_alloc(sizeof(shm_t));
     shm_t *s2 = (shm_t *)h_shared_alloc(sizeof(shm_t));

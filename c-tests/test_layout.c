@@ -5,6 +5,7 @@
  */
 #include "pair.h"
 
+#include <dlfcn.h>
 #include <stddef.h>
 #include <strings.h>
 
@@ -410,6 +411,86 @@ static void test_start_and_log_format(void)
     CHECK_EQ(H_LOAD(h_log_bad_fmt), 0);
 }
 
+/* junos_sync_set_event_context in a process without ISC eventlib (this program has no
+ * evSelectFD: it is not linked with c-tests/eventlib.c nor -rdynamic; test_eventlib.c is):
+ * OK, one log line per call saying so, and the context stays in thread mode: callbacks on the
+ * library's own thread, junos_sync_dispatch refused. Started and exited with the library's own
+ * functions, not the harness's dispatch-mode wrappers: thread mode is what is tested. */
+static h_cbstat_t ne_mcs, ne_bcs;
+static long ne_decodes, ne_on_caller;
+static pthread_t ne_caller;
+H_CB_CONN(ne_m_conn, ne_mcs)
+H_CB_CONN(ne_b_conn, ne_bcs)
+static void ne_decode(void *data, size_t len)
+{
+    h_cb_enter(&ne_bcs);
+    (void)data;
+    (void)len;
+    if (pthread_equal(pthread_self(), ne_caller))
+        H_INC(ne_on_caller);
+    H_INC(ne_decodes);
+    h_cb_leave(&ne_bcs);
+}
+static in_port_t ne_port;
+static long ne_binds;
+H_CB_BIND(ne_bind, ne_port, ne_binds)
+
+static void test_set_event_context_without_eventlib(void)
+{
+    REQUIRE(dlsym(RTLD_DEFAULT, "evSelectFD") == NULL);
+    REQUIRE(dlsym(RTLD_DEFAULT, "evDeselectFD") == NULL);
+    h_alloc_reset();
+    ne_caller = pthread_self();
+    junos_sync_state_t st = h_master_state(true, 0);
+    junos_sync_callbacks_t cb = h_callbacks();
+    cb.sync_conn_status_change_func = ne_m_conn;
+    cb.sync_bind_done_func = ne_bind;
+    junos_sync_context_t *m = junos_sync_init(&st, &cb);
+    REQUIRE(m != NULL);
+    evContext ev;
+    ev.opaque = &ev; /* never used: there is no eventlib to give it to */
+    CHECK_EQ(junos_sync_set_event_context(m, ev), JUNOS_SYNC_OK);
+    CHECK_EQ(h_log_count_matching("is not in this process"), 1);
+    REQUIRE((junos_sync_start)(m) == JUNOS_SYNC_OK);
+    CHECK_EQ(junos_sync_dispatch(m), JUNOS_SYNC_ERR_STATE);
+
+    st = h_backup_state(ne_port, true, 0);
+    cb = h_callbacks();
+    cb.sync_data_decode_func = ne_decode;
+    cb.sync_conn_status_change_func = ne_b_conn;
+    junos_sync_context_t *b = junos_sync_init(&st, &cb);
+    REQUIRE(b != NULL);
+    CHECK_EQ(junos_sync_set_event_context(b, ev), JUNOS_SYNC_OK);
+    CHECK_EQ(h_log_count_matching("is not in this process"), 2);
+    REQUIRE((junos_sync_start)(b) == JUNOS_SYNC_OK);
+    CHECK_EQ(junos_sync_dispatch(b), JUNOS_SYNC_ERR_STATE);
+
+    /* Nobody dispatches, and everything flows: the library's threads run the callbacks. */
+    CHECK_WAIT(H_LOAD(ne_mcs.up) == 1 && H_LOAD(ne_bcs.up) == 1, 10000);
+    for (uint32_t i = 0; i < 100; i++) {
+        h_rec_t r = {i, 1, i};
+        CHECK_EQ(junos_sync_queue(m, h_tlv_rec(H_OP_PUT, &r, i + 1, 0, 0), i % 2),
+                 JUNOS_SYNC_OK);
+    }
+    CHECK_WAIT(H_LOAD(ne_decodes) == 100, 10000);
+    CHECK_WAIT(h_alloc_outstanding() == 0, 10000);
+    CHECK_EQ(H_LOAD(ne_on_caller), 0);
+    CHECK(!pthread_equal(ne_mcs.loop, ne_caller));
+    CHECK(!pthread_equal(ne_bcs.loop, ne_caller));
+    CHECK(!pthread_equal(ne_mcs.loop, ne_bcs.loop));
+    (junos_sync_exit)(b);
+    H_STORE(ne_bcs.exited, 1);
+    (junos_sync_exit)(m);
+    H_STORE(ne_mcs.exited, 1);
+    CHECK_EQ(H_LOAD(ne_mcs.down), 1);
+    CHECK_EQ(H_LOAD(ne_bcs.down), 1);
+    /* Not the harness's dispatch-mode check: this test's callbacks are in thread mode. */
+    CHECK_EQ(H_LOAD(ne_mcs.overlap) + H_LOAD(ne_bcs.overlap), 0);
+    CHECK_EQ(H_LOAD(ne_mcs.after_exit) + H_LOAD(ne_bcs.after_exit), 0);
+    CHECK_EQ(H_LOAD(ne_mcs.bad_updown) + H_LOAD(ne_bcs.bad_updown), 0);
+    CHECK_ALLOC_BALANCED(1000);
+}
+
 int main(int argc, char **argv)
 {
     h_init(argc, argv);
@@ -423,5 +504,6 @@ int main(int argc, char **argv)
     RUN_T(test_backlog_full, 10);
     RUN_T(test_second_start_is_state_error, 10);
     RUN_T(test_start_and_log_format, 10);
+    RUN_T(test_set_event_context_without_eventlib, 30);
     return h_summary();
 }

@@ -4,6 +4,10 @@
 # A master fills a flow table, backup A resyncs while the master keeps changing, live changes
 # stream, the master is killed with SIGKILL, A is promoted with junos_sync_switchover, backup B
 # attaches to A and resyncs, and every table is compared by an order-independent digest.
+# The three daemons run the three ways an application can: the master with the library's own
+# thread calling back (--loop=thread), A single-threaded on an ISC eventlib loop
+# (--loop=eventlib, junos_sync_set_event_context), B single-threaded on epoll (--loop=epoll,
+# junos_sync_get_fd + junos_sync_dispatch).
 # Exits 0 and prints PASS when all tables match, non-zero and FAIL otherwise.
 # Works from any directory: `make demo` or `examples/demo.sh build/examples/flowd`.
 
@@ -138,10 +142,10 @@ EOF
 # ------------------------------------------------------------------------------------------
 step "Start the master on 127.0.0.1, port 0 (any free port; sync_bind_done_func reports it)"
 NAME[M]="master"
-start M "" master 0
+start M "" --loop=thread master 0
 set -- $ANSWER
 PORT1=$4
-say "master is listening on port $PORT1"
+say "master is listening on port $PORT1; the library calls it back on its own thread (--loop=$8)"
 
 # ------------------------------------------------------------------------------------------
 step "The master learns $FLOWS flows (each add is queued as a TLV; no backup yet)"
@@ -150,9 +154,11 @@ digest M
 show master "$DIGEST"
 
 # ------------------------------------------------------------------------------------------
-step "Start backup A; it resyncs the table while the master keeps changing"
+step "Start backup A on an ISC eventlib loop; it resyncs the table while the master keeps changing"
 NAME[A]="backup A"
-start A A backup "$PORT1"
+start A A --loop=eventlib backup "$PORT1"
+set -- $ANSWER
+say "backup A is single-threaded (--loop=$8): junos_sync_set_event_context runs its callbacks in an eventlib handler"
 churn M "$CHURN" 11
 ask A "wait-synced $WAIT"
 set -- $ANSWER
@@ -191,9 +197,11 @@ NAME[A]="master A"
 say "A is now master on port $PORT2 with its $5 flows untouched"
 
 # ------------------------------------------------------------------------------------------
-step "Attach backup B to the new master; A keeps changing while B resyncs"
+step "Attach backup B, on epoll, to the new master; A keeps changing while B resyncs"
 NAME[B]="backup B"
-start B B backup "$PORT2"
+start B B --loop=epoll backup "$PORT2"
+set -- $ANSWER
+say "backup B is single-threaded (--loop=$8): epoll on junos_sync_get_fd, junos_sync_dispatch when readable"
 churn A "$CHURN" 21
 ask B "wait-synced $WAIT"
 set -- $ANSWER
@@ -227,7 +235,10 @@ for k in A B; do
     (( rc == 0 )) || fail "${NAME[$k]} exited with status $rc"
     set -- $ANSWER
     [[ $7 == 0 && ${24} == 0 ]] || fail "${NAME[$k]} had queue errors or malformed records: ${ANSWER#bye }"
+    # off_loop: callbacks that ran off the daemon's one thread (single-threaded modes).
+    [[ ${25} == off_loop && ${26} == 0 ]] || fail "${NAME[$k]} ran callbacks off its loop thread: ${ANSWER#bye }"
 done
+say "=> A (eventlib) and B (epoll) ran every callback on their one thread, without a lock"
 
 printf '\nPASS: every table matches (%s flows, digest %s) after failover; %d ms in all\n' \
     "${DA% *}" "${DA#* }" "$(now_ms)"

@@ -10,6 +10,7 @@
  *   flowd backup <port>     replicate from the master on 127.0.0.1:port
  *   ... --addr A            either role, last: the address to bind (master, 0.0.0.0 = all) or
  *                           the master's address (backup), instead of 127.0.0.1
+ *   flowd --loop=MODE ...   first: how the daemon runs (below); thread if absent
  *
  * It is driven by line commands on stdin and answers each with exactly one line on stdout, so a
  * script can drive it (see demo.sh). Events and library log lines go to stderr, prefixed with
@@ -25,13 +26,24 @@
  *   stats                   library counters
  *   quit                    junos_sync_exit, print final counters, exit 0 (also on EOF)
  *
- * Threads: junos-sync calls back on its own loop thread, while commands run on the main thread,
- * so everything the callbacks touch is protected by one mutex (flowd_lock).
+ * Loops (--loop=MODE):
+ *   thread    junos-sync calls back on its own loop thread while commands run on the main
+ *             thread, so everything the callbacks touch is protected by one mutex (flowd_lock),
+ *             and waiting commands block on a condition variable.
+ *   eventlib  one thread, an ISC eventlib loop (a Junos SDK daemon's): stdin and timers are
+ *             eventlib handlers, and junos_sync_set_event_context puts the library's callbacks
+ *             in an eventlib handler too. Everything runs on the main thread: no mutex.
+ *   epoll     one thread, an epoll loop: junos_sync_get_fd gives the descriptor to watch, and
+ *             the loop calls junos_sync_dispatch when it is readable. No mutex either.
+ * In the single-threaded modes nothing may block the loop, so a waiting command (barrier,
+ * wait-synced, wait-conn, switchover-master) is answered from the loop once what it waits for
+ * has happened or its deadline has passed; the next input line is read after that answer.
  */
 
 #include <arpa/inet.h>
 #include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -41,9 +53,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/epoll.h>
 #include <sys/time.h>
 #include <time.h>
+#include <unistd.h>
 
+/* ISC eventlib (on Junos, the SDK's libisc; here c-tests/eventlib.c, linked in with -rdynamic
+ * so that the library finds evSelectFD/evDeselectFD in the process). */
+#include <isc/eventlib.h>
 #include <jnx/junos_sync.h>
 
 #include "flowd.h"
@@ -77,8 +94,34 @@ typedef struct flow_entry_s {
     uint64_t     fe_bytes;
 } flow_entry_t;
 
+typedef enum { LOOP_THREAD, LOOP_EVENTLIB, LOOP_EPOLL } loop_mode_t;
+
+static loop_mode_t loop_mode = LOOP_THREAD;
+static const char *const loop_names[] = {"thread", "eventlib", "epoll"};
+static pthread_t main_thread;
+
+/* --loop=thread only: the callbacks run on the library's thread. */
 static pthread_mutex_t flowd_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t  flowd_cond = PTHREAD_COND_INITIALIZER;
+
+/* The table and the daemon state below are shared with the callbacks: locked with
+ * --loop=thread; in the single-threaded modes the callbacks run on this thread, between our
+ * own handlers, so there is nothing to lock. */
+static void
+table_lock (void)
+{
+    if (loop_mode == LOOP_THREAD)
+        pthread_mutex_lock(&flowd_lock);
+}
+
+static void
+table_unlock (void)
+{
+    if (loop_mode == LOOP_THREAD)
+        pthread_mutex_unlock(&flowd_lock);
+}
+
+static void flowd_wake(void);
 
 static flow_entry_t  *ft_buckets[FT_BUCKETS];
 static flow_entry_t **ft_vec;       /* every entry once, in no particular order */
@@ -115,6 +158,8 @@ static struct {
     uint64_t update_unknown;
     uint64_t delete_unknown;
     uint64_t bad_records;       /* backup: malformed payloads */
+    uint64_t off_loop;          /* single-threaded modes: callbacks not on the main thread
+                                 * (must stay 0; atomic, since it counts the exception) */
 } counters;
 
 /* "master", "backup A", ...: read by the log function on any thread, so swapped atomically. */
@@ -338,7 +383,7 @@ flow_tlv_alloc (uint8_t op, const flow_entry_t *fe)
     return tlv;
 }
 
-/* Master: hand a record to junos-sync. On error the TLV is still ours. Holds flowd_lock. */
+/* Master: hand a record to junos-sync. On error the TLV is still ours. Table locked. */
 static void
 flow_queue (junos_sync_tlv_t *tlv, bool ack)
 {
@@ -354,7 +399,16 @@ flow_queue (junos_sync_tlv_t *tlv, bool ack)
 }
 
 /* ---------------------------------------------------------------------------------------- */
-/* junos-sync callbacks (library loop thread)                                                 */
+/* junos-sync callbacks (the library's loop thread, or the main thread in the single-threaded   */
+/* modes)                                                                                     */
+
+/* Single-threaded modes: every callback runs on the main thread (counted if one does not). */
+static void
+on_loop_thread (void)
+{
+    if (loop_mode != LOOP_THREAD && !pthread_equal(pthread_self(), main_thread))
+        __atomic_add_fetch(&counters.off_loop, 1, __ATOMIC_RELAXED);
+}
 
 /*
  * Master: resync walk. The cursor we return points into the TLV we just built (junos-sync keeps
@@ -368,7 +422,9 @@ flowd_get_next (void *current, junos_sync_getnext_data_t *gndata)
     flow_entry_t *fe;
     junos_sync_tlv_t *tlv = NULL;
 
-    pthread_mutex_lock(&flowd_lock);
+    on_loop_thread();
+
+    table_lock();
     if (current == NULL) {
         fe = NULL;
         for (uint32_t b = 0; fe == NULL && b < FT_BUCKETS; b++)
@@ -383,7 +439,7 @@ flowd_get_next (void *current, junos_sync_getnext_data_t *gndata)
         tlv = flow_tlv_alloc(FLOWD_OP_ADD, fe);
         counters.walked++;
     }
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
 
     gndata->data = tlv;
     return tlv != NULL ? (void *)&tlv->tlv_value : NULL;
@@ -397,14 +453,16 @@ flowd_decode (void *data, size_t len)
     flow_entry_t *fe, **link;
     flow_key_t key;
 
+    on_loop_thread();
+
     if (len >= sizeof(flowd_barrier_t) && rec->fr_op == FLOWD_OP_BARRIER)
         return;
 
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     if (len < FLOWD_REC_KEY_LEN ||
         (rec->fr_op != FLOWD_OP_DELETE && len < sizeof(flowd_rec_t))) {
         counters.bad_records++;
-        pthread_mutex_unlock(&flowd_lock);
+        table_unlock();
         flowd_log("malformed record (op %u, %zu bytes) ignored", rec->fr_op, len);
         return;
     }
@@ -438,7 +496,7 @@ flowd_decode (void *data, size_t len)
         counters.bad_records++;
         break;
     }
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
 }
 
 /* Backup: a full resync starts. */
@@ -447,44 +505,51 @@ flowd_db_clear (void)
 {
     uint32_t n;
 
-    pthread_mutex_lock(&flowd_lock);
+    on_loop_thread();
+
+    table_lock();
     n = ft_count;
     ft_clear();
     synced = false;
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
     flowd_log("resync starting: flow table cleared (%" PRIu32 " flows dropped)", n);
 }
 
 static void
 flowd_init_sync_done (size_t entries)
 {
-    pthread_mutex_lock(&flowd_lock);
+    on_loop_thread();
+    table_lock();
     synced = true;
     synced_entries = entries;
     counters.resyncs++;
-    pthread_cond_broadcast(&flowd_cond);
-    pthread_mutex_unlock(&flowd_lock);
+    flowd_wake();
+    table_unlock();
     flowd_log("initial resync complete: %zu flows", entries);
 }
 
 static void
 flowd_conn_status (junos_sync_conn_status_t status)
 {
-    pthread_mutex_lock(&flowd_lock);
+    on_loop_thread();
+    table_lock();
     conn_up = (status == JUNOS_SYNC_CONN_UP);
-    pthread_cond_broadcast(&flowd_cond);
-    pthread_mutex_unlock(&flowd_lock);
+    flowd_wake();
+    table_unlock();
     flowd_log("connection to %s %s", __atomic_load_n(&label, __ATOMIC_ACQUIRE) == label_master
               ? "backup" : "master", status == JUNOS_SYNC_CONN_UP ? "UP" : "DOWN");
 }
 
-/* Master: the listening port (start: on our thread; switchover: on the loop thread). */
+/* Master: the listening port (start: on our thread; switchover: on the library's loop thread,
+ * or at the next dispatch in the single-threaded modes). */
 static void
 flowd_bind_done (in_port_t port)
 {
-    pthread_mutex_lock(&flowd_lock);
+    on_loop_thread();
+    table_lock();
     bound_port = port;
-    pthread_mutex_unlock(&flowd_lock);
+    flowd_wake();
+    table_unlock();
     flowd_log("listening on %s:%u", addr_text, (unsigned)port);
 }
 
@@ -494,13 +559,24 @@ flowd_ack_notify (junos_sync_tlv_t *tlv, size_t len)
 {
     const flowd_barrier_t *b = (const flowd_barrier_t *)&tlv->tlv_value;
 
+    on_loop_thread();
+
     if (tlv->tlv_type != FLOWD_OP_BARRIER || len < sizeof(*b))
         return;
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     if (ntohl(b->fb_id) > barrier_acked)
         barrier_acked = ntohl(b->fb_id);
-    pthread_cond_broadcast(&flowd_cond);
-    pthread_mutex_unlock(&flowd_lock);
+    flowd_wake();
+    table_unlock();
+}
+
+/* libc's free, where the single-threaded modes check the thread: the library frees what it
+ * owns at a dispatch, in junos_sync_exit, or inside junos_sync_queue (an overflow). */
+static void
+flowd_free (void *p)
+{
+    on_loop_thread();
+    free(p);
 }
 
 static void
@@ -514,7 +590,7 @@ master_callbacks (junos_sync_callbacks_t *cb)
     cb->sync_ack_notify_func = flowd_ack_notify;
     cb->sync_log_msg_func = flowd_log;
     cb->sync_malloc_func = malloc;
-    cb->sync_free_func = free;
+    cb->sync_free_func = flowd_free;
 }
 
 static void
@@ -527,7 +603,7 @@ backup_callbacks (junos_sync_callbacks_t *cb)
     cb->sync_init_sync_done_func = flowd_init_sync_done;
     cb->sync_log_msg_func = flowd_log;
     cb->sync_malloc_func = malloc;
-    cb->sync_free_func = free;
+    cb->sync_free_func = flowd_free;
 }
 
 static void
@@ -582,11 +658,11 @@ cmd_fill (unsigned long n)
 {
     uint32_t now = (uint32_t)time(NULL);
 
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     for (unsigned long i = 0; i < n; i++)
         flow_queue(flow_tlv_alloc(FLOWD_OP_ADD, flow_create(now)), false);
     printf("filled %lu flows %" PRIu32 "\n", n, ft_count);
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
 }
 
 static void
@@ -595,7 +671,7 @@ cmd_churn (unsigned long n)
     uint32_t now = (uint32_t)time(NULL);
     unsigned long adds = 0, updates = 0, deletes = 0;
 
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     for (unsigned long i = 0; i < n; i++) {
         uint64_t r = rng_next() % 10;
 
@@ -622,17 +698,143 @@ cmd_churn (unsigned long n)
     }
     printf("churned %lu adds %lu updates %lu deletes %lu flows %" PRIu32 "\n",
            n, adds, updates, deletes, ft_count);
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
 }
 
+/* ---------------------------------------------------------------------------------------- */
+/* Commands that wait: barrier, wait-synced, wait-conn, switchover-master                      */
+
+/*
+ * Each is answered once what it waits for has happened (the callbacks make it happen), or with
+ * "timeout ..." at its deadline. With --loop=thread the main thread blocks on flowd_cond, which
+ * the callbacks signal from the library's thread. In the single-threaded modes the callbacks
+ * run on this very thread, so blocking would wait forever: the command stays pending, the loop
+ * keeps running, and wait_check() answers it after the callbacks that may satisfy it
+ * (flowd_wake) and at its deadline; input lines wait meanwhile (main thread only).
+ */
+typedef enum { W_NONE, W_BARRIER, W_SYNCED, W_CONN, W_BIND } wait_kind_t;
+
+static struct {
+    wait_kind_t     kind;
+    uint32_t        barrier;    /* W_BARRIER: the barrier's id */
+    bool            up;         /* W_CONN: up or down */
+    struct timespec deadline;   /* CLOCK_MONOTONIC */
+} waiting;
+
 static struct timespec
-deadline_after (unsigned secs)
+mono_after (unsigned secs)
 {
     struct timespec ts;
 
-    clock_gettime(CLOCK_REALTIME, &ts);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
     ts.tv_sec += secs;
     return ts;
+}
+
+/* Milliseconds until the pending command's deadline (0 when it has passed). */
+static int
+wait_ms_left (void)
+{
+    struct timespec now;
+    int64_t ms;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    ms = (int64_t)(waiting.deadline.tv_sec - now.tv_sec) * 1000 +
+         (waiting.deadline.tv_nsec - now.tv_nsec + 999999) / 1000000;
+    return ms > 0 ? (int)ms : 0;
+}
+
+/* Whether the pending command has what it waits for. Table locked. */
+static bool
+wait_satisfied (void)
+{
+    switch (waiting.kind) {
+    case W_BARRIER:
+        return barrier_acked >= waiting.barrier;
+    case W_SYNCED:
+        return synced;
+    case W_CONN:
+        return conn_up == waiting.up;
+    case W_BIND:
+        return bound_port != 0;
+    case W_NONE:
+        break;
+    }
+    return true;
+}
+
+/* Answers the pending command (ok: satisfied; else its deadline passed). Table locked. */
+static void
+wait_answer (bool ok)
+{
+    switch (waiting.kind) {
+    case W_BARRIER:
+        if (ok)
+            printf("barrier %" PRIu32 " acked\n", waiting.barrier);
+        else
+            printf("timeout barrier %" PRIu32 "\n", waiting.barrier);
+        break;
+    case W_SYNCED:
+        if (ok)
+            printf("synced %zu flows %" PRIu32 "\n", synced_entries, ft_count);
+        else
+            printf("timeout wait-synced\n");
+        break;
+    case W_CONN:
+        if (ok)
+            printf("conn %s\n", waiting.up ? "up" : "down");
+        else
+            printf("timeout wait-conn\n");
+        break;
+    case W_BIND:
+        if (ok)
+            printf("master port %u flows %" PRIu32 "\n", (unsigned)bound_port, ft_count);
+        else
+            printf("timeout switchover-master\n");
+        break;
+    case W_NONE:
+        break;
+    }
+    waiting.kind = W_NONE;
+}
+
+static void loop_deadline(bool armed);
+
+/* Single-threaded modes: answers the pending command if it has what it waits for, or if its
+ * deadline has passed. */
+static void
+wait_check (void)
+{
+    if (waiting.kind == W_NONE)
+        return;
+    if (wait_satisfied())
+        wait_answer(true);
+    else if (wait_ms_left() == 0)
+        wait_answer(false);
+    if (waiting.kind == W_NONE)
+        loop_deadline(false);
+}
+
+/* Main thread, table locked: the command waits for `kind` for up to secs seconds. */
+static void
+wait_start (wait_kind_t kind, unsigned secs)
+{
+    waiting.kind = kind;
+    waiting.deadline = mono_after(secs);
+    if (loop_mode == LOOP_THREAD) {
+        struct timespec deadline;
+        int rc = 0;
+
+        clock_gettime(CLOCK_REALTIME, &deadline);   /* pthread_cond_timedwait's clock */
+        deadline.tv_sec += secs;
+        while (!wait_satisfied() && rc != ETIMEDOUT)
+            rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
+        wait_answer(wait_satisfied());
+        return;
+    }
+    wait_check();
+    if (waiting.kind != W_NONE)
+        loop_deadline(true);
 }
 
 static void
@@ -640,9 +842,7 @@ cmd_barrier (unsigned secs)
 {
     junos_sync_tlv_t *tlv = xmalloc(sizeof(*tlv) + sizeof(flowd_barrier_t));
     flowd_barrier_t *b = (flowd_barrier_t *)&tlv->tlv_value;
-    struct timespec deadline = deadline_after(secs);
     uint32_t id = barrier_next++;
-    int rc = 0;
 
     tlv->tlv_type = FLOWD_OP_BARRIER;
     tlv->tlv_len = sizeof(*b);
@@ -650,59 +850,44 @@ cmd_barrier (unsigned secs)
     b->fb_op = FLOWD_OP_BARRIER;
     b->fb_id = htonl(id);
 
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     flow_queue(tlv, true);
-    while (barrier_acked < id && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
-    if (barrier_acked >= id)
-        printf("barrier %" PRIu32 " acked\n", id);
-    else
-        printf("timeout barrier %" PRIu32 "\n", id);
-    pthread_mutex_unlock(&flowd_lock);
+    waiting.barrier = id;
+    wait_start(W_BARRIER, secs);
+    table_unlock();
 }
 
 static void
 cmd_wait_synced (unsigned secs)
 {
-    struct timespec deadline = deadline_after(secs);
-    int rc = 0;
-
-    pthread_mutex_lock(&flowd_lock);
-    while (!synced && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
-    if (synced)
-        printf("synced %zu flows %" PRIu32 "\n", synced_entries, ft_count);
-    else
-        printf("timeout wait-synced\n");
-    pthread_mutex_unlock(&flowd_lock);
+    table_lock();
+    wait_start(W_SYNCED, secs);
+    table_unlock();
 }
 
 static void
 cmd_wait_conn (bool up, unsigned secs)
 {
-    struct timespec deadline = deadline_after(secs);
-    int rc = 0;
-
-    pthread_mutex_lock(&flowd_lock);
-    while (conn_up != up && rc != ETIMEDOUT)
-        rc = pthread_cond_timedwait(&flowd_cond, &flowd_lock, &deadline);
-    if (conn_up == up)
-        printf("conn %s\n", up ? "up" : "down");
-    else
-        printf("timeout wait-conn\n");
-    pthread_mutex_unlock(&flowd_lock);
+    table_lock();
+    waiting.up = up;
+    wait_start(W_CONN, secs);
+    table_unlock();
 }
 
+/* Answered with the new port once bind_done has reported it: before junos_sync_switchover
+ * returns with --loop=thread, at the next dispatch in the single-threaded modes. */
 static void
 cmd_switchover_master (uint16_t port)
 {
     junos_sync_state_t state;
     junos_sync_callbacks_t callbacks;
     junos_sync_status_t st;
-    in_port_t p;
 
     sync_state(&state, true, port);
     master_callbacks(&callbacks);
+    table_lock();
+    bound_port = 0;
+    table_unlock();
     set_role(true);              /* label first: bind_done logs during the switchover */
     st = junos_sync_switchover(sync_ctx, &state, &callbacks);
     if (st != JUNOS_SYNC_OK) {
@@ -710,11 +895,258 @@ cmd_switchover_master (uint16_t port)
         printf("error switchover status %d\n", (int)st);
         return;
     }
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     synced = false;
-    p = bound_port;
-    printf("master port %u flows %" PRIu32 "\n", (unsigned)p, ft_count);
-    pthread_mutex_unlock(&flowd_lock);
+    wait_start(W_BIND, DEFAULT_WAIT_SECS);
+    table_unlock();
+}
+
+/* ---------------------------------------------------------------------------------------- */
+/* The single-threaded loops (main thread only)                                              */
+
+static evContext ev_ctx;              /* --loop=eventlib */
+static evFileID  ev_stdin_id;
+static evTimerID ev_kick_id, ev_deadline_id;
+static bool      ev_kick_armed, ev_deadline_armed;
+static int       ep_fd = -1;          /* --loop=epoll */
+static int       sync_fd = -1;        /* --loop=epoll: junos_sync_get_fd's */
+static int       stdin_flags = -1;    /* --loop=epoll: stdin's flags before O_NONBLOCK */
+static bool      loop_running;
+
+/* Input lines not run yet (one command may be pending: the lines after it wait). */
+static char   in_buf[4096];
+static size_t in_len;
+static bool   in_eof;
+
+static bool run_command(char *line);
+static void cmd_quit(void);
+
+static void
+loop_stop (void)
+{
+    loop_running = false;
+    if (loop_mode == LOOP_EVENTLIB) {
+        /* With stdin and the timers gone (the library deselected its descriptor in
+         * junos_sync_exit), evMainLoop has nothing left and returns. */
+        evDeselectFD(ev_ctx, ev_stdin_id);
+        if (ev_kick_armed)
+            evClearTimer(ev_ctx, ev_kick_id);
+        if (ev_deadline_armed)
+            evClearTimer(ev_ctx, ev_deadline_id);
+        ev_kick_armed = ev_deadline_armed = false;
+    }
+}
+
+/* Runs the input lines received, one at a time, while no command is pending. */
+static void
+input_run (void)
+{
+    while (loop_running && waiting.kind == W_NONE) {
+        char *nl = memchr(in_buf, '\n', in_len);
+        size_t used;
+
+        if (nl == NULL) {
+            if (!in_eof)
+                return;
+            /* EOF: the last line if unterminated, then as quit. */
+            in_buf[in_len < sizeof(in_buf) ? in_len : sizeof(in_buf) - 1] = '\0';
+            if (in_len > 0 && !run_command(in_buf)) {
+                loop_stop();
+                return;
+            }
+            in_len = 0;
+            if (waiting.kind != W_NONE)
+                return;
+            cmd_quit();
+            loop_stop();
+            return;
+        }
+        *nl = '\0';
+        used = (size_t)(nl - in_buf) + 1;
+        if (!run_command(in_buf)) {
+            loop_stop();
+            return;
+        }
+        memmove(in_buf, in_buf + used, in_len - used);
+        in_len -= used;
+    }
+}
+
+/* stdin is readable: takes what is there (it is non-blocking: eventlib made it so, or we
+ * did for epoll) and runs the complete lines. */
+static void
+input_read (void)
+{
+    for (;;) {
+        ssize_t n;
+
+        if (in_len == sizeof(in_buf)) {
+            flowd_log("input line longer than %zu bytes: dropped", sizeof(in_buf));
+            in_len = 0;
+        }
+        n = read(STDIN_FILENO, in_buf + in_len, sizeof(in_buf) - in_len);
+        if (n > 0) {
+            in_len += (size_t)n;
+        } else if (n == 0) {
+            in_eof = true;
+            break;
+        } else if (errno != EINTR) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                flowd_log("reading stdin: %s", strerror(errno));
+                in_eof = true;
+            }
+            break;
+        }
+    }
+    input_run();
+}
+
+/* After the callbacks of a dispatch (or a timer): the pending command may be answerable now,
+ * and then the next lines may run. */
+static void
+loop_after_events (void)
+{
+    wait_check();
+    input_run();
+}
+
+static void
+on_stdin (evContext ctx, void *uap, int fd, int eventmask)
+{
+    (void)ctx;
+    (void)uap;
+    (void)fd;
+    (void)eventmask;
+    input_read();
+}
+
+static void
+on_kick (evContext ctx, void *uap, struct timespec due, struct timespec inter)
+{
+    (void)ctx;
+    (void)uap;
+    (void)due;
+    (void)inter;
+    ev_kick_armed = false;
+    loop_after_events();
+}
+
+static void
+on_deadline (evContext ctx, void *uap, struct timespec due, struct timespec inter)
+{
+    (void)ctx;
+    (void)uap;
+    (void)due;
+    (void)inter;
+    ev_deadline_armed = false;
+    loop_after_events();
+}
+
+/* A callback changed what a pending command may wait for. Thread mode: wake the waiting main
+ * thread. Eventlib: we are inside the library's eventlib handler; a timer due now gets us
+ * control back after it (a command must not run inside a callback: switchover is refused
+ * there). Epoll: the loop looks after every round anyway. Table locked. */
+static void
+flowd_wake (void)
+{
+    if (loop_mode == LOOP_THREAD) {
+        pthread_cond_broadcast(&flowd_cond);
+    } else if (loop_mode == LOOP_EVENTLIB && !ev_kick_armed && waiting.kind != W_NONE) {
+        if (evSetTimer(ev_ctx, on_kick, NULL, evNowTime(), evConsTime(0, 0), &ev_kick_id) == 0)
+            ev_kick_armed = true;
+    }
+}
+
+/* The pending command's deadline: an eventlib timer (epoll_wait's timeout covers epoll). */
+static void
+loop_deadline (bool armed)
+{
+    if (loop_mode != LOOP_EVENTLIB)
+        return;
+    if (ev_deadline_armed) {
+        evClearTimer(ev_ctx, ev_deadline_id);
+        ev_deadline_armed = false;
+    }
+    if (armed) {
+        int ms = wait_ms_left();
+        struct timespec due = evAddTime(evNowTime(), evConsTime(ms / 1000, (ms % 1000) * 1000000L));
+
+        if (evSetTimer(ev_ctx, on_deadline, NULL, due, evConsTime(0, 0), &ev_deadline_id) == 0)
+            ev_deadline_armed = true;
+    }
+}
+
+/* Before the start: stdin joins the loop (the library's descriptor is in it already). */
+static bool
+loop_watch_stdin (void)
+{
+    if (loop_mode == LOOP_EVENTLIB) {
+        if (evSelectFD(ev_ctx, STDIN_FILENO, EV_READ, on_stdin, NULL, &ev_stdin_id) != 0) {
+            flowd_log("evSelectFD(stdin): %s", strerror(errno));
+            return false;
+        }
+    } else if (loop_mode == LOOP_EPOLL) {
+        struct epoll_event ev;
+
+        bzero(&ev, sizeof(ev));
+        ev.events = EPOLLIN;
+        ev.data.fd = STDIN_FILENO;
+        if (epoll_ctl(ep_fd, EPOLL_CTL_ADD, STDIN_FILENO, &ev) != 0) {
+            /* (EPERM for a regular file: epoll takes pipes, FIFOs, sockets, terminals.) */
+            flowd_log("--loop=epoll: epoll_ctl(stdin): %s", strerror(errno));
+            return false;
+        }
+        stdin_flags = fcntl(STDIN_FILENO, F_GETFL);
+        if (stdin_flags >= 0)
+            (void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags | O_NONBLOCK);
+    }
+    return true;
+}
+
+static int
+eventlib_loop (void)
+{
+    loop_running = true;
+    /* Until loop_stop leaves it nothing (ENOENT). */
+    if (evMainLoop(ev_ctx) != 0 && errno != ENOENT)
+        flowd_log("evMainLoop: %s", strerror(errno));
+    evDestroy(ev_ctx);
+    return 0;
+}
+
+static int
+epoll_loop (void)
+{
+    loop_running = true;
+    while (loop_running) {
+        struct epoll_event evs[4];
+        int n = epoll_wait(ep_fd, evs, 4, waiting.kind != W_NONE ? wait_ms_left() : -1);
+
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            flowd_log("epoll_wait: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n && loop_running; i++) {
+            if (evs[i].data.fd == sync_fd) {
+                /* Runs the callbacks due, about a millisecond's worth; the descriptor stays
+                 * readable (level-triggered: we come back) while more are due. */
+                junos_sync_status_t st = junos_sync_dispatch(sync_ctx);
+
+                if (st != JUNOS_SYNC_OK)
+                    flowd_log("junos_sync_dispatch failed (status %d)", (int)st);
+            } else {
+                input_read();
+            }
+        }
+        if (loop_running)
+            loop_after_events();
+    }
+    if (stdin_flags >= 0)
+        (void)fcntl(STDIN_FILENO, F_SETFL, stdin_flags);
+    close(ep_fd);
+    return 0;
 }
 
 static void
@@ -736,20 +1168,27 @@ print_stats (const char *what)
 static void
 cmd_quit (void)
 {
+    if (loop_mode == LOOP_EPOLL && sync_fd >= 0) {
+        /* The library closes its descriptor in junos_sync_exit: out of the set first. */
+        epoll_ctl(ep_fd, EPOLL_CTL_DEL, sync_fd, NULL);
+        sync_fd = -1;
+    }
     junos_sync_exit(sync_ctx);   /* no callback runs after this returns */
     sync_ctx = NULL;
 
-    pthread_mutex_lock(&flowd_lock);
+    table_lock();
     printf("bye flows %" PRIu32 " queued %" PRIu64 " queue_errors %" PRIu64 " walked %" PRIu64
            " resyncs %" PRIu64 " applied add %" PRIu64 " update %" PRIu64 " delete %" PRIu64
-           " update_unknown %" PRIu64 " delete_unknown %" PRIu64 " bad %" PRIu64 "\n",
+           " update_unknown %" PRIu64 " delete_unknown %" PRIu64 " bad %" PRIu64
+           " off_loop %" PRIu64 "\n",
            ft_count, counters.queued, counters.queue_errors, counters.walked, counters.resyncs,
            counters.applied_add, counters.applied_update, counters.applied_delete,
-           counters.update_unknown, counters.delete_unknown, counters.bad_records);
+           counters.update_unknown, counters.delete_unknown, counters.bad_records,
+           __atomic_load_n(&counters.off_loop, __ATOMIC_RELAXED));
     ft_clear();
     free(ft_vec);
     ft_vec = NULL;
-    pthread_mutex_unlock(&flowd_lock);
+    table_unlock();
 }
 
 /* Parses an optional unsigned number; returns dflt when absent, -1 when malformed. */
@@ -783,9 +1222,9 @@ run_command (char *line)
         cmd_quit();
         return false;
     } else if (strcmp(cmd, "digest") == 0) {
-        pthread_mutex_lock(&flowd_lock);
+        table_lock();
         printf("digest %" PRIu32 " %016" PRIx64 "\n", ft_count, ft_digest());
-        pthread_mutex_unlock(&flowd_lock);
+        table_unlock();
     } else if (strcmp(cmd, "stats") == 0) {
         print_stats("stats");
     } else if (strcmp(cmd, "wait-conn") == 0 && a1 != NULL &&
@@ -821,8 +1260,8 @@ run_command (char *line)
 static void
 usage (void)
 {
-    fprintf(stderr, "usage: flowd master [port] [--addr A]\n"
-                    "       flowd backup <port> [--addr A]\n"
+    fprintf(stderr, "usage: flowd [--loop=thread|eventlib|epoll] master [port] [--addr A]\n"
+                    "       flowd [--loop=thread|eventlib|epoll] backup <port> [--addr A]\n"
                     "commands on stdin: fill N [SEED], churn N [SEED], barrier [SECS], digest,\n"
                     "  wait-synced [SECS], wait-conn up|down [SECS], switchover-master PORT,\n"
                     "  stats, quit\n");
@@ -840,6 +1279,21 @@ main (int argc, char **argv)
     long port;
     bool master;
 
+    main_thread = pthread_self();
+    if (argc >= 2 && strncmp(argv[1], "--loop=", 7) == 0) {
+        const char *m = argv[1] + 7;
+
+        if (strcmp(m, "thread") == 0)
+            loop_mode = LOOP_THREAD;
+        else if (strcmp(m, "eventlib") == 0)
+            loop_mode = LOOP_EVENTLIB;
+        else if (strcmp(m, "epoll") == 0)
+            loop_mode = LOOP_EPOLL;
+        else
+            usage();
+        argv++;
+        argc--;
+    }
     if (argc >= 4 && strcmp(argv[argc - 2], "--addr") == 0) {
         struct in_addr a;
 
@@ -885,6 +1339,41 @@ main (int argc, char **argv)
         flowd_log("junos_sync_init failed");
         return 1;
     }
+    /* Dispatch mode is chosen before the start. */
+    if (loop_mode == LOOP_EVENTLIB) {
+        if (evCreate(&ev_ctx) != 0) {
+            flowd_log("evCreate: %s", strerror(errno));
+            return 1;
+        }
+        st = junos_sync_set_event_context(sync_ctx, ev_ctx);
+        /* Without eventlib in the process the context stays in thread mode (it logs why),
+         * and our unlocked table would be shared with the library's thread: refuse. Before
+         * the start, a dispatch is OK exactly when the context is in dispatch mode. */
+        if (st != JUNOS_SYNC_OK || junos_sync_dispatch(sync_ctx) != JUNOS_SYNC_OK) {
+            flowd_log("--loop=eventlib: callbacks cannot run on the eventlib loop (status %d)",
+                      (int)st);
+            junos_sync_exit(sync_ctx);
+            return 1;
+        }
+    } else if (loop_mode == LOOP_EPOLL) {
+        struct epoll_event ev;
+
+        sync_fd = junos_sync_get_fd(sync_ctx);
+        ep_fd = epoll_create1(EPOLL_CLOEXEC);
+        bzero(&ev, sizeof(ev));
+        ev.events = EPOLLIN;            /* level-triggered: readable while callbacks are due */
+        ev.data.fd = sync_fd;
+        if (sync_fd < 0 || ep_fd < 0 || epoll_ctl(ep_fd, EPOLL_CTL_ADD, sync_fd, &ev) != 0) {
+            flowd_log("--loop=epoll: cannot watch the library's descriptor (%d): %s", sync_fd,
+                      strerror(errno));
+            junos_sync_exit(sync_ctx);
+            return 1;
+        }
+    }
+    if (!loop_watch_stdin()) {
+        junos_sync_exit(sync_ctx);
+        return 1;
+    }
     st = junos_sync_start(sync_ctx);
     if (st != JUNOS_SYNC_OK) {
         flowd_log("junos_sync_start failed (status %d)", (int)st);
@@ -892,12 +1381,18 @@ main (int argc, char **argv)
         return 1;
     }
     if (master) {
-        printf("ready master port %u keepalive %d\n", (unsigned)bound_port, FLOWD_KEEPALIVE);
+        printf("ready master port %u keepalive %d loop %s\n", (unsigned)bound_port,
+               FLOWD_KEEPALIVE, loop_names[loop_mode]);
     } else {
         flowd_log("replicating from master %s:%ld", addr_text, port);
-        printf("ready backup port %ld keepalive %d\n", port, FLOWD_KEEPALIVE);
+        printf("ready backup port %ld keepalive %d loop %s\n", port, FLOWD_KEEPALIVE,
+               loop_names[loop_mode]);
     }
 
+    if (loop_mode == LOOP_EVENTLIB)
+        return eventlib_loop();
+    if (loop_mode == LOOP_EPOLL)
+        return epoll_loop();
     while (fgets(line, sizeof(line), stdin) != NULL) {
         if (!run_command(line))
             return 0;

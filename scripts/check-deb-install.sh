@@ -60,17 +60,20 @@ apt-get install -y -qq --no-install-recommends $debs >"$tmp/install.log" 2>&1 ||
     exit 1
 }
 
-# A daemon built the way the SDK builds one: only what pkg-config says, from /usr.
+# A daemon built the way the SDK builds one: only what pkg-config says, from /usr, plus the
+# platform's ISC eventlib for flowd --loop=eventlib (on Junos the SDK's libisc; here the tests'
+# c-tests/eventlib.c, exported with -rdynamic as a shared libisc's symbols would be).
 unset PKG_CONFIG_PATH C_INCLUDE_PATH LIBRARY_PATH LD_LIBRARY_PATH
 ma=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 [ "$(pkg-config --variable=libdir junos-sync)" = "/usr/lib/$ma" ] || {
     echo "check-deb-install: pkg-config does not find junos-sync in /usr/lib/$ma" >&2
     exit 1
 }
-cp "$src/examples/flowd.c" "$src/examples/flowd.h" "$tmp/"
+cp "$src/examples/flowd.c" "$src/examples/flowd.h" "$src/c-tests/eventlib.c" "$tmp/"
+mkdir "$tmp/isc" && cp "$src/c-tests/isc/eventlib.h" "$tmp/isc/"
 # shellcheck disable=SC2046 # pkg-config prints a list of options
-${CC:-cc} -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror "$tmp/flowd.c" -o "$tmp/flowd" \
-    $(pkg-config --cflags --libs junos-sync) -lpthread
+${CC:-cc} -std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -I"$tmp" "$tmp/flowd.c" "$tmp/eventlib.c" \
+    -o "$tmp/flowd" -rdynamic $(pkg-config --cflags --libs junos-sync) -lpthread
 # (/lib is /usr/lib on a merged-/usr system.)
 ldd "$tmp/flowd" | grep -Eq "libjunos-sync.so.1 => (/usr)?/lib/$ma/libjunos-sync.so.1 " || {
     echo "check-deb-install: flowd does not load /usr/lib/$ma/libjunos-sync.so.1:" >&2
