@@ -942,10 +942,6 @@ static void test_eventlib_exit_inside_db_clear(void) { exit_inside(X_DB_CLEAR, f
 static void test_eventlib_exit_inside_backup_conn_down(void) { exit_inside(X_CONN_DOWN, false); }
 static void test_eventlib_exit_inside_master_conn_down(void) { exit_inside(X_CONN_DOWN, true); }
 static void test_eventlib_exit_inside_ack_notify(void) { exit_inside(X_ACK, true); }
-/* BUG (intermittent: 1 to 7 runs in 10 here, more under load; library): see test_exit.c's
- * test_exit_inside_master_get_next: the walked TLVs of the dispatch slice that exited can be
- * dropped by the loop thread's teardown (Env::drop_unread's final pump) without
- * sync_free_func, and CHECK_ALLOC_BALANCED fails. */
 static void test_eventlib_exit_inside_get_next(void) { exit_inside(X_GET_NEXT, true); }
 
 /* junos_sync_set_event_context after junos_sync_start, and with evSelectFD failing: both log

@@ -386,17 +386,6 @@ static void test_exit_inside_backup_conn_up(void)
 }
 static void test_exit_inside_backup_conn_down(void) { exit_inside(EXIT_B_CONN_DOWN); }
 static void test_exit_inside_master_ack_notify(void) { exit_inside(EXIT_M_ACK); }
-/* BUG (dispatch mode, intermittent: 1 to 7 runs in 10 here, more under load; library, not
- * this test): CHECK_ALLOC_BALANCED fails with the TLVs that get_next handed over in the
- * dispatch slice that exited, e.g. "200 vs 101"
- * (100 queued + 100 walked; freed: the 100 queued and the TLV of the exiting call). Diagnosis:
- * the slice's Walked replies are answered to the loop (AppQueue::answer) just before
- * Context::dispatch finishes the exit; if the loop thread sees Ctrl::Exit before it took them,
- * its teardown ends in Env::drop_unread, which frees the replies it holds and then calls
- * pump(), whose q.receive() takes those late replies into env.replies, where they are dropped
- * with the Env when the loop thread ends: never given to sync_free_func, and no longer in
- * the queue that Dispatcher::finish drains. Checked: the same library with drop_unread
- * pumping first (then freeing what it holds) passed it in 22 runs of 22. */
 static void test_exit_inside_master_get_next(void) { exit_inside(EXIT_M_GET_NEXT); }
 static void test_exit_inside_master_init_sync_done(void) { exit_inside(EXIT_M_SYNC_DONE); }
 static void test_exit_inside_master_conn_up(void) { exit_inside(EXIT_M_CONN_UP); }

@@ -352,19 +352,7 @@ static void test_resync_50k_then_live(void)
 /* A small backlog limit paces the walk: each burst is sent and acknowledged before the walk goes
  * on, so the TLV the cursor points into is acknowledged before the next get_next call: the
  * library must keep it alive anyway.
- *
- * BUG (dispatch mode, every run; library, not this test): the walk crawls, one burst (~80
- * entries, half the 16 KiB limit) per wake-up of the master's loop by a timer or a keepalive,
- * so the first CHECK_WAIT times out with a few thousand of the 20000 entries walked.
- * Diagnosis: in dispatch mode the walked entries come back to the loop as replies, and the
- * loop takes them in Engine::run's env.pump() after the role's step; there they wait in
- * env.replies for the next Master::walk_step (take_walk). But before sleeping, run() looks
- * only at the AppQueue (replies_waiting()), now empty, not at env.replies: the loop sleeps
- * with a burst of walked entries it has not sent. With a large backlog limit other events
- * (acknowledgements) keep waking it and it does not show; here the backup has acknowledged
- * everything sent and nothing wakes the loop until a timer does. Thread mode runs the walk
- * inline and is not affected. Checked: the same library with run() also counting
- * env.replies before sleeping passes this test every time. */
+ */
 static void test_cursor_survives_ack_of_last_walked(void)
 {
     const uint32_t n = (uint32_t)h_scaled_min(20000, 5000);

@@ -239,8 +239,15 @@ impl<A: App> Env<A> {
         }
     }
 
-    /// At the loop's end: frees what the role never took back.
+    /// Master: whether walk replies wait for the role (the loop must not sleep on them).
+    pub(crate) fn replies_waiting(&self) -> bool {
+        !self.replies.is_empty()
+    }
+
+    /// At the loop's end: frees what the role never took back, including replies still on
+    /// their way (an exit from inside get_next leaves the slice's last ones).
     pub(crate) fn drop_unread(&mut self) {
+        self.pump();
         for r in std::mem::take(&mut self.replies) {
             if let Reply::Walked { tlv, .. } = r {
                 self.free(tlv);

@@ -189,6 +189,12 @@ impl<A: App> Master<A> {
 
     /// Does all the work that is ready. Returns true if more is ready right away.
     pub(crate) fn step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+        if self.link.is_none() {
+            // Walk replies that came back after the backup went: freed.
+            for r in env.take_walk() {
+                self.on_walked(env, r);
+            }
+        }
         for a in self.lobby.step(&env.shared, &self.keys, reg, now) {
             self.admit(env, reg, a, now);
             if env.halted() {
@@ -492,9 +498,10 @@ impl<A: App> Master<A> {
                 Entry::Queued { tlv, ack } => env.release(tlv, ack, None),
                 Entry::Walked(t) => {
                     // Of the walk going on, the application's cursor may point into it.
-                    let tag = self.walk.as_ref().and_then(|w| {
-                        Some(WalkTag { id: w.id, no: NonZeroU64::new(seq.checked_sub(w.base)?)? })
-                    });
+                    let tag = self
+                        .walk
+                        .as_ref()
+                        .and_then(|w| Some(WalkTag { id: w.id, no: NonZeroU64::new(seq.checked_sub(w.base)?)? }));
                     self.walked_bytes -= t.size();
                     if let Some(r) = self.resync.as_mut() {
                         r.acked += 1;

@@ -109,7 +109,8 @@ impl<A: App> Engine<A> {
                 // the announcement is caught here, one that queued after it wakes us.
                 self.env.shared.sleeping.store(true, Ordering::SeqCst);
                 fence(Ordering::SeqCst);
-                let replies = self.env.deferred().is_some_and(|q| q.replies_waiting());
+                // Replies the last pump took in (dispatch mode's walk) are work for the role.
+                let replies = self.env.replies_waiting() || self.env.deferred().is_some_and(|q| q.replies_waiting());
                 if !self.data.is_empty() || !self.ctrl_rx.is_empty() || replies {
                     timeout = Some(Duration::ZERO);
                 }

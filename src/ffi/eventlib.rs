@@ -36,9 +36,11 @@ fn lookup(name: &CStr) -> *mut c_void {
 }
 
 impl EventLib {
-    /// The entry points, if the process has both.
+    /// The entry points, if the process has both. Builds of eventlib from BIND/libbind rename
+    /// them in their header (`#define evSelectFD __evSelectFD`): either name is taken.
     pub(crate) fn find() -> Option<EventLib> {
-        let (s, d) = (lookup(c"evSelectFD"), lookup(c"evDeselectFD"));
+        let either = |a: &CStr, b: &CStr| Some(lookup(a)).filter(|p| !p.is_null()).unwrap_or_else(|| lookup(b));
+        let (s, d) = (either(c"evSelectFD", c"__evSelectFD"), either(c"evDeselectFD", c"__evDeselectFD"));
         if s.is_null() || d.is_null() {
             return None;
         }

@@ -228,7 +228,8 @@ impl Opener {
         let at = self.start + LEN_BYTES;
         // Room for the whole ciphertext: snow then decrypts in place in our buffer, where it
         // would otherwise copy the record into a fresh allocation every time.
-        let n = noise.read_message(&self.cipher[at..at + len], &mut self.plain[..len]).map_err(|_| RecordError::Forged)?;
+        let n =
+            noise.read_message(&self.cipher[at..at + len], &mut self.plain[..len]).map_err(|_| RecordError::Forged)?;
         self.plain_len = n;
         self.taken = 0;
         self.start = at + len;
