@@ -33,7 +33,7 @@ cleanup() {
     rc=$?
     if [ -n "$installed" ]; then
         # shellcheck disable=SC2086 # a list of package names
-        apt-get remove -y -qq --purge $pkgs >"$tmp/remove.log" 2>&1 || {
+        apt-get -o DPkg::Lock::Timeout=300 remove -y -qq --purge $pkgs >"$tmp/remove.log" 2>&1 || {
             cat "$tmp/remove.log" >&2
             rc=1
         }
@@ -55,7 +55,7 @@ trap 'exit 130' INT TERM
 echo "check-deb-install: apt-get install" $debs
 installed=yes
 # shellcheck disable=SC2086 # a list of files
-apt-get install -y -qq --no-install-recommends $debs >"$tmp/install.log" 2>&1 || {
+apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $debs >"$tmp/install.log" 2>&1 || {
     cat "$tmp/install.log" >&2
     exit 1
 }
