@@ -41,7 +41,7 @@ EXAMPLES   := $(BUILD)/examples/flowd
 # Installed programs, each built into build/bin/NAME (from tools/NAME.c by the rule below; a
 # program built otherwise, say a Rust [[bin]], adds its own build/bin/NAME rule) and documented
 # by man/NAME.1.scd. Install, man pages and Debian packages take them from this list.
-PROGRAMS   := junos-sync-keygen
+PROGRAMS   := junos-sync-keygen junos-sync-stat
 BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 # Hardened as Debian builds programs (lintian checks it).
 CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
@@ -113,6 +113,16 @@ $(BUILD)/bin/%: tools/%.c
 	mkdir -p $(BUILD)/bin
 	$(CC) $(CFLAGS_PROG) $< -o $@ $(LDFLAGS_PROG)
 
+# junos-sync-stat is a crate of its own (tools/junos-sync-stat, its own Cargo.lock, not in the
+# library's workspace), built in target/junos-sync-stat. Rust builds it PIE with full RELRO.
+STAT       := tools/junos-sync-stat
+STAT_CARGO := --manifest-path $(STAT)/Cargo.toml --target-dir target/junos-sync-stat --locked
+STAT_SRC   := $(shell find $(STAT)/src -name '*.rs') $(STAT)/Cargo.toml $(STAT)/Cargo.lock
+$(BUILD)/bin/junos-sync-stat: $(STAT_SRC)
+	$(CARGO) build --release $(STAT_CARGO)
+	mkdir -p $(BUILD)/bin
+	cp target/junos-sync-stat/release/junos-sync-stat $@.tmp && mv -f $@.tmp $@
+
 # Manual pages in build/man/man{1,3,7}. Section 3 is generated from the header's doc comments
 # (one page per function, one per type; scripts/gen-man3.py), which also lists them for the
 # overview junos-sync(7); sections 1 and 7 are written in scdoc (man/).
@@ -160,6 +170,8 @@ header-check:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --check --manifest-path $(STAT)/Cargo.toml
+	$(CARGO) clippy --all-targets $(STAT_CARGO) -- -D warnings
 
 rust-test:
 	$(CARGO) test --release
