@@ -2,7 +2,7 @@
 #   make            library (build/lib), programs (build/bin) and examples (build/examples)
 #   make test       the one gate: header drift, fmt, clippy, ABI, man pages, cargo tests,
 #                   install, Debian packages, C tests plain, under valgrind memcheck, and
-#                   with ASan+UBSan, process faults
+#                   with ASan+UBSan, junos-sync-stat against flowd, process faults
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
 #   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
@@ -49,7 +49,7 @@ LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
 .PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-check abi-baseline keygen-check
+        abi-check abi-baseline keygen-check stat-test
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -154,6 +154,13 @@ man-check: man
 # 32 bytes, mode 0600, no overwrite without -f, a new key each time.
 keygen-check: $(BUILD)/bin/junos-sync-keygen
 	./scripts/check-keygen.sh $<
+
+# junos-sync-stat: its unit tests, then against flowd daemons with JUNOS_SYNC_STATUS_DIR set (a
+# 1,000,000-entry resync followed through --json, the other outputs, the socket's mode, its
+# removal at exit and switchover, a stale socket after SIGKILL).
+stat-test: $(BUILD)/bin/junos-sync-stat examples
+	$(CARGO) test --release --quiet $(STAT_CARGO)
+	./tests/sh/stat.sh $(BUILD)/examples/flowd $(BUILD)/bin/junos-sync-stat
 
 examples: $(EXAMPLES)
 
@@ -277,7 +284,7 @@ fault-test: examples
 	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind stat-test fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd
