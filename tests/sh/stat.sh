@@ -167,7 +167,7 @@ case_resync_progress() {
     grep -qE '^              walked [0-9]+.*, acknowledged [0-9]+' "$FS_CASE_DIR/watch.out" ||
         fs_fail "--watch did not show the walked and acknowledged counts"
     grep -qF "backup  pid $bpid  master port $PORT" "$FS_CASE_DIR/watch.out" &&
-        grep -qF "  error       no answer within 0.2 s: is pid $bpid stopped" "$FS_CASE_DIR/watch.out" ||
+        grep -qF "  error       no answer within 0.2 s (pid $bpid stopped" "$FS_CASE_DIR/watch.out" ||
         fs_fail "--watch did not report the stopped backup as not answering"
 
     until sample; [[ $RUNNING == false ]]; do

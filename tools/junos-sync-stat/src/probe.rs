@@ -116,8 +116,10 @@ pub fn ask(sock: &Socket, timeout: Duration) -> Answer {
     let mut raw = Vec::new();
     if let Err(e) = (&stream).take(MAX_ANSWER).read_to_end(&mut raw) {
         return match e.kind() {
+            // A backup's loop answers between batches of entries it applies: with a slow decode
+            // callback, not during a resync.
             io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Answer::Failed(format!(
-                "no answer within {}: is pid {} stopped, or its junos-sync loop stuck?",
+                "no answer within {} (pid {} stopped, or its junos-sync loop busy: a backup applying a resync?)",
                 seconds(timeout),
                 sock.pid
             )),
