@@ -121,9 +121,9 @@ case_long() {
     [[ -n $down_b ]] || fs_fail "backup did not report DOWN during a ${part_ms} ms partition"
     (( down_m <= limit_ms )) || fs_fail "master reported DOWN after ${down_m} ms (limit ${limit_ms} ms)"
     (( down_b <= limit_ms )) || fs_fail "backup reported DOWN after ${down_b} ms (limit ${limit_ms} ms)"
-    fs_log_has M "$mark_m" 'silent for .*declaring it dead' ||
+    fs_log_has M "$mark_m" 'from the backup for the keepalive time; declaring it dead' ||
         fs_fail "master went DOWN but did not log a keepalive timeout"
-    fs_log_has B "$mark_b" 'master silent for too long' ||
+    fs_log_has B "$mark_b" 'from the master for the keepalive time; declaring it dead' ||
         fs_fail "backup went DOWN but did not log a keepalive timeout"
     fs_ask M "wait-conn up $WAIT" $((WAIT + 5))
     fs_ask B "wait-conn up $WAIT" $((WAIT + 5))

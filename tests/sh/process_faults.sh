@@ -136,7 +136,7 @@ stop_case() {
         down_ms=$((NOW_MS - t0))
         (( down_ms <= limit_ms )) ||
             fs_fail "master reported DOWN ${down_ms} ms after SIGSTOP of the backup (limit ${limit_ms} ms)"
-        fs_log_has M "$mark_m" 'silent for .*declaring it dead' ||
+        fs_log_has M "$mark_m" 'from the backup for the keepalive time; declaring it dead' ||
             fs_fail "master went DOWN but did not log a keepalive timeout"
         while fs_now; (( NOW_MS + 300 < t0 + stop_ms )); do
             fs_churn M 500
@@ -153,7 +153,7 @@ stop_case() {
         down_ms=$((NOW_MS - t0))
         (( down_ms <= limit_ms )) ||
             fs_fail "backup reported DOWN ${down_ms} ms after SIGSTOP of the master (limit ${limit_ms} ms)"
-        fs_log_has B "$mark_b" 'master silent for too long' ||
+        fs_log_has B "$mark_b" 'from the master for the keepalive time; declaring it dead' ||
             fs_fail "backup went DOWN but did not log a keepalive timeout"
         fs_sleep_until $((t0 + stop_ms))
         fs_signal M CONT
