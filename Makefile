@@ -2,7 +2,7 @@
 #   make            library (build/lib), programs (build/bin) and examples (build/examples)
 #   make test       the one gate: header drift, fmt, clippy, ABI, man pages, cargo tests,
 #                   install, Debian packages, C tests plain, under valgrind memcheck, and
-#                   with ASan+UBSan, process faults
+#                   with ASan+UBSan, junos-sync-stat against flowd, process faults
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
 #   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
@@ -41,7 +41,7 @@ EXAMPLES   := $(BUILD)/examples/flowd
 # Installed programs, each built into build/bin/NAME (from tools/NAME.c by the rule below; a
 # program built otherwise, say a Rust [[bin]], adds its own build/bin/NAME rule) and documented
 # by man/NAME.1.scd. Install, man pages and Debian packages take them from this list.
-PROGRAMS   := junos-sync-keygen
+PROGRAMS   := junos-sync-keygen junos-sync-stat
 BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 # Hardened as Debian builds programs (lintian checks it).
 CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
@@ -49,7 +49,7 @@ LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
 .PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-check abi-baseline keygen-check
+        abi-check abi-baseline keygen-check stat-test
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -113,6 +113,16 @@ $(BUILD)/bin/%: tools/%.c
 	mkdir -p $(BUILD)/bin
 	$(CC) $(CFLAGS_PROG) $< -o $@ $(LDFLAGS_PROG)
 
+# junos-sync-stat is a crate of its own (tools/junos-sync-stat, its own Cargo.lock, not in the
+# library's workspace), built in target/junos-sync-stat. Rust builds it PIE with full RELRO.
+STAT       := tools/junos-sync-stat
+STAT_CARGO := --manifest-path $(STAT)/Cargo.toml --target-dir target/junos-sync-stat --locked
+STAT_SRC   := $(shell find $(STAT)/src -name '*.rs') $(STAT)/Cargo.toml $(STAT)/Cargo.lock
+$(BUILD)/bin/junos-sync-stat: $(STAT_SRC)
+	$(CARGO) build --release $(STAT_CARGO)
+	mkdir -p $(BUILD)/bin
+	cp target/junos-sync-stat/release/junos-sync-stat $@.tmp && mv -f $@.tmp $@
+
 # Manual pages in build/man/man{1,3,7}. Section 3 is generated from the header's doc comments
 # (one page per function, one per type; scripts/gen-man3.py), which also lists them for the
 # overview junos-sync(7); sections 1 and 7 are written in scdoc (man/).
@@ -145,6 +155,13 @@ man-check: man
 keygen-check: $(BUILD)/bin/junos-sync-keygen
 	./scripts/check-keygen.sh $<
 
+# junos-sync-stat: its unit tests, then against flowd daemons with JUNOS_SYNC_STATUS_DIR set (a
+# 1,000,000-entry resync followed through --json, the other outputs, the socket's mode, its
+# removal at exit and switchover, a stale socket after SIGKILL).
+stat-test: $(BUILD)/bin/junos-sync-stat examples
+	$(CARGO) test --release --quiet $(STAT_CARGO)
+	./tests/sh/stat.sh $(BUILD)/examples/flowd $(BUILD)/bin/junos-sync-stat
+
 examples: $(EXAMPLES)
 
 $(BUILD)/examples/%: examples/%.c $(wildcard examples/*.h) include/jnx/junos_sync.h lib
@@ -167,6 +184,8 @@ header-check:
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) fmt --check --manifest-path $(STAT)/Cargo.toml
+	$(CARGO) clippy --all-targets $(STAT_CARGO) -- -D warnings
 
 # The engine's end-to-end tests run twice: thread mode, and dispatch mode (every test side gets
 # an application thread that dispatches; a callback anywhere else fails the test).
@@ -299,7 +318,7 @@ fault-test: examples
 	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind fault-test
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind stat-test fault-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

@@ -60,21 +60,32 @@ if [ -n "$left" ]; then
     exit 1
 fi
 
-# The crates linked into the library, for the copyright file: normal dependencies without
-# proc-macros (they run in the compiler and leave no code in the library), each once (cargo
-# marks a repeated one "(*)"). Every license they name needs its own License paragraph in
-# deb/copyright first; the paragraphs there are the licenses accepted.
-bundled=$(cd "$src" && cargo tree -e normal,no-proc-macro --prefix none --format '{p}|{l}' --offline 2>/dev/null |
-    sed 's/ (\*)$//' | grep -v '^junos-sync ' | sort -u)
+# The crates linked into the library and into junos-sync-stat (a crate of its own), for the
+# copyright file: normal dependencies without proc-macros (they run in the compiler and leave no
+# code in the program), each once (cargo marks a repeated one "(*)"). Every license they name
+# needs its own License paragraph in deb/copyright first; the paragraphs there are the licenses
+# accepted.
+# crates MANIFEST SELF: "name vX|license" lines of MANIFEST's crate, SELF left out.
+crates() {
+    (cd "$src" && cargo tree --manifest-path "$1" -e normal,no-proc-macro --prefix none --format '{p}|{l}' \
+        --offline 2>/dev/null) | sed 's/ (\*)$//' | grep -v "^$2 " | sort -u
+}
+bundled=$(crates Cargo.toml junos-sync)
+bundled_stat=$(crates tools/junos-sync-stat/Cargo.toml junos-sync-stat)
 accepted=$(sed -n 's/^License: \([^ ]*\)$/\1/p' "$src/deb/copyright")
 # shellcheck disable=SC2046 # one -e option per accepted license (names without spaces)
-bad=$(echo "$bundled" | cut -d'|' -f2 | sed 's/ OR /\n/g; s/ AND /\n/g; s|/|\n|g; s/[()]//g' | sort -u |
-    grep -v -x $(for l in $accepted; do echo "-e $l"; done) || true)
-if [ -z "$bundled" ] || [ -n "$bad" ]; then
+bad=$(printf '%s\n%s\n' "$bundled" "$bundled_stat" | cut -d'|' -f2 |
+    sed 's/ OR /\n/g; s/ AND /\n/g; s|/|\n|g; s/[()]//g' | sort -u | grep -v -x -e '' \
+    $(for l in $accepted; do echo "-e $l"; done) || true)
+if [ -z "$bundled" ] || [ -z "$bundled_stat" ] || [ -n "$bad" ]; then
     echo "build-deb: crates not listed, or licensed under '$bad': update deb/copyright" >&2
     exit 1
 fi
-bundled=$(echo "$bundled" | sed 's/^\([^ ]*\) v\([^|]*\)|\(.*\)$/ \1 \2 (\3)/; s/ OR / or /g')
+listed() {
+    echo "$1" | sed 's/^\([^ ]*\) v\([^|]*\)|\(.*\)$/ \1 \2 (\3)/; s/ OR / or /g'
+}
+bundled=$(listed "$bundled")
+listed "$bundled_stat" >"$work/bundled-stat"
 
 changelog() {
     cat <<LOG
@@ -116,7 +127,10 @@ for pkg in "$libpkg" libjunos-sync-dev junos-sync-tools; do
     root=$work/debian/$pkg
     doc=$root/usr/share/doc/$pkg
     mkdir -p "$doc" "$root/DEBIAN"
-    sed "/^@BUNDLED@\$/{
+    sed -e "/^@BUNDLED_STAT@\$/{
+r $work/bundled-stat
+d
+}" -e "/^@BUNDLED@\$/{
 r /dev/stdin
 d
 }" "$src/deb/copyright" <<BUNDLED >"$doc/copyright"
@@ -126,6 +140,7 @@ BUNDLED
     mkdir -p "$root/usr/share/lintian/overrides"
     which=all
     [ "$pkg" != "$libpkg" ] || which='\(all\|lib\)'
+    [ "$pkg" != junos-sync-tools ] || which='\(all\|tools\)'
     sed -n "s/^$which: /$pkg: /p" "$src/deb/lintian-overrides" >"$root/usr/share/lintian/overrides/$pkg"
 
     # Pages compressed; a link to a page becomes a link to the compressed page.

@@ -2,7 +2,8 @@
 # check-deb-install.sh DEBDIR: installs DEBDIR/*.deb as a user would (apt-get install), builds
 # examples/flowd.c against the installed packages with pkg-config alone (nothing from the
 # build tree), runs the failover demo with it, runs junos-sync-keygen's checks on
-# /usr/bin/junos-sync-keygen, finds the manual pages with man -w, and purges the packages
+# /usr/bin/junos-sync-keygen, has /usr/bin/junos-sync-stat read that flowd's status socket,
+# finds the manual pages with man -w, and purges the packages
 # again, also when a step fails. Skips (exit 0) without root or without apt-get and dpkg.
 set -eu
 
@@ -88,11 +89,34 @@ tail -n 1 "$tmp/demo.log"
 
 "$src/scripts/check-keygen.sh" /usr/bin/junos-sync-keygen
 
+# The packaged junos-sync-stat reads the status socket of the packaged library in that flowd.
+# flowd reads commands on a FIFO held open here (fd 3), so it runs until told to quit.
+mkdir -m 0700 "$tmp/status"
+mkfifo "$tmp/flowd.in"
+exec 3<>"$tmp/flowd.in"
+JUNOS_SYNC_STATUS_DIR=$tmp/status "$tmp/flowd" master 0 <"$tmp/flowd.in" >"$tmp/flowd.out" 2>"$tmp/flowd.err" &
+fpid=$!
+tries=0
+until /usr/bin/junos-sync-stat --json "$tmp/status" 2>/dev/null | grep -q "\"pid\":$fpid,\"role\":\"master\""; do
+    tries=$((tries + 1))
+    if [ $tries -ge 200 ]; then             # 10 s
+        echo "check-deb-install: junos-sync-stat does not show flowd's status:" >&2
+        /usr/bin/junos-sync-stat "$tmp/status" >&2 || true
+        exit 1
+    fi
+    sleep 0.05
+done
+/usr/bin/junos-sync-stat "$tmp/status" | head -n 1 | sed 's/^/check-deb-install: junos-sync-stat: /'
+echo quit >&3
+wait "$fpid"
+exec 3>&-
+[ -z "$(ls -A "$tmp/status")" ] || { echo "check-deb-install: flowd left its status socket" >&2; exit 1; }
+
 # A container may be set to leave manual pages out (dpkg path-exclude); then there are none.
 if grep -qs '^path-exclude=/usr/share/man' /etc/dpkg/dpkg.cfg /etc/dpkg/dpkg.cfg.d/*; then
     echo "check-deb-install: dpkg is set to leave out /usr/share/man here; not looking for pages"
 else
-    for page in junos_sync_queue junos_sync_ack_notify_func_t junos-sync-keygen "7 junos-sync"; do
+    for page in junos_sync_queue junos_sync_ack_notify_func_t junos-sync-keygen junos-sync-stat "7 junos-sync"; do
         # shellcheck disable=SC2086 # "7 junos-sync" is a section and a name
         found=$(man -w $page) || { echo "check-deb-install: man -w $page finds nothing" >&2; exit 1; }
         case $found in

@@ -11,6 +11,8 @@
 #     script, whatever kills it (a case subshell killed by a signal runs no trap of its own).
 #   - Never call a helper that may fs_fail inside $(...): the failure would only end that
 #     substitution. Helpers return values in globals (ANSWER, DIGEST, named arrays).
+#   - The helpers work in a script with `set -e` too: a command whose failure is expected is
+#     guarded, and the cleanups turn -e off (a process already gone must not end them early).
 
 FS_WORK=""            # per-run work directory (FIFOs, logs), removed at exit
 FS_FLOWD=""           # absolute path of the flowd binary
@@ -59,6 +61,7 @@ fs_init() {
 # the exit hooks (namespace removal...), remove the work directory.
 fs_cleanup() {
     local p h
+    set +e
     if [[ -n ${FS_CASE_PID:-} ]]; then
         kill -TERM "$FS_CASE_PID" 2>/dev/null   # its EXIT trap kills its daemons
         wait "$FS_CASE_PID" 2>/dev/null
@@ -117,8 +120,8 @@ fs_case() {
         "$@"
     ) &
     FS_CASE_PID=$!
-    wait "$FS_CASE_PID"
-    rc=$?
+    rc=0
+    wait "$FS_CASE_PID" || rc=$?
     FS_CASE_PID=""
     if [[ -f $FS_CASE_DIR/notes ]]; then
         while IFS= read -r l; do printf '# %s: %s\n' "$name" "$l"; done <"$FS_CASE_DIR/notes"
@@ -144,6 +147,7 @@ fs_case() {
 # Case cleanup (subshell EXIT trap): SIGKILL and reap the daemons this case started.
 fs_case_cleanup() {
     local k
+    set +e
     for k in "${!FS_PID[@]}"; do
         kill -KILL "${FS_PID[$k]}" 2>/dev/null
     done
@@ -356,8 +360,8 @@ fs_quit() {
 # fs_kill9 KEY: SIGKILL the daemon and reap it.
 fs_kill9() {
     local pid=${FS_PID[$1]}
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
     unset "FS_PID[$1]"
 }
 
@@ -380,7 +384,7 @@ fs_log_has() {
 
 # fs_log_count KEY MARK PATTERN: sets COUNT to the number of matching lines after MARK.
 fs_log_count() {
-    COUNT=$(tail -c +$(( $2 + 1 )) "${FS_LOG[$1]}" 2>/dev/null | grep -Ec -- "$3")
+    COUNT=$(tail -c +$(( $2 + 1 )) "${FS_LOG[$1]}" 2>/dev/null | grep -Ec -- "$3" || true)
 }
 
 # fs_wait_log KEY MARK PATTERN TIMEOUT_S: polls KEY's log for PATTERN after MARK; sets

@@ -1,0 +1,147 @@
+//! A status line's fields, read leniently: a field this version does not find is shown as
+//! unknown rather than refused, so an older junos-sync-stat still reads a newer library.
+
+use serde_json::Value;
+
+/// The version of the status line this program was written for.
+pub const VERSION: u64 = 1;
+
+/// The connection states, as the library names them.
+pub const STATES: [&str; 4] = ["down", "connecting", "handshake", "up"];
+
+/// The counters of `stats` (all but `backlog_bytes`, which is `unacked_bytes` again): key,
+/// words for people, whether only a master counts it, and what it counts (junos_sync_stats_t).
+pub const COUNTERS: [(&str, &str, bool, &str); 7] = [
+    ("connections", "connections", true, "Backup connections that passed the handshake."),
+    ("full_resyncs", "full resyncs", true, "Sessions that started with a full resync (a database walk)."),
+    (
+        "partial_resyncs",
+        "partial resyncs",
+        true,
+        "Sessions where a returning backup resumed after its last applied entry.",
+    ),
+    ("overflows", "overflows", true, "Times the backlog went over its limit and was dropped for a full resync."),
+    ("frames_rejected", "frames rejected", false, "Connections ended for malformed input or a protocol violation."),
+    (
+        "auth_failures",
+        "auth failures",
+        false,
+        "Handshakes that failed authentication (wrong key, keyed and unkeyed peers, replays).",
+    ),
+    (
+        "handshakes_refused",
+        "handshakes refused",
+        false,
+        "Well-formed handshakes refused (protocol version, two masters or two backups, a second backup).",
+    ),
+];
+
+/// Resync progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Resync {
+    pub running: bool,
+    pub walked: u64,
+    pub acked: u64,
+}
+
+/// One context's status line.
+#[derive(Clone, Copy)]
+pub struct Status<'a>(pub &'a Value);
+
+impl<'a> Status<'a> {
+    fn num(&self, key: &str) -> Option<u64> {
+        self.0.get(key)?.as_u64()
+    }
+
+    pub fn version(&self) -> Option<u64> {
+        self.num("version")
+    }
+    pub fn pid(&self) -> Option<u64> {
+        self.num("pid")
+    }
+    pub fn role(&self) -> Option<&'a str> {
+        self.0.get("role")?.as_str()
+    }
+    pub fn is_master(&self) -> bool {
+        self.role() == Some("master")
+    }
+    pub fn port(&self) -> Option<u64> {
+        self.num("port")
+    }
+    /// The peer's address; `None` when not connected.
+    pub fn peer(&self) -> Option<&'a str> {
+        self.0.get("peer")?.as_str()
+    }
+    pub fn state(&self) -> Option<&'a str> {
+        self.0.get("state")?.as_str()
+    }
+    pub fn since_ms(&self) -> Option<u64> {
+        self.num("since_ms")
+    }
+    pub fn keyed(&self) -> Option<bool> {
+        self.0.get("keyed")?.as_bool()
+    }
+    pub fn lag_ms(&self) -> Option<u64> {
+        self.num("lag_ms")
+    }
+    pub fn unacked_entries(&self) -> Option<u64> {
+        self.num("unacked_entries")
+    }
+    pub fn unacked_bytes(&self) -> Option<u64> {
+        self.num("unacked_bytes")
+    }
+    pub fn backlog_limit(&self) -> Option<u64> {
+        self.num("backlog_limit")
+    }
+    /// `None` when there has been no resync (or the field is missing).
+    pub fn resync(&self) -> Option<Resync> {
+        let r = self.0.get("resync")?;
+        Some(Resync {
+            running: r.get("running")?.as_bool()?,
+            walked: r.get("walked")?.as_u64()?,
+            acked: r.get("acked")?.as_u64()?,
+        })
+    }
+    pub fn stat(&self, key: &str) -> Option<u64> {
+        self.0.get("stats")?.get(key)?.as_u64()
+    }
+    /// Numeric `stats` this version does not know (a newer library's), in the line's order.
+    pub fn other_stats(&self) -> Vec<(&'a str, u64)> {
+        let Some(Value::Object(m)) = self.0.get("stats") else { return Vec::new() };
+        m.iter()
+            .filter(|(k, _)| k.as_str() != "backlog_bytes" && !COUNTERS.iter().any(|c| c.0 == k.as_str()))
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_u64()?)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use super::*;
+
+    /// The example of the library's status line (src/engine/status.rs).
+    pub const MASTER: &str = r#"{"version":1,"pid":42,"role":"master","port":4000,"peer":"127.0.0.1:5555","state":"up","since_ms":1500,"keyed":true,"lag_ms":3,"unacked_entries":7,"unacked_bytes":99,"backlog_limit":67108864,"resync":{"running":true,"walked":10,"acked":4},"stats":{"full_resyncs":0,"partial_resyncs":0,"connections":2,"frames_rejected":0,"overflows":0,"backlog_bytes":99,"auth_failures":0,"handshakes_refused":0}}"#;
+    pub const BACKUP: &str = r#"{"version":1,"pid":43,"role":"backup","port":4000,"peer":null,"state":"connecting","since_ms":65000,"keyed":false,"lag_ms":0,"unacked_entries":0,"unacked_bytes":0,"backlog_limit":67108864,"resync":null,"stats":{"full_resyncs":0,"partial_resyncs":0,"connections":0,"frames_rejected":1,"overflows":0,"backlog_bytes":0,"auth_failures":0,"handshakes_refused":0}}"#;
+
+    #[test]
+    fn fields_are_read() {
+        let v: Value = serde_json::from_str(MASTER).unwrap();
+        let s = Status(&v);
+        assert_eq!(
+            (s.pid(), s.role(), s.port(), s.peer()),
+            (Some(42), Some("master"), Some(4000), Some("127.0.0.1:5555"))
+        );
+        assert_eq!(s.resync(), Some(Resync { running: true, walked: 10, acked: 4 }));
+        assert_eq!(s.stat("connections"), Some(2));
+        assert!(s.other_stats().is_empty());
+        let v: Value = serde_json::from_str(BACKUP).unwrap();
+        let s = Status(&v);
+        assert_eq!((s.peer(), s.resync(), s.is_master()), (None, None, false));
+    }
+
+    #[test]
+    fn unknown_stats_are_kept() {
+        let v: Value = serde_json::from_str(r#"{"stats":{"connections":1,"backlog_bytes":5,"new_thing":3}}"#).unwrap();
+        assert_eq!(Status(&v).other_stats(), [("new_thing", 3)]);
+    }
+}
