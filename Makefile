@@ -189,7 +189,7 @@ lint:
 
 # The engine's end-to-end tests run twice: thread mode, and dispatch mode (every test side gets
 # an application thread that dispatches; a callback anywhere else fails the test).
-RUST_MODE_TESTS := replication backlog faults hostile keyed status
+RUST_MODE_TESTS := replication backlog faults hostile keyed status status_bugs
 rust-test:
 	$(CARGO) test --release
 	JUNOS_SYNC_TEST_DISPATCH=1 $(CARGO) test --release $(addprefix --test ,$(RUST_MODE_TESTS))

@@ -449,9 +449,14 @@ struct junos_sync_peer_info_s {
      */
     bool resync_running;
     /**
+     * true: the last full resync completed (false with `resync_running` false: it was
+     * interrupted, or none happened).
+     */
+    bool resync_complete;
+    /**
      * Reserved, 0.
      */
-    uint8_t reserved[5];
+    uint8_t reserved[4];
     /**
      * Milliseconds the connection has been in `state` (or since the peer changed).
      */

@@ -26,6 +26,9 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// Read buffer: large enough that a stream of small frames is applied many per read.
 const READ_CAP: usize = 256 * 1024;
 const MAX_READS_PER_STEP: usize = 64;
+/// Longest a turn applies entries before the loop turns again (publishes its status, answers
+/// the status socket, runs its timers): a slow decode callback must not darken them.
+const TURN: Duration = Duration::from_millis(10);
 
 enum State {
     /// Not a backup in service (placeholder while a context changes role).
@@ -60,8 +63,11 @@ pub(crate) struct Backup {
     key_at: usize,
     /// Connection problems, said once per outage.
     outage: Quiet,
-    /// The last full resync's progress, once it ended (`walked` counts the one going on).
-    last_resync: Option<Resync>,
+    /// The last full resync, for the status: its SYNC_BEGIN's sequence number, its SYNC_END's
+    /// once received, and whether the connection went before that (it will never end then).
+    /// Its entries are the sequence numbers in between, so what the application applied of it
+    /// follows from `Env::applied`, in dispatch mode too.
+    resync: Option<(u64, Option<u64>, bool)>,
 }
 
 impl Backup {
@@ -78,12 +84,12 @@ impl Backup {
             keys,
             key_at: 0,
             outage: Quiet::default(),
-            last_resync: None,
+            resync: None,
         }
     }
 
-    /// What the status reports, as of now.
-    pub(crate) fn snapshot(&self) -> Snapshot {
+    /// What the status reports, as of now (`applied`: the last sequence number applied).
+    pub(crate) fn snapshot(&self, applied: u64) -> Snapshot {
         let (state, conn) = match &self.state {
             State::Dormant | State::Idle { .. } => (LinkState::Down, None),
             State::Connecting(c) => (LinkState::Connecting, Some(c)),
@@ -99,7 +105,12 @@ impl Backup {
             keyed: !self.keys.is_empty(),
             oldest: None,
             unacked_entries: 0,
-            resync: self.walked.map(|n| Resync { walked: n, acked: n, running: true }).or(self.last_resync),
+            resync: self.resync.map(|(begin, end, cut)| {
+                let last = end.map_or(applied, |e| applied.min(e - 1));
+                let n = last.saturating_sub(begin);
+                let complete = end.is_some_and(|e| applied >= e);
+                Resync { walked: n, acked: n, running: !complete && !cut, complete }
+            }),
         }
     }
 
@@ -302,14 +313,14 @@ impl Backup {
         r?;
         acked?;
         // Dispatch mode, with the application behind: wait for it (its replies wake the loop),
-        // do not spin on the readable socket.
-        Ok(matches!(&self.state, State::Up(c) if c.readable) && env.can_take())
+        // do not spin on the readable socket. Frames left by a turn cut short: right away.
+        Ok(matches!(&self.state, State::Up(c) if (c.readable || c.frame_buffered()) && env.can_take()))
     }
 
     fn pump<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+        let end = Instant::now() + TURN;
         for _ in 0..MAX_READS_PER_STEP {
-            self.apply_buffered(env)?;
-            if env.halted() {
+            if !self.apply_buffered(env, end)? || env.halted() {
                 return Ok(());
             }
             // One cumulative ACK per read buffer applied: the master frees steadily.
@@ -335,9 +346,15 @@ impl Backup {
         c.flush(|_| None).map(|_| ())
     }
 
-    fn apply_buffered<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
-        let State::Up(c) = &mut self.state else { return Ok(()) };
+    /// Applies the frames buffered; false if the turn's time ran out first (frames remain).
+    fn apply_buffered<A: App>(&mut self, env: &mut Env<A>, end: Instant) -> Result<bool, Fault> {
+        let State::Up(c) = &mut self.state else { return Ok(true) };
+        let mut n = 0u32;
         while env.can_take() {
+            n += 1;
+            if n % 64 == 0 && Instant::now() >= end {
+                return Ok(false);
+            }
             let Some(f) = c.next_frame()? else { break };
             let h = f.header;
             if h.kind.is_sequenced() && h.seq != self.parsed + 1 {
@@ -358,11 +375,14 @@ impl Backup {
                 FrameKind::SyncBegin => {
                     env.db_clear(h.seq);
                     self.walked = Some(0);
+                    self.resync = Some((h.seq, None, false));
                 }
                 FrameKind::SyncEnd => {
                     let told = <[u8; 8]>::try_from(&c.payload(&f)[..]).ok().map(u64::from_le_bytes);
                     let n = self.walked.take().unwrap_or(0);
-                    self.last_resync = Some(Resync { walked: n, acked: n, running: false });
+                    if let Some((_, end, _)) = self.resync.as_mut() {
+                        *end = Some(h.seq);
+                    }
                     if told != Some(n) {
                         env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }
@@ -378,10 +398,10 @@ impl Backup {
                 self.parsed = h.seq;
             }
             if env.halted() {
-                return Ok(());
+                return Ok(true);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     fn timers<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
@@ -409,6 +429,10 @@ impl Backup {
         let old = std::mem::replace(&mut self.state, State::Idle { at: now });
         let was_up = matches!(old, State::Up(_));
         let keying = matches!(old, State::KeyExchange(..));
+        if let Some((_, None, cut)) = self.resync.as_mut() {
+            // The walk went with the connection before its end: it will never complete.
+            *cut = true;
+        }
         if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = old {
             c.close(reg);
         }

@@ -151,6 +151,11 @@ impl Conn {
         self.inbuf.payload(f)
     }
 
+    /// Whether a whole frame waits to be taken.
+    pub(crate) fn frame_buffered(&self) -> bool {
+        self.inbuf.frame_buffered()
+    }
+
     /// Bytes received and not yet taken as frames.
     pub(crate) fn buffered(&self) -> usize {
         self.inbuf.buffered()

@@ -164,7 +164,10 @@ impl<A: App> Context<A> {
             appq: Mutex::new(None),
             app_side: Mutex::new(None),
             exit_hook: Mutex::new(None),
-            status_dir: std::env::var_os(STATUS_DIR_VAR).filter(|d| !d.is_empty()).map(Into::into),
+            // Absolute now: a daemon that changes directory later still finds (and removes) it.
+            status_dir: std::env::var_os(STATUS_DIR_VAR)
+                .filter(|d| !d.is_empty())
+                .and_then(|d| std::path::absolute(std::path::PathBuf::from(d)).ok()),
             returns: Arc::new(Returns::new()),
         })
     }

@@ -328,7 +328,7 @@ impl<A: App> Master<A> {
                 let begin = self.backlog.push(Entry::SyncBegin);
                 self.walks = self.walks.wrapping_add(1);
                 self.walk = Some(Walk { id: self.walks, base: begin, requested: false });
-                self.resync = Some(Resync { walked: 0, acked: 0, running: true });
+                self.resync = Some(Resync { walked: 0, acked: 0, running: true, complete: false });
                 self.resume_from = None;
                 self.dropped = false;
                 Counters::bump(&env.shared.counters.full_resyncs);
@@ -512,6 +512,7 @@ impl<A: App> Master<A> {
                 Entry::SyncEnd(n) => {
                     if let Some(r) = self.resync.as_mut() {
                         r.running = false;
+                        r.complete = true;
                     }
                     env.sync_done(n);
                 }

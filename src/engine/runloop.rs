@@ -251,7 +251,7 @@ impl<A: App> Engine<A> {
     fn snapshot(&mut self) -> Snapshot {
         match &mut self.role {
             Role::Master(m) => m.snapshot(),
-            Role::Backup(b) => b.snapshot(),
+            Role::Backup(b) => b.snapshot(self.env.applied()),
         }
     }
 

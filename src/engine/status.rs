@@ -43,6 +43,9 @@ pub struct Resync {
     pub acked: u64,
     /// The resync is still going on.
     pub running: bool,
+    /// It ended with its last entry acknowledged (master) or applied (backup); `running` and
+    /// `complete` both false: it was interrupted (the connection went).
+    pub complete: bool,
 }
 
 /// A context's replication, as of one moment.
@@ -143,8 +146,11 @@ pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize)
     );
     match s.resync {
         Some(r) => {
-            let _ =
-                write!(j, ",\"resync\":{{\"running\":{},\"walked\":{},\"acked\":{}}}", r.running, r.walked, r.acked);
+            let _ = write!(
+                j,
+                ",\"resync\":{{\"running\":{},\"complete\":{},\"walked\":{},\"acked\":{}}}",
+                r.running, r.complete, r.walked, r.acked
+            );
         }
         None => j.push_str(",\"resync\":null"),
     }
@@ -205,7 +211,7 @@ mod tests {
             keyed: true,
             lag: Duration::from_millis(3),
             unacked_entries: 7,
-            resync: Some(Resync { walked: 10, acked: 4, running: true }),
+            resync: Some(Resync { walked: 10, acked: 4, running: true, complete: false }),
         };
         let stats = Stats { connections: 2, backlog_bytes: 99, ..Stats::default() };
         let j = to_json(&s, &stats, 42, 1 << 20);
@@ -219,7 +225,7 @@ mod tests {
             "\"lag_ms\":3",
             "\"unacked_entries\":7",
             "\"unacked_bytes\":99",
-            "\"resync\":{\"running\":true,\"walked\":10,\"acked\":4}",
+            "\"resync\":{\"running\":true,\"complete\":false,\"walked\":10,\"acked\":4}",
             "\"connections\":2",
             "\"handshakes_refused\":0",
         ] {

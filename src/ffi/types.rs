@@ -286,8 +286,11 @@ pub struct junos_sync_peer_info_s {
     pub keyed: bool,
     /// true: a full resync is going on.
     pub resync_running: bool,
+    /// true: the last full resync completed (false with `resync_running` false: it was
+    /// interrupted, or none happened).
+    pub resync_complete: bool,
     /// Reserved, 0.
-    pub reserved: [u8; 5],
+    pub reserved: [u8; 4],
     /// Milliseconds the connection has been in `state` (or since the peer changed).
     pub state_ms: u64,
     /// Master: age in milliseconds of the oldest TLV not acknowledged (0: none).

@@ -212,6 +212,7 @@ case_resync_progress() {
     has prom "junos_sync_up{$m} 1"
     has prom "junos_sync_resync_walked{$m} $total"
     has prom "junos_sync_resync_running{$m} 0"
+    has prom "junos_sync_resync_complete{$m} 1"
     has prom "junos_sync_full_resyncs_total{$m} 1"
     has prom "junos_sync_unacked_entries{$m} 0"
     has prom "junos_sync_stat_contexts 2"

@@ -138,6 +138,12 @@ pub fn render(probes: &[Probe]) -> String {
         let r = st.resync();
         f.gauge("junos_sync_resync_running", "1 while a full resync runs.", &l, Some(b(r.is_some_and(|r| r.running))));
         f.gauge(
+            "junos_sync_resync_complete",
+            "1 when the last full resync completed (0 with resync_running 0: interrupted, or none).",
+            &l,
+            Some(b(r.is_some_and(|r| r.complete == Some(true)))),
+        );
+        f.gauge(
             "junos_sync_resync_walked",
             "The last full resync's entries: master, walked; backup, applied.",
             &l,

@@ -40,6 +40,9 @@ pub const COUNTERS: [(&str, &str, bool, &str); 7] = [
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Resync {
     pub running: bool,
+    /// Whether it ended complete (`None`: a library that does not say; then a master's walked
+    /// and acknowledged counts tell).
+    pub complete: Option<bool>,
     pub walked: u64,
     pub acked: u64,
 }
@@ -98,6 +101,7 @@ impl<'a> Status<'a> {
         let r = self.0.get("resync")?;
         Some(Resync {
             running: r.get("running")?.as_bool()?,
+            complete: r.get("complete").and_then(Value::as_bool),
             walked: r.get("walked")?.as_u64()?,
             acked: r.get("acked")?.as_u64()?,
         })
@@ -131,7 +135,7 @@ pub mod tests {
             (s.pid(), s.role(), s.port(), s.peer()),
             (Some(42), Some("master"), Some(4000), Some("127.0.0.1:5555"))
         );
-        assert_eq!(s.resync(), Some(Resync { running: true, walked: 10, acked: 4 }));
+        assert_eq!(s.resync(), Some(Resync { running: true, complete: None, walked: 10, acked: 4 }));
         assert_eq!(s.stat("connections"), Some(2));
         assert!(s.other_stats().is_empty());
         let v: Value = serde_json::from_str(BACKUP).unwrap();

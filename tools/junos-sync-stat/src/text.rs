@@ -145,14 +145,16 @@ fn resync(out: &mut String, p: &Probe, st: Status, watch: Option<Watch>) {
         line(out, "resync", if master { "none since the start" } else { "none yet" });
         return;
     };
-    let Resync { running, walked, acked } = r;
+    let Resync { running, complete, walked, acked } = r;
     if !running {
-        let done = match (master, acked == walked) {
+        let complete = complete.unwrap_or(!master || acked == walked);
+        let done = match (master, complete) {
             (true, true) => format!("complete: {walked} entries walked and acknowledged"),
             (true, false) => {
                 format!("interrupted: {walked} entries walked, {acked} acknowledged when the backup went away")
             }
-            (false, _) => format!("complete: {walked} entries applied"),
+            (false, true) => format!("complete: {walked} entries applied"),
+            (false, false) => format!("interrupted: {walked} entries applied when the master went away"),
         };
         line(out, "resync", &done);
         return;
