@@ -27,7 +27,6 @@ use super::handoff::Handoff;
 use super::keys::Keys;
 use super::lobby;
 use super::master::Master;
-use super::returns::Returns;
 use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
 use super::shared::{Shared, Stats};
 use super::status::{LinkState, Snapshot, Status};
@@ -38,9 +37,6 @@ use crate::sys::Bell;
 
 /// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
 const HANDOFF_RING: usize = 64 * 1024;
-/// Thread mode: acknowledged TLVs are freed by the queueing thread (see `returns`).
-const RETURN_FREES: bool = true;
-
 /// How long one dispatch runs the application's callbacks before it returns (and leaves its
 /// descriptor readable): a resync walk of a million entries must not freeze its event loop.
 const DISPATCH_SLICE: Duration = Duration::from_millis(1);
@@ -89,8 +85,6 @@ pub struct Context<A: App> {
     exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// `JUNOS_SYNC_STATUS_DIR`, read at init.
     status_dir: Option<std::path::PathBuf>,
-    /// Thread mode: acknowledged TLVs for `queue` to free (see `returns`).
-    returns: Arc<Returns<A::Tlv>>,
 }
 
 /// What runs on the application's thread in dispatch mode.
@@ -168,7 +162,6 @@ impl<A: App> Context<A> {
             status_dir: std::env::var_os(STATUS_DIR_VAR)
                 .filter(|d| !d.is_empty())
                 .and_then(|d| std::path::absolute(std::path::PathBuf::from(d)).ok()),
-            returns: Arc::new(Returns::new()),
         })
     }
 
@@ -318,18 +311,13 @@ impl<A: App> Context<A> {
             Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
         };
         let Kit { poll, app, ctrl_rx, .. } = kit;
-        let mut d = Dispatcher::new(app, self.shared.clone());
+        let d = Dispatcher::new(app, self.shared.clone());
         let port = match self.appq.lock().clone() {
             Some(q) => {
                 *self.app_side.lock() = Some(Box::new(AppSide { d, calls: VecDeque::new(), replies: Vec::new() }));
                 Port::Deferred(q)
             }
-            None => {
-                if RETURN_FREES {
-                    d.return_frees_to(self.returns.clone());
-                }
-                Port::Inline(Box::new(d))
-            }
+            None => Port::Inline(Box::new(d)),
         };
         let eng = Engine {
             poll,
@@ -378,10 +366,6 @@ impl<A: App> Context<A> {
             }
         };
         self.data.push((held, ack));
-        if self.returns.batch_ready() {
-            let free = self.freer.lock().clone();
-            self.returns.take_some(|t| free(t));
-        }
         fence(Ordering::SeqCst);
         if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
             let _ = self.waker.wake();
@@ -505,7 +489,6 @@ impl<A: App> Context<A> {
     fn free_stray(&self) {
         let free = self.freer.lock().clone();
         self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
-        self.returns.take_all(|t| free(t));
     }
 
     /// Dispatch mode: ends the loop, then frees on this (the application's) thread everything

@@ -11,7 +11,6 @@ use std::time::Instant;
 use super::app::App;
 use super::calls::{Batch, Call, Reply, WalkTag};
 use super::held::Releases;
-use super::returns::Returns;
 use super::shared::Shared;
 
 /// How many calls (or entries of one) run between looks at the clock.
@@ -39,8 +38,6 @@ pub(crate) struct Dispatcher<A: App> {
     pinned: Option<A::Tlv>,
     /// Releases uncounted and waiting for their callbacks (a dispatch may stop among them).
     releasing: VecDeque<(A::Tlv, bool, Option<WalkTag>)>,
-    /// Thread mode: where acknowledged TLVs go to be freed by the queueing thread.
-    returns: Option<Arc<Returns<A::Tlv>>>,
 }
 
 /// A clock that is read only every `CLOCK_EVERY` ticks.
@@ -67,20 +64,6 @@ impl<A: App> Dispatcher<A> {
             walk: None,
             pinned: None,
             releasing: VecDeque::new(),
-            returns: None,
-        }
-    }
-
-    /// Thread mode: frees of acknowledged TLVs that need no notification go to `r`.
-    pub(crate) fn return_frees_to(&mut self, r: Arc<Returns<A::Tlv>>) {
-        self.returns = Some(r);
-    }
-
-    /// Frees whatever waits to be freed by the queueing thread (it went quiet, or the
-    /// callbacks change).
-    pub(crate) fn reclaim(&mut self) {
-        if let Some(r) = &self.returns {
-            r.take_all(|t| self.app.free(t));
         }
     }
 
@@ -149,11 +132,7 @@ impl<A: App> Dispatcher<A> {
                         self.unpin();
                     }
                 }
-                Call::Install(app) => {
-                    // What waits to be freed belongs to the old callbacks.
-                    self.reclaim();
-                    self.app = *app;
-                }
+                Call::Install(app) => self.app = *app,
             }
             if slice.over() {
                 return !q.is_empty() || !self.releasing.is_empty();
@@ -165,7 +144,6 @@ impl<A: App> Dispatcher<A> {
     /// each point, and tells the DOWN owed if `notify`. Nothing else runs: the application has
     /// let go of the context.
     pub(crate) fn finish(&mut self, q: &mut VecDeque<Call<A>>, unread: Vec<Reply<A::Tlv>>, notify: bool) {
-        self.reclaim();
         while let Some((t, _, _)) = self.releasing.pop_front() {
             self.app.free(t);
         }
@@ -218,16 +196,12 @@ impl<A: App> Dispatcher<A> {
             if *notify && !self.muted() {
                 self.app.ack_notify(t);
             }
-            let Some((t, notify, walk)) = self.releasing.pop_front() else { break };
+            let Some((t, _, walk)) = self.releasing.pop_front() else { break };
             let cursor_in_it =
                 walk.is_some_and(|tag| self.walk.as_ref().is_some_and(|w| w.id == tag.id && w.last_no == tag.no.get()));
             if cursor_in_it {
                 self.unpin();
                 self.pinned = Some(t);
-            } else if let (false, Some(r)) = (notify, &self.returns) {
-                if let Err(t) = r.give(t) {
-                    self.app.free(t);
-                }
             } else {
                 self.app.free(t);
             }

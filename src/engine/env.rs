@@ -232,13 +232,6 @@ impl<A: App> Env<A> {
         self.marked > self.applied || !self.batch.is_empty()
     }
 
-    /// Thread mode, before the loop sleeps: frees what the queueing thread did not take back.
-    pub(crate) fn reclaim(&mut self) {
-        if let Port::Inline(d) = &mut self.port {
-            d.reclaim();
-        }
-    }
-
     /// Master: whether walk replies wait for the role (the loop must not sleep on them).
     pub(crate) fn replies_waiting(&self) -> bool {
         !self.replies.is_empty()
@@ -254,6 +247,5 @@ impl<A: App> Env<A> {
             }
         }
         self.pump();
-        self.reclaim();
     }
 }

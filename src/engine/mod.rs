@@ -19,7 +19,6 @@ mod lobby;
 mod master;
 mod quiet;
 mod resume;
-mod returns;
 mod runloop;
 mod shared;
 mod status;

@@ -103,8 +103,6 @@ impl<A: App> Engine<A> {
                 deadline.map(|d| d.saturating_duration_since(Instant::now()))
             };
             if timeout != Some(Duration::ZERO) {
-                // Nothing to do: the queueing thread may be quiet too, so free what waits for it.
-                self.env.reclaim();
                 // Announce the sleep, then look once more: a producer that queued before it saw
                 // the announcement is caught here, one that queued after it wakes us.
                 self.env.shared.sleeping.store(true, Ordering::SeqCst);
