@@ -34,8 +34,10 @@ pub(crate) struct Conn {
     inbuf: InBuf,
     pub out: Out,
     sealed: Option<Box<Sealed>>,
-    /// When the last complete frame arrived (or the connection started).
+    /// When the last complete frame arrived (or the connection started): the time of the read
+    /// that completed it, so that taking a frame costs no clock read.
     last_rx: Instant,
+    last_read: Instant,
     last_tx: Instant,
     /// Edge-triggered readiness not yet consumed (mio reports each edge once).
     pub readable: bool,
@@ -63,6 +65,7 @@ impl Conn {
             out: Out::default(),
             sealed: None,
             last_rx: now,
+            last_read: now,
             last_tx: now,
             readable: true,
             writable: true,
@@ -135,10 +138,11 @@ impl Conn {
     }
 
     /// The next complete frame, if one is buffered; it refreshes liveness.
+    #[inline]
     pub(crate) fn next_frame(&mut self) -> Result<Option<Frame>, Fault> {
         match self.inbuf.next_frame() {
             Ok(Some(f)) => {
-                self.last_rx = Instant::now();
+                self.last_rx = self.last_read;
                 Ok(Some(f))
             }
             Ok(None) => Ok(None),
@@ -173,7 +177,10 @@ impl Conn {
         };
         match r {
             Ok(0) => Err(Fault::Io(io::ErrorKind::UnexpectedEof.into())),
-            Ok(_) => Ok(true),
+            Ok(_) => {
+                self.last_read = Instant::now();
+                Ok(true)
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 self.readable = false;
                 Ok(false)

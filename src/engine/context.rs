@@ -444,7 +444,7 @@ impl<A: App> Context<A> {
         }
         if self.shared.on_loop_thread() {
             *self.deferred.lock() = Some(Box::new(owner));
-            self.shared.halt.store(true, Ordering::Release);
+            self.shared.set_halt();
             let _ = self.waker.wake();
             return;
         }
@@ -460,7 +460,7 @@ impl<A: App> Context<A> {
                     // Inside a dispatched callback: the dispatch finishes the exit on this
                     // thread as soon as the callback returns.
                     *self.deferred.lock() = Some(Box::new(owner));
-                    self.shared.halt.store(true, Ordering::Release);
+                    self.shared.set_halt();
                     let _ = self.waker.wake();
                     return;
                 }
@@ -572,11 +572,11 @@ impl<A: App> Context<A> {
             return Ok(());
         }
         let more = r.unwrap_or_else(|_| {
-            self.shared.dying.store(true, Ordering::Release);
+            self.shared.set_dying();
             self.log("junos_sync_dispatch: internal error: a callback panicked; the context failed (only junos_sync_exit is useful now)");
             // The DOWN owed, before any call fails.
             let _ = catch_unwind(AssertUnwindSafe(|| side.d.owed_down()));
-            self.shared.failed.store(true, Ordering::Release);
+            self.shared.set_failed();
             false
         });
         if more || q.calls_waiting() {

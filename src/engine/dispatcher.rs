@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::app::App;
 use super::calls::{Batch, Call, Reply, WalkTag};
-use super::held::Releases;
+use super::held::{Held, Releases};
 use super::shared::Shared;
 
 /// How many calls (or entries of one) run between looks at the clock.
@@ -82,6 +82,11 @@ impl<A: App> Dispatcher<A> {
         self.shared.muted()
     }
 
+    /// A release that comes before any queued call (thread mode's shortcut past the queue).
+    pub(crate) fn take_release(&mut self, tlv: Held<A::Tlv>, notify: bool, walk: Option<WalkTag>) {
+        self.releasing.push_back((tlv.release(&mut self.released), notify, walk));
+    }
+
     /// Runs calls from the front of `q` until it is empty (Ok(false)) or `until` has passed
     /// (Ok(true): calls remain). Results go to `out`.
     pub(crate) fn run(
@@ -92,8 +97,13 @@ impl<A: App> Dispatcher<A> {
     ) -> bool {
         let mut slice = Slice { until, ticks: 0 };
         loop {
-            if !self.releasing.is_empty() && !self.free_released(&mut slice) {
-                return true;
+            if !self.releasing.is_empty() {
+                // Uncounted before the application sees any of them: a callback may queue, and
+                // must find the room these made.
+                self.released.settle(&self.shared.budget);
+                if !self.free_released(&mut slice) {
+                    return true;
+                }
             }
             let Some(call) = q.pop_front() else { return false };
             match call {
@@ -104,9 +114,6 @@ impl<A: App> Dispatcher<A> {
                         let Some(Call::Release { tlv, notify, walk }) = q.pop_front() else { unreachable!() };
                         self.releasing.push_back((tlv.release(&mut self.released), notify, walk));
                     }
-                    // Uncounted before the application sees any of them: a callback may queue,
-                    // and must find the room these made.
-                    self.released.settle(&self.shared.budget);
                 }
                 Call::SyncDone(n) if !self.muted() => self.app.init_sync_done(n as usize),
                 Call::DbClear if !self.muted() => self.app.db_clear(),

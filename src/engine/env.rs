@@ -122,7 +122,12 @@ impl<A: App> Env<A> {
 
     /// A TLV leaves the library: acknowledged (`notify`) or dropped.
     pub(crate) fn release(&mut self, tlv: Held<A::Tlv>, notify: bool, walk: Option<WalkTag>) {
-        self.call(Call::Release { tlv, notify, walk });
+        match &mut self.port {
+            // Thread mode, nothing queued ahead of it: straight to the dispatcher (the hot path
+            // of every acknowledged TLV).
+            Port::Inline(d) if self.calls.is_empty() => d.take_release(tlv, notify, walk),
+            _ => self.call(Call::Release { tlv, notify, walk }),
+        }
     }
 
     /// Returns a TLV to the application for good, unacknowledged.

@@ -331,12 +331,12 @@ pub(crate) fn spawn<A: App>(
         let shared: Arc<Shared> = engine.env.shared.clone();
         *shared.loop_thread.lock() = Some(std::thread::current().id());
         if catch_unwind(AssertUnwindSafe(|| engine.run())).is_err() {
-            shared.dying.store(true, Ordering::Release);
+            shared.set_dying();
             shared.log("junos-sync: internal error: the loop thread panicked; replication stopped and the context failed (only junos_sync_exit is useful now)");
             if catch_unwind(AssertUnwindSafe(|| engine.fail())).is_err() {
                 shared.log("junos-sync: internal error: cleaning up after the panic panicked too");
             }
-            shared.failed.store(true, Ordering::Release);
+            shared.set_failed();
         }
         *shared.loop_thread.lock() = None;
         drop(engine);

@@ -67,12 +67,14 @@ pub(crate) struct Shared {
     /// The loop is about to sleep (or sleeps) in `poll`; a producer that sees it wakes it.
     pub sleeping: AtomicBool,
     /// `junos_sync_exit` was called from a callback: the loop tears down and ends.
-    pub halt: AtomicBool,
+    halt: AtomicBool,
     /// The loop thread died of a bug: every later call fails with `Error::Internal`.
-    pub failed: AtomicBool,
+    failed: AtomicBool,
     /// The loop thread is dying: only frees (and the DOWN owed) run while it cleans up, after
     /// which `failed` is set (so the DOWN comes before any call fails).
-    pub dying: AtomicBool,
+    dying: AtomicBool,
+    /// Any of `halt`, `dying`, `failed`: one load on the path of every callback.
+    quiet: AtomicBool,
     pub is_master: AtomicBool,
     pub no_resync: AtomicBool,
     /// TLV bytes the master holds (queued, unacknowledged or being walked), and the limit.
@@ -96,6 +98,7 @@ impl Shared {
             halt: AtomicBool::new(false),
             failed: AtomicBool::new(false),
             dying: AtomicBool::new(false),
+            quiet: AtomicBool::new(false),
             is_master: AtomicBool::new(is_master),
             no_resync: AtomicBool::new(no_resync),
             budget: Budget::new(backlog_limit),
@@ -128,7 +131,25 @@ impl Shared {
 
     /// Only frees and the DOWN owed may run (see `dying`).
     pub(crate) fn muted(&self) -> bool {
-        self.halted() || self.dying.load(Ordering::Acquire) || self.failed()
+        self.quiet.load(Ordering::Acquire)
+    }
+
+    /// `junos_sync_exit` was called from a callback.
+    pub(crate) fn set_halt(&self) {
+        self.halt.store(true, Ordering::Release);
+        self.quiet.store(true, Ordering::Release);
+    }
+
+    /// The loop died of a bug: callbacks stop (but for frees and the DOWN owed) ...
+    pub(crate) fn set_dying(&self) {
+        self.dying.store(true, Ordering::Release);
+        self.quiet.store(true, Ordering::Release);
+    }
+
+    /// ... and then every call fails.
+    pub(crate) fn set_failed(&self) {
+        self.failed.store(true, Ordering::Release);
+        self.quiet.store(true, Ordering::Release);
     }
 
     pub(crate) fn on_loop_thread(&self) -> bool {

@@ -105,17 +105,23 @@ const MAX_STAMPS: usize = 4096;
 /// When sequence numbers were queued, to the millisecond: the age of the oldest one not
 /// acknowledged, at a cost of one entry per millisecond of traffic, not per TLV.
 #[derive(Default)]
-pub(crate) struct Stamps(VecDeque<(u64, Instant)>);
+pub(crate) struct Stamps(VecDeque<(u64, Instant)>, Option<Instant>);
 
 impl Stamps {
-    /// Sequence number `seq` was queued at `now`.
+    /// Sequence number `seq` was queued at `now` (on the path of every TLV: one comparison).
+    #[inline]
     pub(crate) fn queued(&mut self, seq: u64, now: Instant) {
-        if self.0.back().is_none_or(|&(_, t)| now.duration_since(t) >= Duration::from_millis(1)) {
-            if self.0.len() >= MAX_STAMPS {
-                self.0 = self.0.iter().step_by(2).copied().collect();
-            }
-            self.0.push_back((seq, now));
+        if self.1.is_none_or(|next| now >= next) {
+            self.stamp(seq, now);
         }
+    }
+
+    fn stamp(&mut self, seq: u64, now: Instant) {
+        if self.0.len() >= MAX_STAMPS {
+            self.0 = self.0.iter().step_by(2).copied().collect();
+        }
+        self.0.push_back((seq, now));
+        self.1 = Some(now + Duration::from_millis(1));
     }
 
     /// When the oldest entry still held (sequence number `front`) was queued, or up to a

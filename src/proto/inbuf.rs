@@ -66,6 +66,7 @@ impl InBuf {
     }
 
     /// The header of the frame at the front, checked, if its 32 bytes are in.
+    #[inline]
     fn front_header(&self) -> Result<Option<Header>, FrameError> {
         if self.end - self.start < HEADER_LEN {
             return Ok(None);
