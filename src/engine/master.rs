@@ -529,6 +529,10 @@ impl<A: App> Master<A> {
             for r in env.take_walk() {
                 self.on_walked(env, r);
             }
+            // What was walked goes to the output first, so that the budget sees it: a thread
+            // mode walk answers at once, and without this one loop turn would walk all that the
+            // backlog limit allows, into a backup that reads nothing, answering nobody else.
+            self.fill();
             let budget = self.walk_budget(env);
             let Some(w) = self.walk.as_mut() else { break };
             if w.requested || budget == 0 || env.halted() {

@@ -8,9 +8,9 @@
 #                        (1,000,000 give or take what the changes added and deleted ahead of the
 #                        walk; flowd and the backup count it too), the resync ending, and once
 #                        the master is idle, lag under a second with nothing unacknowledged.
-#                        Mid-walk the backup is stopped for two --watch frames: the resync
-#                        certainly runs while they are drawn (progress bar), and the stopped
-#                        backup is reported, not waited for. Then the plain view, and
+#                        The backup is held stopped until a sample sees the walk under way and
+#                        for two --watch frames: the resync certainly runs while they are drawn
+#                        (progress bar), and the stopped backup is reported, not waited for. Then the plain view, and
 #                        --prometheus (every line HELP, TYPE or a sample, the expected families;
 #                        `promtool check metrics` too where it is installed).
 #   sockets              keyed contexts: each socket is a socket, mode 0600, ours; the view says
@@ -104,12 +104,18 @@ master_port() {
 
 # ------------------------------------------------------------------------------------------
 case_resync_progress() {
-    local n=0 mpid bpid total t0 walked_before_stop watch_frames
+    local n=0 mpid bpid total t0 walked_before_stop watch_frames nudged
     # shellcheck disable=SC2034 # filled by fs_quit (a nameref)
     local -A mb=() bb=()
     status_dir
     fs_srand $((SEED + 1))
+    # The master holds the million TLVs of the fill (no backup yet), 48 MB; the walk into the
+    # backup held stopped below adds what the kernel's socket buffers take (MBs, this kernel's
+    # choice), and the churn 1 MB. At the default 64 MiB the margin would depend on the kernel:
+    # over the limit, the backlog overflows (a second full resync, as documented).
+    export JUNOS_SYNC_BACKLOG_LIMIT=268435456
     fs_start M "" master 0
+    unset JUNOS_SYNC_BACKLOG_LIMIT
     master_port
     mpid=${FS_PID[M]}
     wait_socket "$DIR/junos-sync.$mpid.master.$PORT.sock"
@@ -117,20 +123,28 @@ case_resync_progress() {
     fs_ask M "fill $FLOWS $R" 180             # seconds on a loaded 2-core machine
     mkdir "$FS_CASE_DIR/samples"
 
-    # sample: one `STAT --json` into samples/NNNNNN.json; sets RUNNING, WALKED, ACKED, LAG and
-    # UNACKED from the master's object (its fields in the library's order; stat_check.py reads
-    # the samples as JSON).
+    # sample [stopped]: one `STAT --json` into samples/NNNNNN.json; sets RUNNING, WALKED,
+    # ACKED, LAG and UNACKED from the master's object (its fields in the library's order;
+    # stat_check.py reads the samples as JSON). `stopped`: the backup is stopped, so it is given
+    # 0.2 s and its not answering (status 1, the backup left out of the JSON) is expected.
     sample() {
-        local f line rc=0
+        local f line rc=0 timeout=5 err
+        [[ ${1:-} == stopped ]] && timeout=0.2
         n=$((n + 1))
         f=$(printf '%s/samples/%06d.json' "$FS_CASE_DIR" "$n")
-        "$STAT" --json --timeout 5 "$DIR" >"$f" 2>>"$FS_CASE_DIR/samples.err" || rc=$?
+        err=$FS_CASE_DIR/sample.err
+        "$STAT" --json --timeout "$timeout" "$DIR" >"$f" 2>"$err" || rc=$?
+        cat "$err" >>"$FS_CASE_DIR/samples.err"
+        if [[ ${1:-} == stopped && $rc == 1 && $(wc -l <"$err") == 1 ]] &&
+            grep -qF "no answer within 0.2 s (pid $bpid stopped" "$err"; then
+            rc=0
+        fi
         (( rc == 0 )) || fs_fail "junos-sync-stat --json: status $rc: $(tail -n 3 "$FS_CASE_DIR/samples.err")"
         line=$(grep -F "\"pid\":$mpid,\"role\":\"master\"" "$f" || true)
         [[ -n $line ]] || fs_fail "sample $n has no master: $(head -c 500 "$f")"
         RUNNING="" WALKED=0 ACKED=0 LAG=-1 UNACKED=-1
-        if [[ $line =~ \"resync\":\{\"running\":(true|false),\"walked\":([0-9]+),\"acked\":([0-9]+)\} ]]; then
-            RUNNING=${BASH_REMATCH[1]} WALKED=${BASH_REMATCH[2]} ACKED=${BASH_REMATCH[3]}
+        if [[ $line =~ \"resync\":\{\"running\":(true|false),(\"complete\":(true|false),)?\"walked\":([0-9]+),\"acked\":([0-9]+)\} ]]; then
+            RUNNING=${BASH_REMATCH[1]} WALKED=${BASH_REMATCH[4]} ACKED=${BASH_REMATCH[5]}
         fi
         [[ $line =~ \"lag_ms\":([0-9]+) ]] && LAG=${BASH_REMATCH[1]}
         [[ $line =~ \"unacked_entries\":([0-9]+) ]] && UNACKED=${BASH_REMATCH[1]}
@@ -139,25 +153,37 @@ case_resync_progress() {
 
     sample                                    # the master alone: down, no resync
     [[ -z $RUNNING ]] || fs_fail "a resync ($RUNNING) before any backup"
+    # The backup is held stopped from its start: the walk cannot end (its end must be
+    # acknowledged), so a sample sees it under way however fast this machine walks a million
+    # entries. Stopped before its handshake, it is let run 50 ms at a time until the walk has
+    # begun (the master fills the stopped backup's socket buffer).
     fs_start B B backup "$PORT"
     bpid=${FS_PID[B]}
-    fs_rand 2147483647
-    fs_ask M "churn $CHURN $R"                # changes during the walk, some ahead of it
+    fs_signal B STOP
     fs_now
     t0=$NOW_MS
-    until sample; [[ $RUNNING == true && $WALKED -gt 0 ]]; do
+    nudged=$NOW_MS
+    until sample stopped; [[ $RUNNING == true && $WALKED -gt 0 ]]; do
         [[ $RUNNING != false ]] || fs_fail "the resync ended before a sample saw it under way ($WALKED walked)"
         fs_now
         (( NOW_MS - t0 < WAIT * 1000 )) || fs_fail "the resync did not start within $WAIT s"
+        if (( NOW_MS - nudged >= 300 )); then
+            fs_signal B CONT
+            sleep 0.05
+            fs_signal B STOP
+            fs_now
+            nudged=$NOW_MS
+        fi
         sleep 0.01
     done
     walked_before_stop=$WALKED
 
-    # The backup stopped: the walk cannot end (its end must be acknowledged) while --watch draws
-    # two frames, each waiting 0.2 s for the backup: ~0.6 s, well under flowd's 2 s keepalive.
-    fs_signal B STOP
+    # Still stopped while --watch draws two frames, each waiting 0.2 s for the backup: ~0.6 s,
+    # well under flowd's 2 s keepalive.
     run_stat watch --watch 0.2 --count 2 --timeout 0.2 "$DIR"
     fs_signal B CONT
+    fs_rand 2147483647
+    fs_ask M "churn $CHURN $R"                # changes during the walk, some ahead of it
     (( RC == 0 )) || fs_fail "--watch ended with status $RC: $(head -c 300 "$FS_CASE_DIR/watch.err")"
     watch_frames=$(grep -o $'\e\[H' "$FS_CASE_DIR/watch.out" | wc -l || true)
     [[ $watch_frames == 2 && $OUT == $'\e[H\e[2J'* ]] || fs_fail "--watch --count 2 drew $watch_frames frames"
@@ -188,7 +214,7 @@ case_resync_progress() {
         (( NOW_MS - t0 < 4 * WAIT * 1000 )) || fs_fail "not idle: lag ${LAG} ms, $UNACKED unacknowledged"
         sleep 0.05
     done
-    fs_note "walked $walked_before_stop when the backup was stopped for --watch; idle: lag $LAG ms, $UNACKED unacknowledged"
+    fs_note "walked $walked_before_stop of the stopped backup before --watch; idle: lag $LAG ms, $UNACKED unacknowledged"
     python3 "$CHECK" progress "$FS_CASE_DIR/samples" "$mpid" "$bpid" "$total" >"$FS_CASE_DIR/check.out" 2>&1 ||
         fs_fail "progression: $(cat "$FS_CASE_DIR/check.out")"
     fs_note "$(cat "$FS_CASE_DIR/check.out")"
@@ -198,7 +224,7 @@ case_resync_progress() {
     has plain "master  pid $mpid  port $PORT  ($DIR/junos-sync.$mpid.master.$PORT.sock)"
     has plain "  resync      complete: $total entries walked and acknowledged"
     has plain "  lag         none: everything is acknowledged"
-    has plain "  unacked     0 entries, 0 B of the 64.0 MiB backlog limit (0.0%)"
+    has plain "  unacked     0 entries, 0 B of the 256.0 MiB backlog limit (0.0%)"
     has plain "backup  pid $bpid  master port $PORT  ($DIR/junos-sync.$bpid.backup.$PORT.sock)"
     has plain "  peer        127.0.0.1:$PORT (the master)"
     has plain "  resync      complete: $total entries applied"

@@ -78,8 +78,8 @@ def progress(samples_dir, master_pid, backup_pid, total):
             if w > total:
                 fail(f"{n}: walked {w} > the walk's total {total}")
         else:
-            if (w, a) != (total, total):
-                fail(f"{n}: ended with walked {w}, acked {a}, expected {total} both")
+            if (w, a) != (total, total) or r.get("complete") is not True:
+                fail(f"{n}: ended with walked {w}, acked {a}, complete {r.get('complete')}, expected {total} both, complete")
             ended_at = ended_at or n
     if not ended_at:
         fail(f"the resync never ended in {len(series)} samples (last walked/acked {last})")
@@ -102,7 +102,7 @@ def progress(samples_dir, master_pid, backup_pid, total):
             fail(f"{n}: backup resync {r} after {blast} (total {total})")
         blast = r["walked"]
     fb = series[-1][2]
-    if fb is None or fb["resync"] != {"running": False, "walked": total, "acked": total}:
+    if fb is None or fb["resync"] != {"running": False, "complete": True, "walked": total, "acked": total}:
         fail(f"the backup's last status does not show the resync complete: {fb}")
     if fb["port"] != final["port"]:
         fail(f"the backup's port {fb['port']} is not the master's {final['port']}")
