@@ -222,7 +222,13 @@ static void test_exit_master_with_traffic_in_flight(void)
     CHECK_EQ(h_alloc_outstanding(), 0);
     CHECK_EQ(H_LOAD(h_bad_frees), 0);
     CHECK_EQ(H_LOAD(mcs.down), 1);
-    CHECK_EQ(H_LOAD(m_acks), acks_before);
+    /* ACKs the backup sent before its decode was held (and, in dispatch mode, while it is
+     * held: its loop acknowledges what its application applied) may still be notified until
+     * the master's loop or application thread takes the exit: more notifications may come,
+     * but only of TLVs the backup applied, the held decode's record excluded. */
+    h_note("%ld acks notified before the exit, %ld after", acks_before, H_LOAD(m_acks));
+    CHECK(H_LOAD(m_acks) >= acks_before);
+    CHECK(H_LOAD(m_acks) <= H_LOAD(b_live) - 1);
     CHECK_EQ(h_thread_count(), threads0 + 1);
     H_STORE(b_gate_open, 1);
     CHECK_WAIT(H_LOAD(bcs.down) == 1, 10000);
