@@ -971,6 +971,19 @@ static void h_app_release(h_app_t *a)
     a->wake = -1;
 }
 
+/* Joins a's thread (marked joining) and frees its slot. Called with the lock held; returns
+ * without it. */
+static void h_app_join(h_app_t *a)
+{
+    pthread_t th = a->thread;
+    pthread_mutex_unlock(&h_apps_mu);
+    pthread_join(th, NULL);
+    pthread_mutex_lock(&h_apps_mu);
+    h_app_release(a);
+    H_DEC(h_app_threads);
+    pthread_mutex_unlock(&h_apps_mu);
+}
+
 static bool h_app_free_slot(const h_app_t *a)
 {
     return a->ctx == NULL && !a->zombie && !a->has_thread;
@@ -1115,13 +1128,7 @@ void h_exit_ctx(junos_sync_context_t *ctx)
     uint64_t one = 1;
     if (write(a->wake, &one, sizeof one) != (ssize_t)sizeof one)
         h_fail(__FILE__, __LINE__, "waking the application thread: %s", strerror(errno));
-    pthread_t th = a->thread;
-    pthread_mutex_unlock(&h_apps_mu);
-    pthread_join(th, NULL);
-    pthread_mutex_lock(&h_apps_mu);
-    h_app_release(a);
-    H_DEC(h_app_threads);
-    pthread_mutex_unlock(&h_apps_mu);
+    h_app_join(a);
 }
 
 /* Joins the application threads that ended by themselves (exit from a callback) and frees
@@ -1130,7 +1137,6 @@ void h_exit_ctx(junos_sync_context_t *ctx)
 static void h_apps_reap(bool all)
 {
     for (;;) {
-        pthread_t th;
         h_app_t *a = NULL;
         pthread_mutex_lock(&h_apps_mu);
         for (int i = 0; i < H_APPS && a == NULL; i++)
@@ -1144,15 +1150,9 @@ static void h_apps_reap(bool all)
             pthread_mutex_unlock(&h_apps_mu);
             return;
         }
-        th = a->thread;
         a->zombie = false;
         a->joining = true;
-        pthread_mutex_unlock(&h_apps_mu);
-        pthread_join(th, NULL);
-        pthread_mutex_lock(&h_apps_mu);
-        h_app_release(a);
-        H_DEC(h_app_threads);
-        pthread_mutex_unlock(&h_apps_mu);
+        h_app_join(a);
     }
 }
 

@@ -27,15 +27,23 @@ static long g_exit_from_free; /* sync_free_func calls junos_sync_exit(g_free_ctx
 static junos_sync_context_t *g_free_ctx;
 static long g_nested_exits;   /* exits made from those callbacks */
 
-static void m_conn(junos_sync_conn_status_t st)
+/* conn_status of side `which` (1 master, 2 backup): exits its own context on DOWN when
+ * g_exit_from_down names it. */
+static void conn_maybe_exit(h_cbstat_t *cs, junos_sync_context_t *ctx, long which,
+                            junos_sync_conn_status_t st)
 {
-    h_cb_enter(&mcs);
-    h_cb_conn(&mcs, st);
-    if (st == JUNOS_SYNC_CONN_DOWN && H_LOAD(g_exit_from_down) == 1) {
-        junos_sync_exit(mctx);
+    h_cb_enter(cs);
+    h_cb_conn(cs, st);
+    if (st == JUNOS_SYNC_CONN_DOWN && H_LOAD(g_exit_from_down) == which) {
+        junos_sync_exit(ctx);
         H_INC(g_nested_exits);
     }
-    h_cb_leave(&mcs);
+    h_cb_leave(cs);
+}
+
+static void m_conn(junos_sync_conn_status_t st)
+{
+    conn_maybe_exit(&mcs, mctx, 1, st);
 }
 
 H_CB_SYNC_DONE(m_sync_done, mcs, m_sync_n, m_sync_done_calls)
@@ -53,13 +61,7 @@ static long b_gate_at, b_gate_reached, b_gate_open; /* decode number b_gate_at w
 
 static void b_conn(junos_sync_conn_status_t st)
 {
-    h_cb_enter(&bcs);
-    h_cb_conn(&bcs, st);
-    if (st == JUNOS_SYNC_CONN_DOWN && H_LOAD(g_exit_from_down) == 2) {
-        junos_sync_exit(bctx);
-        H_INC(g_nested_exits);
-    }
-    h_cb_leave(&bcs);
+    conn_maybe_exit(&bcs, bctx, 2, st);
 }
 
 H_CB_SYNC_DONE(b_sync_done, bcs, b_sync_n, b_sync_done_calls)
