@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::tracked::{id_of, Node};
 use common::wait_for;
-use common::wire_peer::{hello, tcp_queues, Got, Peer};
+use common::wire_peer::{hello, kernel_held, wait_steady, Got, Peer};
 use junos_sync::proto::handshake::FLAG_RESUME;
 use junos_sync::proto::wire::{frame_size, FrameKind};
 use junos_sync::Config;
@@ -100,20 +100,10 @@ fn ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing() 
     // Wait until the master is stuck: the bytes it has written (what the kernel holds on its
     // side, plus what ours received) stop changing. Keepalives keep us alive meanwhile.
     let (mine, theirs) = (a.s.local_addr().unwrap().port(), m.port());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (mut last, mut steady) = (0, 0);
-    let written = loop {
+    let written = wait_steady(&format!("the master's writing ({at} bytes to write)"), 10, || {
         a.send_frame(FrameKind::Keepalive, 0, 0, &[]).unwrap();
-        let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
-        let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
-        let w = tx + rx + a.raw.len() as u64;
-        (last, steady) = if w == last { (w, steady + 1) } else { (w, 0) };
-        if steady >= 10 {
-            break w;
-        }
-        assert!(Instant::now() < deadline, "the master never stalled ({w} bytes written of {at})");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        kernel_held(mine, theirs) + a.raw.len() as u64
+    });
     assert!(written + 2 * 1024 * 1024 < at, "the master wrote {written} of {at} bytes: it is not stalled");
     let wholly_written = ends.iter().take_while(|&&(end, _)| end <= written).last().map_or(base, |&(_, s)| s);
     // Three frames past the last one wholly written: in the output buffer (it holds 1 MiB past

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use common::tracked::{leaks_payload, Node};
 use common::wait_for;
-use common::wire_peer::{frame, hello, hello_frame, loopback, parse_frames, tcp_queues, welcome, KeyedPeer, Peer, Tap};
+use common::wire_peer::{
+    frame, hello, hello_frame, kernel_held, loopback, parse_frames, wait_steady, welcome, KeyedPeer, Peer, Tap,
+};
 use junos_sync::proto::noise::{respond, Initiator, Psk, MESSAGE_LEN};
 use junos_sync::proto::wire::{frame_size, FrameKind, REFUSE_AUTH};
 use junos_sync::Config;
@@ -221,20 +223,10 @@ fn a_key_holder_acknowledging_what_was_not_written_is_dropped_and_nothing_is_fre
         ends.push((at, base + 1 + i as u64));
     }
     let (mine, theirs) = (a.s.local_addr().unwrap().port(), m.port());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let (mut last, mut steady) = (0, 0);
-    let written = loop {
+    let written = wait_steady("the master's writing", 10, || {
         a.send_frame(FrameKind::Keepalive, 0, 0, &[]).unwrap();
-        let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
-        let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
-        let w = tx + rx + a.cipher_read;
-        (last, steady) = if w == last { (w, steady + 1) } else { (w, 0) };
-        if steady >= 10 {
-            break w;
-        }
-        assert!(Instant::now() < deadline, "the master never stalled");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        kernel_held(mine, theirs) + a.cipher_read
+    });
     assert!(written + 2 * 1024 * 1024 < at, "not stalled: {written} of {at} bytes written");
     // Ciphertext bytes bound the plaintext written (records add a length and a tag): three
     // frames past the last that ends within them cannot have been delivered.

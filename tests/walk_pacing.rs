@@ -9,7 +9,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::tracked::Node;
-use common::wire_peer::{hello, tcp_queues, Peer};
+use common::wait_for;
+use common::wire_peer::{hello, kernel_held, wait_steady, Peer};
 use junos_sync::proto::wire::{frame_size, FrameKind};
 use junos_sync::Config;
 
@@ -33,21 +34,12 @@ fn a_walk_into_a_backup_that_reads_nothing_waits_for_the_socket() {
     let (mine, theirs) = (a.s.local_addr().unwrap().port(), m.port());
     // Until the walk stands still: the count the master publishes and what the kernel holds
     // stop changing. Keepalives keep the connection up meanwhile.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let (mut last, mut steady) = ((0, 0), 0);
-    let (walked, written) = loop {
+    let walked = || m.ctx().status().unwrap().resync.map_or(0, |r| r.walked);
+    wait_for("the walk under way", 10, || walked() > 0);
+    let (walked, written) = wait_steady("the walk", 20, || {
         a.send_frame(FrameKind::Keepalive, 0, 0, &[]).unwrap();
-        let walked = m.ctx().status().unwrap().resync.map_or(0, |r| r.walked);
-        let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
-        let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
-        let now = (walked, tx + rx);
-        (last, steady) = if now == last { (now, steady + 1) } else { (now, 0) };
-        if steady >= 10 && walked > 0 {
-            break now;
-        }
-        assert!(Instant::now() < deadline, "the walk never stood still (last {now:?})");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        (walked(), kernel_held(mine, theirs))
+    });
     let walked_bytes = walked * frame_size(LEN as u32) as u64;
     eprintln!("walked {walked} of {N} entries ({walked_bytes} bytes); the kernel holds {written} bytes");
     assert!(walked < u64::from(N), "the whole database was walked into a backup that reads nothing");

@@ -379,6 +379,31 @@ pub fn tcp_queues(local: u16, remote: u16) -> Option<(u64, u64)> {
     None
 }
 
+/// Bytes written by the master at port `theirs` to us at `mine` that the kernel still holds:
+/// in flight on its side, received and not yet read on ours.
+pub fn kernel_held(mine: u16, theirs: u16) -> u64 {
+    let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
+    let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
+    tx + rx
+}
+
+/// Takes `measure` every 20 ms until it gives the same value 10 times in a row (a writer that
+/// stalled), and returns it; fails after `secs` seconds. `measure` may also keep the
+/// connection alive (a keepalive) each time.
+pub fn wait_steady<T: PartialEq + Copy + std::fmt::Debug>(what: &str, secs: u64, mut measure: impl FnMut() -> T) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let (mut last, mut steady) = (None, 0);
+    loop {
+        let now = measure();
+        (last, steady) = if last == Some(now) { (last, steady + 1) } else { (Some(now), 0) };
+        if steady >= 10 {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "{what} never stood still (last {now:?})");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Bytes a connection carried one way, recorded as they pass.
 type Recording = Arc<Mutex<Vec<u8>>>;
 
