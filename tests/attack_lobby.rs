@@ -31,6 +31,34 @@ fn backup(port: u16, keepalive: u32, quiet: bool) -> Node {
     b
 }
 
+/// A master with 10 entries, its backup connected through a recording tap, once the resync is
+/// acknowledged; and what an eavesdropper on the tap learned: the backup's session from its
+/// HELLO, the master's from the WELCOME, when, and how far the backup got (its last ACK).
+struct Eavesdropped {
+    m: Node,
+    b: Node,
+    tap: Tap,
+    seen: Instant,
+    hello: Hello,
+    welcome: Hello,
+    applied: u64,
+}
+
+fn eavesdropped_pair(keepalive: u32) -> Eavesdropped {
+    let m = master(keepalive, false);
+    m.fill_db(10, 32);
+    let tap = Tap::new(m.port());
+    let b = backup(tap.port, keepalive, false);
+    wait_for("the resync acknowledged", 10, || m.book.lock().sync_done == vec![10]);
+    let (up, down) = tap.recorded(0).unwrap();
+    let seen = Instant::now();
+    let theirs = parse_frames(&up).unwrap().0;
+    let hello = theirs[0].hello();
+    let welcome = parse_frames(&down).unwrap().0[0].hello();
+    let applied = theirs.iter().filter(|f| f.kind == FrameKind::Ack).map(|f| f.seq).max().unwrap();
+    Eavesdropped { m, b, tap, seen, hello, welcome, applied }
+}
+
 /// A connection that sends `bytes` and must get exactly one REFUSE back, then the end.
 fn refused(port: u16, bytes: &[u8]) -> String {
     let mut a = Peer::connect(port);
@@ -86,19 +114,7 @@ fn a_flood_of_hellos_from_new_sessions_never_displaces_the_live_backup() {
 #[test]
 fn the_backups_own_session_displaces_it_at_most_once_per_keepalive_time() {
     const KA: u32 = 2;
-    let mut m = master(KA, false);
-    m.fill_db(10, 32);
-    let tap = Tap::new(m.port());
-    let mut b = backup(tap.port, KA, false);
-    wait_for("the resync acknowledged", 10, || m.book.lock().sync_done == vec![10]);
-    // What an eavesdropper learns: the backup's session from its HELLO, the master's from the
-    // WELCOME, how far the backup got from its last ACK.
-    let (up, down) = tap.recorded(0).unwrap();
-    let seen = Instant::now();
-    let theirs = parse_frames(&up).unwrap().0;
-    let h = theirs[0].hello();
-    let w = parse_frames(&down).unwrap().0[0].hello();
-    let applied = theirs.iter().filter(|f| f.kind == FrameKind::Ack).map(|f| f.seq).max().unwrap();
+    let Eavesdropped { mut m, mut b, tap: _tap, seen, hello: h, welcome: w, applied } = eavesdropped_pair(KA);
     let copy = Hello { seq: applied, ..hello(h.session, w.session, 0) };
 
     // Within the keepalive time of the backup's handshake: refused.
@@ -137,15 +153,7 @@ fn the_backups_own_session_displaces_it_at_most_once_per_keepalive_time() {
 #[test]
 fn an_impossible_resume_of_the_live_session_is_refused_without_displacing_it() {
     const KA: u32 = 1;
-    let mut m = master(KA, false);
-    m.fill_db(10, 32);
-    let tap = Tap::new(m.port());
-    let mut b = backup(tap.port, KA, false);
-    wait_for("the resync acknowledged", 10, || m.book.lock().sync_done == vec![10]);
-    let (up, down) = tap.recorded(0).unwrap();
-    let seen = Instant::now();
-    let h = parse_frames(&up).unwrap().0[0].hello();
-    let w = parse_frames(&down).unwrap().0[0].hello();
+    let Eavesdropped { mut m, mut b, tap: _tap, seen, hello: h, welcome: w, .. } = eavesdropped_pair(KA);
     // Past the keepalive time: the live session's own ids could now take its place.
     std::thread::sleep(Duration::from_secs(KA.into()).saturating_sub(seen.elapsed()));
     let before = m.stats();
