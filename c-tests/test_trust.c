@@ -212,13 +212,29 @@ static void test_auth_key_arguments_and_state(void)
     CHECK_ALLOC_BALANCED(1000);
 }
 
+/* The two tables, `cap` entries each, and `entries` of them in the master's database. */
+static void tables_begin(size_t cap, uint32_t entries)
+{
+    h_table_init(&mtab, cap);
+    h_table_init(&btab, cap);
+    fill_master_db(entries);
+}
+
+/* After both exits: every callback well-behaved, every allocation freed; the tables go. */
+static void tables_end(void)
+{
+    CHECK_CBSTAT(&mcs);
+    CHECK_CBSTAT(&bcs);
+    CHECK_ALLOC_BALANCED(1000);
+    h_table_destroy(&mtab);
+    h_table_destroy(&btab);
+}
+
 /* ---- keyed pairs ----------------------------------------------------------------------- */
 
 static void test_keyed_pair_converges(void)
 {
-    h_table_init(&mtab, 4000);
-    h_table_init(&btab, 4000);
-    fill_master_db(1000);
+    tables_begin(4000, 1000);
     mctx = make_master(KEY);
     REQUIRE(mctx != NULL && junos_sync_start(mctx) == JUNOS_SYNC_OK);
     bctx = make_backup(KEY);
@@ -232,18 +248,12 @@ static void test_keyed_pair_converges(void)
     h_exit(mctx, &mcs);
     CHECK_EQ(H_LOAD(mcs.up), 1);
     CHECK_EQ(H_LOAD(bcs.up), 1);
-    CHECK_CBSTAT(&mcs);
-    CHECK_CBSTAT(&bcs);
-    CHECK_ALLOC_BALANCED(1000);
-    h_table_destroy(&mtab);
-    h_table_destroy(&btab);
+    tables_end();
 }
 
 static void test_different_keys_never_connect(void)
 {
-    h_table_init(&mtab, 100);
-    h_table_init(&btab, 100);
-    fill_master_db(10);
+    tables_begin(100, 10);
     mctx = make_master(KEY);
     REQUIRE(mctx != NULL && junos_sync_start(mctx) == JUNOS_SYNC_OK);
     queue_records(1000, 10, 0, true);
@@ -261,11 +271,7 @@ static void test_different_keys_never_connect(void)
     CHECK_EQ(stats_of(mctx).connections, 0);
     h_exit(bctx, &bcs);
     h_exit(mctx, &mcs);
-    CHECK_CBSTAT(&mcs);
-    CHECK_CBSTAT(&bcs);
-    CHECK_ALLOC_BALANCED(1000);
-    h_table_destroy(&mtab);
-    h_table_destroy(&btab);
+    tables_end();
 }
 
 /* ---- JUNOS_SYNC_AUTH_KEY_FILE ---------------------------------------------------------- */
@@ -342,9 +348,7 @@ static void test_key_file_keys_the_context(void)
     char path[128];
     key_dir();
     key_file(path, sizeof path, "good", KEY, KEY_LEN, 0600);
-    h_table_init(&mtab, 4000);
-    h_table_init(&btab, 4000);
-    fill_master_db(500);
+    tables_begin(4000, 500);
     REQUIRE(setenv("JUNOS_SYNC_AUTH_KEY_FILE", path, 1) == 0);
     mctx = make_master(NULL);
     unsetenv("JUNOS_SYNC_AUTH_KEY_FILE");
@@ -371,11 +375,7 @@ static void test_key_file_keys_the_context(void)
     CHECK_EQ(auth_failures(bctx), 0);
     h_exit(bctx, &bcs);
     h_exit(mctx, &mcs);
-    CHECK_CBSTAT(&mcs);
-    CHECK_CBSTAT(&bcs);
-    CHECK_ALLOC_BALANCED(1000);
-    h_table_destroy(&mtab);
-    h_table_destroy(&btab);
+    tables_end();
 }
 
 /* ---- exit from the callbacks exit causes ---------------------------------------------- */
@@ -384,9 +384,7 @@ static void test_key_file_keys_the_context(void)
  * again: a no-op. `side` 1: the master's, 2: the backup's. */
 static void exit_from_down_during_exit(long side)
 {
-    h_table_init(&mtab, 4000);
-    h_table_init(&btab, 4000);
-    fill_master_db(300);
+    tables_begin(4000, 300);
     int threads0 = h_thread_count();
     mctx = make_master(KEY);
     REQUIRE(mctx != NULL && junos_sync_start(mctx) == JUNOS_SYNC_OK);
@@ -413,12 +411,8 @@ static void exit_from_down_during_exit(long side)
     CHECK_EQ(H_LOAD(g_nested_exits), 1);
     CHECK_EQ(H_LOAD(mcs.up), 1);
     CHECK_EQ(H_LOAD(bcs.up), 1);
-    CHECK_CBSTAT(&mcs);
-    CHECK_CBSTAT(&bcs);
-    CHECK_ALLOC_BALANCED(1000);
     CHECK_WAIT(h_thread_count() == threads0, 5000);
-    h_table_destroy(&mtab);
-    h_table_destroy(&btab);
+    tables_end();
 }
 
 static void test_exit_from_master_down_during_exit(void) { exit_from_down_during_exit(1); }
@@ -431,9 +425,7 @@ static void test_exit_from_backup_down_during_exit(void) { exit_from_down_during
 static void test_exit_from_free_during_exit(void)
 {
     const long n = 3000;
-    h_table_init(&mtab, 5000);
-    h_table_init(&btab, 5000);
-    fill_master_db(200);
+    tables_begin(5000, 200);
     int threads0 = h_thread_count();
     mctx = make_master(NULL);
     REQUIRE(mctx != NULL && junos_sync_start(mctx) == JUNOS_SYNC_OK);
@@ -468,12 +460,8 @@ static void test_exit_from_free_during_exit(void)
     CHECK_WAIT(H_LOAD(bcs.down) == 1, 10000);
     h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(b_bad), 0);
-    CHECK_CBSTAT(&mcs);
-    CHECK_CBSTAT(&bcs);
-    CHECK_ALLOC_BALANCED(1000);
     CHECK_WAIT(h_thread_count() == threads0, 5000);
-    h_table_destroy(&mtab);
-    h_table_destroy(&btab);
+    tables_end();
 }
 
 int main(int argc, char **argv)
