@@ -336,11 +336,14 @@ pub unsafe extern "C" fn junos_sync_set_backlog_limit(
     }
 }
 
-/// The counters a statistics call reports.
+/// The counters a statistics call reports into `out` (checked for NULL here, first).
 ///
 /// # Safety
 /// `ctx` is NULL or a live context.
-unsafe fn stats_of(ctx: *mut junos_sync_context_t) -> Result<Stats, junos_sync_status_t> {
+unsafe fn stats_of<T>(ctx: *mut junos_sync_context_t, out: *mut T) -> Result<Stats, junos_sync_status_t> {
+    if out.is_null() {
+        return Err(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID);
+    }
     // SAFETY: NULL or live per the contract.
     let c = unsafe { ctx_ref(ctx) }.ok_or(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID)?;
     c.stats().map_err(Into::into)
@@ -356,11 +359,8 @@ pub unsafe extern "C" fn junos_sync_get_stats(
     stats: *mut junos_sync_stats_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        if stats.is_null() {
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
         // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx) } {
+        let s = match unsafe { stats_of(ctx, stats) } {
             Ok(s) => s,
             Err(e) => return e,
         };
@@ -392,11 +392,8 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_0(
     stats: *mut [u64; 6],
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        if stats.is_null() {
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
         // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx) } {
+        let s = match unsafe { stats_of(ctx, stats) } {
             Ok(s) => s,
             Err(e) => return e,
         };
