@@ -2,28 +2,18 @@
 //! the facade: [`Context`] and the [`App`]/[`Tlv`] traits the application side implements.
 
 mod app;
-mod appq;
-mod backlog;
 mod backup;
-mod calls;
+mod budget;
 mod config;
-mod conn;
 mod context;
-mod dispatcher;
-mod env;
 mod error;
-mod handoff;
-mod held;
 mod keys;
-mod lobby;
 mod master;
+mod net;
 mod quiet;
-mod resume;
 mod runloop;
 mod shared;
 mod status;
-mod status_socket;
-mod tokens;
 
 pub use app::{App, Freer, Logger, Tlv};
 pub use config::Config;

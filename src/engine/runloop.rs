@@ -16,20 +16,20 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Poll};
 use parking_lot::Mutex;
 
-use super::app::App;
-use super::backup::Backup;
-use super::config::Config;
-use super::env::Env;
-use super::error::Error;
-use super::handoff::Handoff;
-use super::held::Held;
-use super::keys::Keys;
-use super::lobby;
-use super::master::Master;
-use super::shared::Shared;
-use super::status::{self, LinkState, Snapshot};
-use super::status_socket::StatusSocket;
-use super::tokens;
+use crate::engine::app::env::Env;
+use crate::engine::app::App;
+use crate::engine::backup::Backup;
+use crate::engine::budget::Held;
+use crate::engine::config::Config;
+use crate::engine::context::handoff::Handoff;
+use crate::engine::error::Error;
+use crate::engine::keys::Keys;
+use crate::engine::master::lobby;
+use crate::engine::master::Master;
+use crate::engine::net::tokens;
+use crate::engine::shared::Shared;
+use crate::engine::status::socket::StatusSocket;
+use crate::engine::status::{self, LinkState, Snapshot};
 
 /// What `junos_sync_queue` hands the loop: a counted TLV and whether to notify its ack.
 pub(crate) type Queued<T> = (Held<T>, bool);
@@ -277,7 +277,7 @@ impl<A: App> Engine<A> {
             Err(e) => self.env.log(&format!(
                 "junos-sync: no status socket in {} ({}): {e}",
                 dir.display(),
-                super::status_socket::STATUS_DIR_VAR
+                crate::engine::status::socket::STATUS_DIR_VAR
             )),
         }
     }

@@ -7,9 +7,9 @@ use std::thread::ThreadId;
 
 use parking_lot::Mutex;
 
-use super::app::Logger;
-use super::held::Budget;
-use super::status::Snapshot;
+use crate::engine::app::Logger;
+use crate::engine::budget::Budget;
+use crate::engine::status::Snapshot;
 
 /// A context's counters, as the API reports them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -4,10 +4,10 @@
 use std::time::Instant;
 
 use super::{Master, OUT_HIGH_WATER};
+use crate::engine::app::calls::Reply;
+use crate::engine::app::env::Env;
 use crate::engine::app::App;
-use crate::engine::backlog::Entry;
-use crate::engine::calls::Reply;
-use crate::engine::env::Env;
+use crate::engine::master::backlog::Entry;
 
 /// The resync walk in progress; its cursor lives with the application's callbacks.
 pub(super) struct Walk {

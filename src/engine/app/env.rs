@@ -6,12 +6,12 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use super::app::App;
-use super::appq::AppQueue;
-use super::calls::{Batch, Call, Reply, WalkTag};
-use super::dispatcher::Dispatcher;
-use super::held::Held;
-use super::shared::Shared;
+use crate::engine::app::appq::AppQueue;
+use crate::engine::app::calls::{Batch, Call, Reply, WalkTag};
+use crate::engine::app::dispatcher::Dispatcher;
+use crate::engine::app::App;
+use crate::engine::budget::Held;
+use crate::engine::shared::Shared;
 
 /// Dispatch mode: most decoded bytes on their way to the application at once; past it the
 /// backup stops reading (and acknowledging) until the application catches up.

@@ -10,8 +10,8 @@ use std::sync::Arc;
 use mio::Waker;
 use parking_lot::Mutex;
 
-use super::app::App;
-use super::calls::{Call, Reply};
+use crate::engine::app::calls::{Call, Reply};
+use crate::engine::app::App;
 use crate::sys::Bell;
 
 pub(crate) struct AppQueue<A: App> {

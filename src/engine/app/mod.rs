@@ -4,6 +4,11 @@
 //! Every `App` method is called on the context's loop thread only, never two at once, and never
 //! while the engine holds a lock.
 
+pub(crate) mod appq;
+pub(crate) mod calls;
+pub(crate) mod dispatcher;
+pub(crate) mod env;
+
 use std::sync::Arc;
 
 /// A TLV the application handed over. The engine owns it until it gives it back through

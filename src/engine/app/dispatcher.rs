@@ -8,10 +8,10 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::app::App;
-use super::calls::{Batch, Call, Reply, WalkTag};
-use super::held::{Held, Releases};
-use super::shared::Shared;
+use crate::engine::app::calls::{Batch, Call, Reply, WalkTag};
+use crate::engine::app::App;
+use crate::engine::budget::{Held, Releases};
+use crate::engine::shared::Shared;
 
 /// How many calls (or entries of one) run between looks at the clock.
 const CLOCK_EVERY: u32 = 32;

@@ -1,6 +1,8 @@
 //! A context as API callers see it: the one facade of the engine, safe to share between
 //! threads, cheap to queue on.
 
+pub(crate) mod handoff;
+
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
@@ -15,23 +17,23 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
-use super::app::{App, Freer, Logger, Tlv};
-use super::appq::AppQueue;
-use super::backup::Backup;
-use super::calls::{Call, Reply};
-use super::config::{Config, DEFAULT_BACKLOG_LIMIT};
-use super::dispatcher::Dispatcher;
-use super::env::{Env, Port};
-use super::error::Error;
-use super::handoff::Handoff;
-use super::keys::Keys;
-use super::lobby;
-use super::master::Master;
-use super::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
-use super::shared::{Shared, Stats};
-use super::status::{LinkState, Snapshot, Status};
-use super::status_socket::STATUS_DIR_VAR;
-use super::tokens;
+use crate::engine::app::appq::AppQueue;
+use crate::engine::app::calls::{Call, Reply};
+use crate::engine::app::dispatcher::Dispatcher;
+use crate::engine::app::env::{Env, Port};
+use crate::engine::app::{App, Freer, Logger, Tlv};
+use crate::engine::backup::Backup;
+use crate::engine::config::{Config, DEFAULT_BACKLOG_LIMIT};
+use crate::engine::context::handoff::Handoff;
+use crate::engine::error::Error;
+use crate::engine::keys::Keys;
+use crate::engine::master::lobby;
+use crate::engine::master::Master;
+use crate::engine::net::tokens;
+use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
+use crate::engine::shared::{Shared, Stats};
+use crate::engine::status::socket::STATUS_DIR_VAR;
+use crate::engine::status::{LinkState, Snapshot, Status};
 use crate::proto::wire::MAX_DATA_LEN;
 use crate::sys::Bell;
 
@@ -235,7 +237,7 @@ impl<A: App> Context<A> {
             Ok(())
         } else {
             drop(phase);
-            self.log(&format!("{call}: a context holds at most {} keys", super::keys::MAX_KEYS));
+            self.log(&format!("{call}: a context holds at most {} keys", crate::engine::keys::MAX_KEYS));
             Err(Error::Invalid)
         }
     }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use mio::net::UnixListener;
 use mio::{Interest, Registry};
 
-use super::tokens;
+use crate::engine::net::tokens;
 
 /// The environment variable naming the directory.
 pub(crate) const STATUS_DIR_VAR: &str = "JUNOS_SYNC_STATUS_DIR";

@@ -4,7 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::app::Tlv;
+use crate::engine::app::Tlv;
 
 /// Bytes a TLV counts against the backlog limit: its payload and its 8-byte C header.
 fn counted_size<T: Tlv>(t: &T) -> usize {

@@ -6,8 +6,8 @@
 //! numbers, spent buffers) come back as `Reply`s. One path for both modes keeps their
 //! semantics the same by construction.
 
-use super::app::App;
-use super::held::Held;
+use crate::engine::app::App;
+use crate::engine::budget::Held;
 
 /// Which walked entry a TLV is: resync `id`, entry `no` (from 1) of that walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,7 +12,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use snow::TransportState;
 
-use super::error::Fault;
+use crate::engine::error::Fault;
 use crate::proto::inbuf::{Frame, InBuf};
 use crate::proto::out::Out;
 use crate::proto::seal::{Opener, Sealer};

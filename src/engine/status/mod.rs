@@ -2,12 +2,14 @@
 //! resync progress and counters. The loop thread publishes it (cheaply, once per turn) for the
 //! API, and writes it as JSON to whoever connects to the status socket.
 
+pub(crate) mod socket;
+
 use std::collections::VecDeque;
 use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::shared::Stats;
+use crate::engine::shared::Stats;
 
 /// The state of the connection to the peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
