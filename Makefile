@@ -322,10 +322,16 @@ fuzz:
 	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # `make install` into a scratch prefix, then build and run a daemon against the installed tree
-# with pkg-config, once with the shared and once with the static library.
+# with pkg-config, once with the shared and once with the static library; first, that a missing
+# prerequisite stops it before anything happens.
 INST := $(abspath $(BUILD)/install-check)
 install-check: lib programs
 	rm -rf $(INST)
+	# A missing command stops make install before it builds or copies anything, saying what to
+	# install (here a command that exists nowhere, in place of the pages' tools).
+	! $(MAKE) --no-print-directory install PREFIX=$(INST) NEED_man=jsync-no-such-command:jsync-no-such-package \
+	    >$(BUILD)/need.out 2>&1
+	grep -q '^  sudo apt-get install jsync-no-such-package$$' $(BUILD)/need.out && test ! -e $(INST)
 	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
