@@ -8,6 +8,8 @@
 #   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
 #   make deb        Debian packages in build/deb
 #   make man        manual pages in build/man
+# Each target first checks the commands it needs and names the Debian packages of those missing
+# (see "Prerequisites" below; `make missing-packages FOR=install` lists them).
 
 PREFIX     ?= /usr/local
 bindir     ?= $(PREFIX)/bin
@@ -47,9 +49,58 @@ BINS       := $(addprefix $(BUILD)/bin/,$(PROGRAMS))
 CFLAGS_PROG:= -std=c99 -O2 -g $(CWARN) -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fPIE
 LDFLAGS_PROG:= -pie -Wl,-z,relro -Wl,-z,now
 
+# Prerequisites: the commands each target runs besides Rust (cargo, 1.85 or later) and the
+# POSIX basics every Debian has (sh, coreutils, sed, awk, gzip), as COMMAND:DEBIAN-PACKAGE. For
+# the goals it is given, make looks for every one of them when it reads this file, before it
+# builds or copies anything, and stops with the list of those missing and the apt-get line that
+# installs them. A target's list includes those of the targets it runs. The README's
+# "Prerequisites" says the same; `make missing-packages FOR='TARGET...'` prints the packages a
+# target still lacks (.ci/run installs those).
+NEED_cc            := $(firstword $(CC)):$(patsubst cc,gcc,$(notdir $(firstword $(CC))))
+NEED_lib           := $(NEED_cc) readelf:binutils
+NEED_programs      := $(NEED_cc)
+NEED_examples      := $(NEED_lib)
+NEED_all           := $(NEED_lib)
+NEED_man           := python3:python3 scdoc:scdoc
+NEED_man-check     := $(NEED_man) groff:groff-base
+NEED_install       := $(NEED_lib) $(NEED_man) objcopy:binutils strip:binutils
+NEED_install-check := $(NEED_install) pkg-config:pkg-config man:man-db
+NEED_deb           := $(NEED_install) dpkg:dpkg dpkg-deb:dpkg dpkg-architecture:dpkg-dev \
+                      dpkg-shlibdeps:dpkg-dev dpkg-gensymbols:dpkg-dev
+NEED_deb-check     := $(NEED_deb) lintian:lintian pkg-config:pkg-config man:man-db
+NEED_abi-check     := $(NEED_lib) python3:python3 groff:groff-base abidw:abigail-tools abidiff:abigail-tools
+NEED_abi-baseline  := $(NEED_abi-check)
+NEED_keygen-check  := $(NEED_cc)
+NEED_c-tests       := $(NEED_lib) $(firstword $(CXX)):$(patsubst c++,g++,$(notdir $(firstword $(CXX))))
+NEED_c-test-plain  := $(NEED_c-tests)
+NEED_c-test-asan   := $(NEED_c-tests)
+NEED_c-test-valgrind := $(NEED_c-tests) valgrind:valgrind
+NEED_stat-test     := $(NEED_examples) python3:python3
+NEED_fault-test    := $(NEED_examples)
+NEED_demo          := $(NEED_examples)
+NEED_bench         := $(NEED_lib)
+NEED_test          := $(foreach t,abi-check man-check keygen-check install-check deb-check c-test-plain \
+                      c-test-asan c-test-valgrind stat-test fault-test,$(NEED_$(t)))
+
+# The COMMAND:PACKAGE pairs of the goals $(1) that are not on PATH.
+needs_of    = $(sort $(foreach g,$(1),$(NEED_$(g))))
+missing_for = $(if $(call needs_of,$(1)),$(shell for p in $(call needs_of,$(1)); do \
+    command -v "$${p%%:*}" >/dev/null 2>&1 || echo "$$p"; done))
+pkg_of     = $(word 2,$(subst :, ,$(1)))
+empty      :=
+GOALS      := $(or $(MAKECMDGOALS),all)
+MISSING    := $(call missing_for,$(GOALS))
+ifneq ($(MISSING),)
+$(info make $(GOALS) needs commands that are not installed:)
+$(foreach p,$(MISSING),$(info $(empty)  $(firstword $(subst :, ,$(p))) (Debian package $(call pkg_of,$(p)))))
+$(info Install them with:)
+$(info $(empty)  sudo apt-get install $(sort $(foreach p,$(MISSING),$(call pkg_of,$(p)))))
+$(error missing prerequisites (above); nothing was built)
+endif
+
 .PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-check abi-baseline keygen-check stat-test
+        abi-check abi-baseline keygen-check stat-test missing-packages
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -271,10 +322,16 @@ fuzz:
 	  $(FUZZ_ENV) $(CARGO) fuzz run $$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; done
 
 # `make install` into a scratch prefix, then build and run a daemon against the installed tree
-# with pkg-config, once with the shared and once with the static library.
+# with pkg-config, once with the shared and once with the static library; first, that a missing
+# prerequisite stops it before anything happens.
 INST := $(abspath $(BUILD)/install-check)
 install-check: lib programs
 	rm -rf $(INST)
+	# A missing command stops make install before it builds or copies anything, saying what to
+	# install (here a command that exists nowhere, in place of the pages' tools).
+	! $(MAKE) --no-print-directory install PREFIX=$(INST) NEED_man=jsync-no-such-command:jsync-no-such-package \
+	    >$(BUILD)/need.out 2>&1
+	grep -q '^  sudo apt-get install jsync-no-such-package$$' $(BUILD)/need.out && test ! -e $(INST)
 	$(MAKE) --no-print-directory install PREFIX=$(INST) >/dev/null
 	test -L $(INST)/lib/libjunos-sync.so && test -L $(INST)/lib/$(SONAME)
 	readelf -d $(INST)/lib/$(SOFILE) | grep -q 'SONAME.*\[$(SONAME)\]'
@@ -304,7 +361,6 @@ deb: lib programs man
 # lintian (no errors; warnings shown), then install the packages, build and run flowd against
 # them with pkg-config, find the man pages, purge them (skipped without root or apt-get).
 deb-check: deb
-	@command -v lintian >/dev/null || { echo "deb-check: lintian not found: apt-get install lintian"; exit 1; }
 	lintian --fail-on error --info $(BUILD)/deb/*.deb
 	@echo "deb-check: lintian reports no errors"
 	./scripts/check-deb-install.sh $(BUILD)/deb
@@ -365,3 +421,9 @@ install: lib programs man
 clean:
 	rm -rf $(BUILD)
 	$(CARGO) clean
+
+# The Debian packages of the commands the targets in FOR need and this machine lacks (see
+# "Prerequisites" above), on one line; .ci/run installs them.
+FOR ?= test
+missing-packages:
+	@echo $(sort $(foreach p,$(call missing_for,$(FOR)),$(call pkg_of,$(p))))

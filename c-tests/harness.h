@@ -52,8 +52,10 @@
 #define H_INC(x) H_ADD(x, 1)
 #define H_DEC(x) __atomic_sub_fetch(&(x), 1, __ATOMIC_SEQ_CST)
 
-/* Time and knobs. h_tmo: a deadline length in ms stretched by JSYNC_TEST_TIMEOUT_MULT (slow runs:
- * valgrind, ASan); h_scaled_min: n scaled by JSYNC_TEST_SCALE, at least `min`. */
+/* Time and knobs. h_tmo: a length of time in ms stretched by JSYNC_TEST_TIMEOUT_MULT, which
+ * run.sh sets per mode (larger under valgrind and ASan). Every deadline and every time bound a
+ * test asserts goes through it: none is a fixed number of ms that a slow run can break.
+ * h_scaled_min: n scaled by JSYNC_TEST_SCALE, at least `min`. */
 int64_t h_now_us(void);
 int64_t h_now_ms(void);
 void h_sleep_us(long us);

@@ -1,10 +1,12 @@
 #!/bin/sh
 # Runs the C test programs: run.sh MODE binary...
 #   MODE plain     run each binary as is
-#   MODE valgrind  under valgrind memcheck (the VALGRIND command line below), with longer
-#                  deadlines
+#   MODE valgrind  under valgrind memcheck (the VALGRIND command line below)
 #   MODE asan      binaries built with -fsanitize=address,undefined; leak detection on
-# Exports JSYNC_TEST_RUNNER=MODE for the programs (h_runner()).
+# Exports JSYNC_TEST_RUNNER=MODE for the programs (h_runner()), and the one time scale of the
+# mode, JSYNC_TEST_TIMEOUT_MULT (1 plain, 3 asan, 5 valgrind, unless already set): every
+# deadline and time bound of the tests goes through it (h_tmo in harness.c), and so does the
+# limit of each binary here.
 # With JSYNC_TEST_KEYED=1 every context is keyed: a fresh random key file (mode 0600) is named
 # by JUNOS_SYNC_AUTH_KEY_FILE, the way an unmodified daemon is keyed in production.
 # Prints each binary's output, a result line per binary, and finally exactly
@@ -20,9 +22,9 @@ shift
 
 # The valgrind command line: defined here only (make c-test-valgrind runs this script).
 VALGRIND="valgrind --quiet --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite,indirect --show-leak-kinds=definite,indirect --suppressions=$(dirname "$0")/valgrind.supp"
-# A binary that runs longer than this is killed and counted as failed (each test program also
-# has its own per-test watchdog).
-limit=300
+# A binary that runs longer than this many seconds, times JSYNC_TEST_TIMEOUT_MULT, is killed and
+# counted as failed (each test program also has its own per-test watchdog).
+limit_s=300
 
 case "$mode" in
 plain)
@@ -38,7 +40,6 @@ valgrind)
     wrap=$VALGRIND
     : "${JSYNC_TEST_SCALE:=1}"
     : "${JSYNC_TEST_TIMEOUT_MULT:=5}"
-    limit=900
     ;;
 asan)
     wrap=""
@@ -47,7 +48,6 @@ asan)
     ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
     export ASAN_OPTIONS UBSAN_OPTIONS
-    limit=600
     ;;
 *)
     echo "run.sh: unknown mode '$mode' (plain, valgrind or asan)" >&2
@@ -56,6 +56,9 @@ asan)
 esac
 JSYNC_TEST_RUNNER=$mode
 export JSYNC_TEST_SCALE JSYNC_TEST_TIMEOUT_MULT JSYNC_TEST_RUNNER
+# Read as h_tmo reads it (its leading number; 1 if that is not positive), rounded up.
+limit=$(awk -v m="$JSYNC_TEST_TIMEOUT_MULT" -v s="$limit_s" \
+    'BEGIN { m += 0; if (m <= 0) m = 1; printf "%d", s * m + 0.999 }')
 : "${JSYNC_TEST_QUIET:=0}"
 export JSYNC_TEST_QUIET
 
@@ -85,7 +88,7 @@ for bin in "$@"; do
         failed_list="$failed_list $bin"
         continue
     fi
-    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE$keyed$dispatch)"
+    echo "=== $bin ($mode, scale $JSYNC_TEST_SCALE, time x$JSYNC_TEST_TIMEOUT_MULT$keyed$dispatch)"
     start=$(date +%s)
     # shellcheck disable=SC2086
     timeout -s KILL "$limit" $wrap "$bin" >"$out" 2>&1

@@ -437,15 +437,16 @@ static void test_exit_from_free_during_exit(void)
     queue_records(100000, n, 600, true);
     CHECK_WAIT(H_LOAD(b_gate_reached), 10000);
     /* Acknowledgements sent before the gate may still be on their way: wait until the master
-     * holds a steady number of TLVs (100 ms unchanged), so that every free from here on is the
-     * exit's. */
-    long held = -1;
-    for (int steady = 0; steady < 100; steady++) {
-        long now = h_alloc_outstanding();
-        if (now != held)
-            steady = 0;
-        held = now;
+     * holds a steady number of TLVs (unchanged for h_tmo(100) ms), so that every free from here
+     * on is the exit's. */
+    long held = h_alloc_outstanding();
+    for (int64_t since = h_now_ms(); h_now_ms() - since < h_tmo(100);) {
         h_sleep_us(1000);
+        long now = h_alloc_outstanding();
+        if (now != held) {
+            held = now;
+            since = h_now_ms();
+        }
     }
     h_note("%ld TLVs held by the master at its exit", held);
     CHECK(held >= n - 100);

@@ -4,6 +4,7 @@
 //! engine (roles, backlog, event loop) behind the one facade [`Context`]; `ffi` is the thin C
 //! ABI on top of it; `sys` holds the few platform calls std does not offer.
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod engine;
 mod ffi;

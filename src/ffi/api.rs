@@ -63,6 +63,37 @@ unsafe fn ctx_hold(ctx: *mut junos_sync_context_t) -> Option<Arc<Ctx>> {
     }
 }
 
+/// The context an export was given, or an early return from the export's body if `ctx` is
+/// NULL: of `JUNOS_SYNC_ERR_INVALID`, of the value given after the comma, or of nothing
+/// (`void`, for `junos_sync_exit`). `hold` takes a counted reference (`ctx_hold`, for the
+/// calls that run callbacks); otherwise it borrows (`ctx_ref`).
+///
+/// Only for the `ctx` argument of an export (or of a helper with the same contract), which its
+/// `# Safety` says is NULL or a live context from `junos_sync_init`, as every export's does:
+/// that makes the call sound, and this is the one place that relies on it.
+macro_rules! context {
+    (hold $ctx:expr) => {
+        context!(@ ctx_hold, $ctx, junos_sync_status_t::JUNOS_SYNC_ERR_INVALID)
+    };
+    (void $ctx:expr) => {
+        context!(@ ctx_ref, $ctx,)
+    };
+    ($ctx:expr) => {
+        context!(@ ctx_ref, $ctx, junos_sync_status_t::JUNOS_SYNC_ERR_INVALID)
+    };
+    ($ctx:expr, $none:expr) => {
+        context!(@ ctx_ref, $ctx, $none)
+    };
+    (@ $get:ident, $ctx:expr, $($none:expr)?) => {
+        // SAFETY: `$ctx` is NULL or a live context, per the contract of the export this
+        // expands in (see above), which is all `ctx_ref` and `ctx_hold` ask.
+        match unsafe { $get($ctx) } {
+            Some(c) => c,
+            None => return $($none)?,
+        }
+    };
+}
+
 /// Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
 ///
 /// Returns NULL on bad input (NULL arguments, a backup without `server_addr`/`server_port` or
@@ -124,8 +155,7 @@ pub unsafe extern "C" fn junos_sync_set_event_context(
     ev_ctx: evContext,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(ctx);
         if let Err(e) = c.set_event_context(ev_ctx.opaque as usize) {
             return e.into();
         }
@@ -179,8 +209,7 @@ unsafe extern "C" fn on_ready(_ev: evContext, uap: *mut c_void, _fd: libc::c_int
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_get_fd(ctx: *mut junos_sync_context_t) -> libc::c_int {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return -1 };
+        let c = context!(ctx, -1);
         c.enable_dispatch().unwrap_or(-1)
     }
 }
@@ -206,8 +235,8 @@ pub unsafe extern "C" fn junos_sync_get_fd(ctx: *mut junos_sync_context_t) -> li
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_dispatch(ctx: *mut junos_sync_context_t) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract; held for the callbacks (exit may run in one).
-        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        // Held for the callbacks (exit may run in one).
+        let c = context!(hold ctx);
         status(c.dispatch())
     }
 }
@@ -230,8 +259,7 @@ pub unsafe extern "C" fn junos_sync_dispatch(ctx: *mut junos_sync_context_t) -> 
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_start(ctx: *mut junos_sync_context_t) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(hold ctx);
         status(c.start())
     }
 }
@@ -265,8 +293,7 @@ pub unsafe extern "C" fn junos_sync_queue(
     ack_requested: bool,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(ctx);
         let Some(p) = NonNull::new(data) else {
             c.log("junos_sync_queue: data is NULL");
             return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
@@ -302,8 +329,7 @@ pub unsafe extern "C" fn junos_sync_switchover(
     callbacks: *mut junos_sync_callbacks_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_hold(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(hold ctx);
         // SAFETY: NULL or valid per the contract; copied at once.
         let (Some(st), Some(cb)) = (unsafe { state.as_ref() }.copied(), unsafe { callbacks.as_ref() }.copied()) else {
             c.log("junos_sync_switchover: state or callbacks is NULL");
@@ -330,8 +356,7 @@ pub unsafe extern "C" fn junos_sync_set_backlog_limit(
     bytes: usize,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(ctx);
         status(c.set_backlog_limit(bytes))
     }
 }
@@ -344,8 +369,7 @@ unsafe fn stats_of<T>(ctx: *mut junos_sync_context_t, out: *mut T) -> Result<Sta
     if out.is_null() {
         return Err(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID);
     }
-    // SAFETY: NULL or live per the contract.
-    let c = unsafe { ctx_ref(ctx) }.ok_or(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID)?;
+    let c = context!(ctx, Err(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID));
     c.stats().map_err(Into::into)
 }
 
@@ -418,8 +442,7 @@ unsafe fn with_key(
     call: &str,
     f: impl FnOnce(&Ctx, &[u8]) -> Result<(), Error>,
 ) -> junos_sync_status_t {
-    // SAFETY: NULL or live per the contract.
-    let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+    let c = context!(ctx);
     if key.is_null() {
         c.log(&format!("{call}: key is NULL"));
         return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
@@ -489,8 +512,7 @@ pub unsafe extern "C" fn junos_sync_get_peer_info(
     info: *mut junos_sync_peer_info_t,
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID };
+        let c = context!(ctx);
         if info.is_null() {
             return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
         }
@@ -555,9 +577,9 @@ pub unsafe extern "C" fn junos_sync_get_peer_info(
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract: the context is alive at least until the
-        // exit that claimed it returns, so a nested exit can look at it.
-        let Some(c) = (unsafe { ctx_ref(ctx) }) else { return };
+        // A nested exit (from a callback this one causes) is given a live context too: it is
+        // freed only when the exit that claimed it returns.
+        let c = context!(void ctx);
         if !c.claim_exit() {
             return;
         }

@@ -1,6 +1,7 @@
-//! The C ABI: libjunos-sync's types and functions, a thin layer over `crate::core`.
+//! The C ABI: libjunos-sync's types and functions, a thin layer over the engine's `Context`.
 //!
-//! Every `unsafe` block here says why it is sound; nothing below `crate::core` knows about C.
+//! Every `unsafe` block here says why it is sound (`clippy::undocumented_unsafe_blocks` holds
+//! it); no C type reaches `crate::engine`.
 
 pub mod api;
 pub mod app;

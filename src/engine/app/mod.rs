@@ -1,8 +1,14 @@
 //! What the engine needs from the application. The C layer implements these traits over the
 //! application's callbacks; tests implement them in plain Rust.
 //!
-//! Every `App` method is called on the context's loop thread only, never two at once, and never
-//! while the engine holds a lock.
+//! `App` methods of one context never run two at once, nor while the engine holds a lock. They
+//! run on the context's loop thread in thread mode, and on the application's thread inside
+//! `Context::dispatch` in dispatch mode (the frees of its exit too); `calls` and `dispatcher`
+//! are the one path of both. Before a loop exists they run on the calling thread: `can_walk`,
+//! `can_decode` and `freer` in `Context::new` and `switchover`, `bind_done` inside
+//! `Context::start`, the frees of what was queued when that start does not happen. A `Freer`
+//! runs on any thread: `junos_sync_queue` drops an overflowed TLV with it, and `Context::exit`
+//! frees what never reached a loop.
 
 pub(crate) mod appq;
 pub(crate) mod calls;
