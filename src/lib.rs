@@ -12,4 +12,4 @@ mod ffi;
 pub mod proto;
 mod sys;
 
-pub use engine::{App, Config, Context, Error, Freer, LinkState, Logger, Resync, Stats, Status, Tlv};
+pub use engine::{App, Config, Context, Error, ExitKind, Freer, LinkState, Logger, Resync, Stats, Status, Tlv};

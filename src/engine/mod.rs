@@ -17,6 +17,7 @@ mod status;
 
 pub use app::{App, Freer, Logger, Tlv};
 pub use config::Config;
+pub use context::lifecycle::ExitKind;
 pub use context::Context;
 pub use error::Error;
 pub use shared::Stats;

@@ -22,6 +22,7 @@ use crate::engine::backup::Backup;
 use crate::engine::budget::Held;
 use crate::engine::config::Config;
 use crate::engine::context::handoff::Handoff;
+use crate::engine::context::lifecycle::State;
 use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
@@ -34,9 +35,9 @@ use crate::engine::status::{self, LinkState, Snapshot};
 /// What `junos_sync_queue` hands the loop: a counted TLV and whether to notify its ack.
 pub(crate) type Queued<T> = (Held<T>, bool);
 
-/// Requests from API calls other than `junos_sync_queue`.
+/// Requests from API calls other than `junos_sync_queue` and `junos_sync_exit` (which the
+/// loop reads from the lifecycle).
 pub(crate) enum Ctrl<A: App> {
-    Exit,
     Switchover { cfg: Config, app: A, reply: Sender<Result<(), Error>> },
 }
 
@@ -68,17 +69,16 @@ impl<A: App> Engine<A> {
         let mut events = Events::with_capacity(256);
         self.open_status();
         loop {
+            if let Some(notify) = self.exit_asked() {
+                return self.teardown(notify);
+            }
             while let Ok(c) = self.ctrl_rx.try_recv() {
                 match c {
-                    Ctrl::Exit => return self.teardown(true),
                     Ctrl::Switchover { cfg, app, reply } => {
                         let r = self.switchover(cfg, app);
                         let _ = reply.send(r);
                     }
                 }
-            }
-            if self.env.halted() {
-                return self.teardown(false);
             }
             let now = Instant::now();
             self.drain_data(now);
@@ -113,6 +113,9 @@ impl<A: App> Engine<A> {
                     timeout = Some(Duration::ZERO);
                 }
             }
+            if self.exit_asked().is_some() {
+                timeout = Some(Duration::ZERO);
+            }
             let r = self.poll.poll(&mut events, timeout);
             self.env.shared.sleeping.store(false, Ordering::Relaxed);
             if let Err(e) = r {
@@ -139,6 +142,16 @@ impl<A: App> Engine<A> {
                     Role::Backup(b) => b.on_event(ev.token(), r, w),
                 }
             }
+        }
+    }
+
+    /// Whether the context is exiting: Some(whether to tell the DOWN owed), from outside
+    /// (Stopping) or from inside a callback (Halting, no DOWN).
+    fn exit_asked(&self) -> Option<bool> {
+        match self.env.shared.life.state() {
+            State::Stopping => Some(true),
+            State::Halting => Some(false),
+            _ => None,
         }
     }
 
@@ -317,30 +330,42 @@ pub(crate) fn warn_if_exposed(shared: &Shared, cfg: &Config, keyed: bool) {
     }
 }
 
-/// Something to drop once the loop thread has finished: the application's reference to the
-/// context after `junos_sync_exit` from inside a callback.
-pub(crate) type Deferred = Mutex<Option<Box<dyn Any + Send>>>;
+/// The application's reference to the context after `junos_sync_exit` from inside a callback:
+/// dropped by the thread that finishes the teardown, as its last act.
+pub(crate) type LastRef = Mutex<Option<Box<dyn Any + Send>>>;
 
 /// Makes the loop thread for a started context.
 pub(crate) fn spawn<A: App>(
     mut engine: Engine<A>,
-    deferred: Arc<Deferred>,
+    last_ref: Arc<LastRef>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("junos-sync".into()).spawn(move || {
         crate::sys::block_sigpipe_on_this_thread();
         let shared: Arc<Shared> = engine.env.shared.clone();
-        *shared.loop_thread.lock() = Some(std::thread::current().id());
+        // Thread mode: the callbacks run here (dispatch mode: inside `dispatch`).
+        let inline = engine.env.deferred().is_none();
+        if inline {
+            shared.enter_callbacks();
+        }
         if catch_unwind(AssertUnwindSafe(|| engine.run())).is_err() {
-            shared.set_dying();
+            shared.life.advance_any(State::Dying);
             shared.log("junos-sync: internal error: the loop thread panicked; replication stopped and the context failed (only junos_sync_exit is useful now)");
             if catch_unwind(AssertUnwindSafe(|| engine.fail())).is_err() {
                 shared.log("junos-sync: internal error: cleaning up after the panic panicked too");
             }
-            shared.set_failed();
+            // Unless an exit was claimed meanwhile (then it finishes the job).
+            shared.life.advance(State::Dying, State::Failed);
         }
-        *shared.loop_thread.lock() = None;
+        if inline {
+            shared.leave_callbacks();
+        }
         drop(engine);
-        let owner = deferred.lock().take();
+        if inline {
+            // An exit from one of the callbacks that ran here ends here (dispatch mode: it ends
+            // on the dispatching thread).
+            shared.life.advance(State::Halting, State::Exited);
+        }
+        let owner = last_ref.lock().take();
         drop(owner);
     })
 }

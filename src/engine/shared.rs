@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 use crate::engine::app::Logger;
 use crate::engine::budget::Budget;
+use crate::engine::context::lifecycle::Lifecycle;
 use crate::engine::status::Snapshot;
 
 /// A context's counters, as the API reports them.
@@ -66,15 +67,8 @@ impl Counters {
 pub(crate) struct Shared {
     /// The loop is about to sleep (or sleeps) in `poll`; a producer that sees it wakes it.
     pub sleeping: AtomicBool,
-    /// `junos_sync_exit` was called from a callback: the loop tears down and ends.
-    halt: AtomicBool,
-    /// The loop thread died of a bug: every later call fails with `Error::Internal`.
-    failed: AtomicBool,
-    /// The loop thread is dying: only frees (and the DOWN owed) run while it cleans up, after
-    /// which `failed` is set (so the DOWN comes before any call fails).
-    dying: AtomicBool,
-    /// Any of `halt`, `dying`, `failed`: one load on the path of every callback.
-    quiet: AtomicBool,
+    /// Where the context is in its life (`context/lifecycle.rs`).
+    pub life: Lifecycle,
     pub is_master: AtomicBool,
     pub no_resync: AtomicBool,
     /// TLV bytes the master holds (queued, unacknowledged or being walked), and the limit.
@@ -82,7 +76,10 @@ pub(crate) struct Shared {
     /// `junos_sync_queue` found the backlog over its limit (with resync): the loop drops it
     /// and the next backup session is a full resync.
     pub overflow_requested: AtomicBool,
-    pub loop_thread: Mutex<Option<ThreadId>>,
+    /// The thread that runs the application's callbacks right now: the loop thread in thread
+    /// mode, the thread inside `dispatch` in dispatch mode. An API call from it is a call from
+    /// inside a callback.
+    callback_thread: Mutex<Option<ThreadId>>,
     /// The application's evContext, recorded for compatibility.
     pub event_context: AtomicUsize,
     logger: Mutex<Logger>,
@@ -95,15 +92,12 @@ impl Shared {
     pub(crate) fn new(is_master: bool, no_resync: bool, logger: Logger, backlog_limit: usize) -> Arc<Self> {
         Arc::new(Shared {
             sleeping: AtomicBool::new(false),
-            halt: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
-            dying: AtomicBool::new(false),
-            quiet: AtomicBool::new(false),
+            life: Lifecycle::default(),
             is_master: AtomicBool::new(is_master),
             no_resync: AtomicBool::new(no_resync),
             budget: Budget::new(backlog_limit),
             overflow_requested: AtomicBool::new(false),
-            loop_thread: Mutex::new(None),
+            callback_thread: Mutex::new(None),
             event_context: AtomicUsize::new(0),
             logger: Mutex::new(logger),
             counters: Counters::default(),
@@ -121,39 +115,28 @@ impl Shared {
         *self.logger.lock() = l;
     }
 
+    /// `junos_sync_exit` was called from inside a callback: nothing but frees from now on.
     pub(crate) fn halted(&self) -> bool {
-        self.halt.load(Ordering::Acquire)
+        self.life.halted()
     }
 
-    pub(crate) fn failed(&self) -> bool {
-        self.failed.load(Ordering::Acquire)
-    }
-
-    /// Only frees and the DOWN owed may run (see `dying`).
+    /// Only frees (and the DOWN owed) may run.
     pub(crate) fn muted(&self) -> bool {
-        self.quiet.load(Ordering::Acquire)
+        self.life.muted()
     }
 
-    /// `junos_sync_exit` was called from a callback.
-    pub(crate) fn set_halt(&self) {
-        self.halt.store(true, Ordering::Release);
-        self.quiet.store(true, Ordering::Release);
+    /// The calling thread runs this context's callbacks from now on (until `leave_callbacks`).
+    pub(crate) fn enter_callbacks(&self) {
+        *self.callback_thread.lock() = Some(std::thread::current().id());
     }
 
-    /// The loop died of a bug: callbacks stop (but for frees and the DOWN owed) ...
-    pub(crate) fn set_dying(&self) {
-        self.dying.store(true, Ordering::Release);
-        self.quiet.store(true, Ordering::Release);
+    pub(crate) fn leave_callbacks(&self) {
+        *self.callback_thread.lock() = None;
     }
 
-    /// ... and then every call fails.
-    pub(crate) fn set_failed(&self) {
-        self.failed.store(true, Ordering::Release);
-        self.quiet.store(true, Ordering::Release);
-    }
-
-    pub(crate) fn on_loop_thread(&self) -> bool {
-        *self.loop_thread.lock() == Some(std::thread::current().id())
+    /// Whether the calling thread is inside one of this context's callbacks.
+    pub(crate) fn in_callback(&self) -> bool {
+        *self.callback_thread.lock() == Some(std::thread::current().id())
     }
 
     pub(crate) fn stats(&self) -> Stats {

@@ -580,12 +580,10 @@ pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
         // A nested exit (from a callback this one causes) is given a live context too: it is
         // freed only when the exit that claimed it returns.
         let c = context!(void ctx);
-        if !c.claim_exit() {
-            return;
-        }
+        let Some(kind) = c.claim_exit() else { return };
         // SAFETY: the application's reference from init, given back exactly once (the claim
         // above lets only one exit through).
         let owner = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
-        owner.clone().exit(owner);
+        owner.clone().exit_claimed(kind, owner);
     }
 }

@@ -1,24 +1,24 @@
 //! A context as API callers see it: the one facade of the engine, safe to share between
 //! threads, cheap to queue on.
 
+mod dispatch;
+mod exit;
 pub(crate) mod handoff;
+pub mod lifecycle;
 
 use std::collections::hash_map::RandomState;
 use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::os::fd::RawFd;
-use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, AtomicBool, Ordering};
+use std::sync::atomic::{fence, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crossbeam_channel::{Receiver, Sender};
 use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
 use crate::engine::app::appq::AppQueue;
-use crate::engine::app::calls::{Call, Reply};
 use crate::engine::app::dispatcher::Dispatcher;
 use crate::engine::app::env::{Env, Port};
 use crate::engine::app::{App, Freer, Logger, Tlv};
@@ -30,21 +30,20 @@ use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
 use crate::engine::master::Master;
 use crate::engine::net::tokens;
-use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Deferred, Engine, Queued, Role};
+use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Queued, Role};
 use crate::engine::shared::{Shared, Stats};
 use crate::engine::status::socket::STATUS_DIR_VAR;
 use crate::engine::status::{LinkState, Snapshot, Status};
 use crate::proto::wire::MAX_DATA_LEN;
-use crate::sys::Bell;
+
+use dispatch::AppSide;
+use lifecycle::State;
 
 /// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
 const HANDOFF_RING: usize = 64 * 1024;
-/// How long one dispatch runs the application's callbacks before it returns (and leaves its
-/// descriptor readable): a resync walk of a million entries must not freeze its event loop.
-const DISPATCH_SLICE: Duration = Duration::from_millis(1);
 
-/// What a context needs to start its loop, kept until `start`.
-struct Kit<A: App> {
+/// What a context needs to start its loop, kept until `start` (its lifecycle is `Ready`).
+struct Unstarted<A: App> {
     poll: Poll,
     app: A,
     ctrl_rx: Receiver<Ctrl<A>>,
@@ -52,14 +51,12 @@ struct Kit<A: App> {
     keys: Keys,
 }
 
-enum Phase<A: App> {
-    /// Made by `new`, not started.
-    Ready(Kit<A>),
-    /// Inside `start`, between taking the kit and the loop thread running.
-    Starting,
-    Running(JoinHandle<()>),
-    /// `exit` was called, or the loop thread could not be made.
-    Exited,
+/// What the lifecycle's state owns: the unstarted kit (Ready), the loop thread (Running and
+/// after), or nothing (during `start`, and once exited).
+enum Stage<A: App> {
+    Unstarted(Box<Unstarted<A>>),
+    Loop(JoinHandle<()>),
+    None,
 }
 
 pub struct Context<A: App> {
@@ -67,14 +64,12 @@ pub struct Context<A: App> {
     data: Arc<Handoff<Queued<A::Tlv>>>,
     ctrl_tx: Sender<Ctrl<A>>,
     waker: Arc<Waker>,
-    phase: Mutex<Phase<A>>,
+    /// What the state (in `shared.life`) owns.
+    stage: Mutex<Stage<A>>,
     session: u64,
-    /// `exit` was called (it may be from a callback inside `start`).
-    exit_requested: AtomicBool,
-    /// `claim_exit` has been answered true once.
-    exit_claimed: AtomicBool,
-    /// Dropped by the loop thread when it ends (see `exit`).
-    deferred: Arc<Deferred>,
+    /// The application's reference after an exit from inside a callback, dropped by the
+    /// thread that finishes the teardown (see `exit`).
+    last_ref: Arc<LastRef>,
     /// The current application's free, for TLVs dropped on the caller's thread.
     freer: Mutex<Freer<A::Tlv>>,
     /// Dispatch mode: the queue to the application's thread (set before start).
@@ -87,13 +82,6 @@ pub struct Context<A: App> {
     exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// `JUNOS_SYNC_STATUS_DIR`, read at init.
     status_dir: Option<std::path::PathBuf>,
-}
-
-/// What runs on the application's thread in dispatch mode.
-struct AppSide<A: App> {
-    d: Dispatcher<A>,
-    calls: VecDeque<Call<A>>,
-    replies: Vec<Reply<A::Tlv>>,
 }
 
 /// A random, non-zero session id.
@@ -152,10 +140,8 @@ impl<A: App> Context<A> {
             data: Arc::new(Handoff::new(HANDOFF_RING)),
             ctrl_tx,
             waker: Arc::new(waker),
-            phase: Mutex::new(Phase::Ready(Kit { poll, app, ctrl_rx, cfg, keys })),
-            exit_requested: AtomicBool::new(false),
-            exit_claimed: AtomicBool::new(false),
-            deferred: Arc::default(),
+            stage: Mutex::new(Stage::Unstarted(Box::new(Unstarted { poll, app, ctrl_rx, cfg, keys }))),
+            last_ref: Arc::default(),
             session: new_session_id(),
             appq: Mutex::new(None),
             app_side: Mutex::new(None),
@@ -227,16 +213,16 @@ impl<A: App> Context<A> {
             self.log(&format!("{call}: {why}"));
             return Err(Error::Invalid);
         }
-        let mut phase = self.phase.lock();
-        let Phase::Ready(kit) = &mut *phase else {
-            drop(phase);
+        let mut stage = self.stage.lock();
+        let Stage::Unstarted(kit) = &mut *stage else {
+            drop(stage);
             self.log(&format!("{call}: keys are set before junos_sync_start"));
             return Err(Error::State);
         };
         if f(&mut kit.keys) {
             Ok(())
         } else {
-            drop(phase);
+            drop(stage);
             self.log(&format!("{call}: a context holds at most {} keys", crate::engine::keys::MAX_KEYS));
             Err(Error::Invalid)
         }
@@ -244,7 +230,7 @@ impl<A: App> Context<A> {
 
     /// Fails every call after the loop thread died, saying so.
     fn usable(&self, call: &str) -> Result<(), Error> {
-        if self.shared.failed() {
+        if self.shared.life.failed() {
             self.log(&format!("{call}: the context failed (its loop thread died); only junos_sync_exit is useful now"));
             return Err(Error::Internal);
         }
@@ -255,34 +241,33 @@ impl<A: App> Context<A> {
     /// loop thread exists). Backup: starts connecting in the background.
     pub fn start(&self) -> Result<(), Error> {
         self.usable("junos_sync_start")?;
-        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Starting);
-        let kit = match prev {
-            Phase::Ready(kit) => kit,
-            other => {
-                *self.phase.lock() = other;
-                self.log("junos_sync_start: the context is already started");
-                return Err(Error::State);
-            }
+        if !self.shared.life.advance(State::Ready, State::Starting) {
+            self.log("junos_sync_start: the context is already started");
+            return Err(Error::State);
+        }
+        let Stage::Unstarted(kit) = std::mem::replace(&mut *self.stage.lock(), Stage::None) else {
+            unreachable!("a Ready context holds its kit")
         };
-        let r = self.launch(kit);
-        let mut phase = self.phase.lock();
-        match r {
+        match self.launch(*kit) {
             Ok(h) => {
-                *phase = Phase::Running(h);
+                *self.stage.lock() = Stage::Loop(h);
                 Ok(())
             }
             Err((e, Some(kit))) => {
-                *phase = Phase::Ready(kit);
+                *self.stage.lock() = Stage::Unstarted(Box::new(kit));
+                self.shared.life.advance(State::Starting, State::Ready);
                 Err(e)
             }
             Err((e, None)) => {
-                *phase = Phase::Exited;
+                // bind_done exited (Stopping), or the loop thread could not be made (Running).
+                self.free_stray();
+                self.shared.life.advance_any(State::Exited);
                 Err(e)
             }
         }
     }
 
-    fn launch(&self, mut kit: Kit<A>) -> Result<JoinHandle<()>, (Error, Option<Kit<A>>)> {
+    fn launch(&self, mut kit: Unstarted<A>) -> Result<JoinHandle<()>, (Error, Option<Unstarted<A>>)> {
         let role = if kit.cfg.is_master {
             let listener = match lobby::bind(&kit.cfg) {
                 Ok(l) => l,
@@ -297,8 +282,9 @@ impl<A: App> Context<A> {
                 Ok(m) => {
                     warn_if_exposed(&self.shared, &kit.cfg, keyed);
                     kit.app.bind_done(m.port());
-                    if self.exit_requested.load(Ordering::Acquire) {
-                        // bind_done called junos_sync_exit: no loop, nothing held.
+                    if self.shared.life.state() == State::Stopping {
+                        // bind_done called junos_sync_exit: no loop, nothing held but what
+                        // was queued, which goes back through the callbacks of this start.
                         self.free_queued(&mut kit.app);
                         return Err((Error::State, None));
                     }
@@ -312,11 +298,11 @@ impl<A: App> Context<A> {
         } else {
             Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
         };
-        let Kit { poll, app, ctrl_rx, .. } = kit;
+        let Unstarted { poll, app, ctrl_rx, .. } = kit;
         let d = Dispatcher::new(app, self.shared.clone());
         let port = match self.appq.lock().clone() {
             Some(q) => {
-                *self.app_side.lock() = Some(Box::new(AppSide { d, calls: VecDeque::new(), replies: Vec::new() }));
+                *self.app_side.lock() = Some(Box::new(AppSide::new(d)));
                 Port::Deferred(q)
             }
             None => Port::Inline(Box::new(d)),
@@ -333,7 +319,9 @@ impl<A: App> Context<A> {
             status: None,
             published: (LinkState::Down, None, Instant::now()),
         };
-        runloop::spawn(eng, self.deferred.clone()).map_err(|e| {
+        // Running from now on: the loop's callbacks may exit the context.
+        self.shared.life.advance(State::Starting, State::Running);
+        runloop::spawn(eng, self.last_ref.clone()).map_err(|e| {
             // The engine (and the application's callbacks) went down with the failed spawn.
             self.log(&format!("junos_sync_start: cannot start the loop thread: {e}"));
             (Error::NoMem, None)
@@ -382,30 +370,30 @@ impl<A: App> Context<A> {
             self.log(&format!("junos_sync_switchover: {why}"));
             return Err(Error::Invalid);
         }
-        if self.shared.on_loop_thread() {
+        if self.shared.in_callback() {
             self.log("junos_sync_switchover: not allowed from inside a callback");
             return Err(Error::State);
         }
         {
-            let mut phase = self.phase.lock();
-            match &mut *phase {
-                Phase::Ready(kit) => {
+            let mut stage = self.stage.lock();
+            match (&mut *stage, self.shared.life.state()) {
+                (Stage::Unstarted(kit), State::Ready) => {
                     // Not started: the new role takes effect at start.
                     *self.freer.lock() = app.freer();
                     let old = std::mem::replace(&mut kit.app, app);
                     kit.cfg = cfg;
                     self.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
                     self.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
-                    drop(phase);
+                    drop(stage);
                     drop(old);
                     return Ok(());
                 }
-                Phase::Starting | Phase::Exited => {
-                    drop(phase);
+                (Stage::Loop(_), State::Running) => {}
+                _ => {
+                    drop(stage);
                     self.log("junos_sync_switchover: the context is starting or has exited");
                     return Err(Error::State);
                 }
-                Phase::Running(_) => {}
             }
         }
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -421,173 +409,13 @@ impl<A: App> Context<A> {
         r
     }
 
-    /// Frees what was queued but never reached a loop.
-    fn free_queued(&self, app: &mut A) {
-        self.data.drain(&mut VecDeque::new(), |(t, _)| app.free(self.shared.budget.release_now(t)));
-    }
-
-    /// True the first time only: the caller owns the exit. A second `exit` of the same
-    /// context from a callback that the first one causes (DOWN, frees) must do nothing.
-    pub fn claim_exit(&self) -> bool {
-        !self.exit_claimed.swap(true, Ordering::AcqRel)
-    }
-
-    /// Stops the loop and frees everything it holds, then drops `owner` (the caller's
-    /// reference to this context) once nothing of the context runs any more.
-    ///
-    /// From another thread that is before this returns. From inside a callback on the loop
-    /// thread, the loop finishes the job right after that callback returns and drops `owner`
-    /// as its last act, so that a callback the teardown makes can still reach the context.
-    /// From inside `bind_done` during `start`, `start` finishes the job.
-    pub fn exit<O: Send + 'static>(&self, owner: O) {
-        let hook = self.exit_hook.lock().take();
-        if let Some(h) = hook {
-            h();
-        }
-        if self.shared.on_loop_thread() {
-            *self.deferred.lock() = Some(Box::new(owner));
-            self.shared.set_halt();
-            let _ = self.waker.wake();
-            return;
-        }
-        if self.appq.lock().is_some() {
-            let side = self.app_side.lock().take();
-            match side {
-                Some(side) => {
-                    self.finish_exit(*side, true);
-                    drop(owner);
-                    return;
-                }
-                None if matches!(*self.phase.lock(), Phase::Running(_)) => {
-                    // Inside a dispatched callback: the dispatch finishes the exit on this
-                    // thread as soon as the callback returns.
-                    *self.deferred.lock() = Some(Box::new(owner));
-                    self.shared.set_halt();
-                    let _ = self.waker.wake();
-                    return;
-                }
-                None => {}
-            }
-        }
-        self.stop_loop();
-        self.free_stray();
-        drop(owner);
-    }
-
-    /// Ends the loop thread, if one runs: it frees (or, in dispatch mode, hands over) all it
-    /// holds and tells DOWN if a connection was up.
-    fn stop_loop(&self) {
-        self.exit_requested.store(true, Ordering::Release);
-        let prev = std::mem::replace(&mut *self.phase.lock(), Phase::Exited);
-        if let Phase::Running(h) = prev {
-            let _ = self.ctrl_tx.send(Ctrl::Exit);
-            let _ = self.waker.wake();
-            let _ = h.join();
-        }
-    }
-
-    /// Frees what never reached a loop: queued before start, after a failed start, or racing
-    /// the loop's end (or its death). (Inside `start`, from its bind_done, `start` ends it.)
-    fn free_stray(&self) {
-        let free = self.freer.lock().clone();
-        self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
-    }
-
-    /// Dispatch mode: ends the loop, then frees on this (the application's) thread everything
-    /// the context holds, telling DOWN if `notify` and UP was told.
-    fn finish_exit(&self, mut side: AppSide<A>, notify: bool) {
-        self.stop_loop();
-        if let Some(q) = self.appq.lock().clone() {
-            let unread = q.drain(&mut side.calls);
-            side.d.finish(&mut side.calls, unread, notify);
-        }
-        self.free_stray();
-        // The application's reference, if an exit from a callback left it here; the caller of
-        // `dispatch` holds its own.
-        let owner = self.deferred.lock().take();
-        drop(owner);
-    }
-
-    /// Dispatch mode: from `start` on, every callback runs inside `dispatch`, on the thread
-    /// that calls it. Before `start`; returns the descriptor to watch for readability (the
-    /// same one if called again).
-    pub fn enable_dispatch(&self) -> Result<RawFd, Error> {
-        self.usable("junos_sync_get_fd")?;
-        let mut appq = self.appq.lock();
-        if let Some(q) = appq.as_ref() {
-            return Ok(q.fd());
-        }
-        if !matches!(*self.phase.lock(), Phase::Ready(_)) {
-            self.log("junos_sync_get_fd: the context is started: call it before junos_sync_start");
-            return Err(Error::State);
-        }
-        let bell = Bell::new().map_err(|e| {
-            self.log(&format!("junos_sync_get_fd: cannot create an eventfd: {e}"));
-            Error::NoMem
-        })?;
-        let q = Arc::new(AppQueue::new(bell, self.waker.clone()));
-        let fd = q.fd();
-        *appq = Some(q);
-        Ok(fd)
-    }
-
-    /// Back to thread mode, before `start` (the application's loop could not take the
-    /// descriptor).
-    pub fn disable_dispatch(&self) {
-        if matches!(*self.phase.lock(), Phase::Ready(_)) {
-            *self.appq.lock() = None;
-        }
-    }
-
     /// Runs `hook` first thing in `exit`, on the exiting thread.
     pub fn on_exit(&self, hook: Box<dyn FnOnce() + Send>) {
         *self.exit_hook.lock() = Some(hook);
     }
 
-    /// Whether the context is started (or starting).
+    /// Whether the context is started (or starting, or gone).
     pub fn started(&self) -> bool {
-        !matches!(*self.phase.lock(), Phase::Ready(_))
-    }
-
-    /// Dispatch mode: runs the callbacks that are due, for about a millisecond at most, and
-    /// never blocks. The descriptor stays readable while more are due.
-    pub fn dispatch(&self) -> Result<(), Error> {
-        self.usable("junos_sync_dispatch")?;
-        let Some(q) = self.appq.lock().clone() else {
-            self.log("junos_sync_dispatch: the context is not in dispatch mode (see junos_sync_get_fd)");
-            return Err(Error::State);
-        };
-        let Some(mut side) = self.app_side.lock().take() else {
-            if matches!(*self.phase.lock(), Phase::Ready(_) | Phase::Starting) {
-                return Ok(()); // not started: nothing is due
-            }
-            self.log("junos_sync_dispatch: not allowed from inside a callback");
-            return Err(Error::State);
-        };
-        q.take(&mut side.calls);
-        let until = Instant::now() + DISPATCH_SLICE;
-        let r = catch_unwind(AssertUnwindSafe(|| side.d.run(&mut side.calls, &mut side.replies, Some(until))));
-        q.answer(&mut side.replies);
-        if self.shared.halted() {
-            // junos_sync_exit from inside a callback: finish it here, on this thread.
-            self.finish_exit(*side, false);
-            return Ok(());
-        }
-        let more = r.unwrap_or_else(|_| {
-            self.shared.set_dying();
-            self.log("junos_sync_dispatch: internal error: a callback panicked; the context failed (only junos_sync_exit is useful now)");
-            // The DOWN owed, before any call fails.
-            let _ = catch_unwind(AssertUnwindSafe(|| side.d.owed_down()));
-            self.shared.set_failed();
-            false
-        });
-        if more || q.calls_waiting() {
-            q.ring();
-        }
-        *self.app_side.lock() = Some(side);
-        if self.shared.failed() {
-            return Err(Error::Internal);
-        }
-        Ok(())
+        self.shared.life.state() != State::Ready
     }
 }
