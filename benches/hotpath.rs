@@ -184,11 +184,10 @@ fn wait(bell: &Bell, sock: i32, want_write: bool, work: impl Fn() -> bool) {
         return;
     }
     let ev = libc::POLLIN | if want_write { libc::POLLOUT } else { 0 };
-    let mut fds = [libc::pollfd { fd: sock, events: ev, revents: 0 }, libc::pollfd {
-        fd: bell.fd,
-        events: libc::POLLIN,
-        revents: 0,
-    }];
+    let mut fds = [
+        libc::pollfd { fd: sock, events: ev, revents: 0 },
+        libc::pollfd { fd: bell.fd, events: libc::POLLIN, revents: 0 },
+    ];
     // SAFETY: two valid pollfds.
     unsafe { libc::poll(fds.as_mut_ptr(), 2, 100) };
     bell.sleeping.store(false, Ordering::Relaxed);
@@ -461,7 +460,9 @@ fn sender(mode: &str, n: u64, len: usize, mut s: TcpStream) -> (f64, f64) {
         let idle = out_at == out.len() && pending_log.is_none();
         if blocked || idle {
             let more = || match &*hand {
-                Hand::Ring(r) => (taken_recs as usize) < r.slots.len() && r.slots[taken_recs as usize].load(Ordering::SeqCst) != 0,
+                Hand::Ring(r) => {
+                    (taken_recs as usize) < r.slots.len() && r.slots[taken_recs as usize].load(Ordering::SeqCst) != 0
+                }
                 Hand::Log(l) => taken_off < l.bytes.len() * 8 && l.word(taken_off + 8).load(Ordering::SeqCst) != 0,
             };
             if blocked || !more() {
@@ -477,10 +478,8 @@ fn run(mode: &str, n: u64, len: usize) -> (f64, f64) {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = l.local_addr().unwrap().port();
     let exe = std::env::current_exe().unwrap();
-    let mut child = std::process::Command::new(exe)
-        .args(["recv", mode, &n.to_string(), &port.to_string()])
-        .spawn()
-        .unwrap();
+    let mut child =
+        std::process::Command::new(exe).args(["recv", mode, &n.to_string(), &port.to_string()]).spawn().unwrap();
     let (s, _) = l.accept().unwrap();
     let (wall, cpu) = sender(mode, n, len, s);
     assert!(child.wait().unwrap().success(), "receiver failed");
@@ -505,7 +504,8 @@ fn main() {
     let n: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(2_000_000);
     let len: usize = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(64);
     let only = std::env::var("HOTPATH_MODES").unwrap_or_default();
-    let modes: Vec<&str> = ["raw", "ring", "log"].into_iter().filter(|m| only.is_empty() || only.split(',').any(|o| o == *m)).collect();
+    let modes: Vec<&str> =
+        ["raw", "ring", "log"].into_iter().filter(|m| only.is_empty() || only.split(',').any(|o| o == *m)).collect();
     let mut res: Vec<(Vec<f64>, Vec<f64>)> = modes.iter().map(|_| (vec![], vec![])).collect();
     for r in 0..rounds {
         for (i, m) in modes.iter().enumerate() {

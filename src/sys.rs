@@ -93,6 +93,52 @@ unsafe fn crc32c_sse42(crc: u32, data: &[u8]) -> u32 {
     !c
 }
 
+/// membarrier(2) commands (linux/membarrier.h).
+const MEMBARRIER_CMD_QUERY: libc::c_long = 0;
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+fn membarrier(cmd: libc::c_long) -> libc::c_long {
+    // SAFETY: membarrier takes no pointers; an unknown command or kernel returns an error.
+    unsafe { libc::syscall(libc::SYS_membarrier, cmd, 0 as libc::c_long, 0 as libc::c_long) }
+}
+
+/// Whether this process can use the expedited private membarrier (registered on first use).
+fn expedited() -> bool {
+    static OK: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *OK.get_or_init(|| {
+        let cmds = membarrier(MEMBARRIER_CMD_QUERY);
+        cmds >= 0
+            && cmds & MEMBARRIER_CMD_PRIVATE_EXPEDITED != 0
+            && membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED) == 0
+    })
+}
+
+/// Makes the choice between the two barrier implementations before any thread uses them.
+pub fn barriers_ready() {
+    let _ = expedited();
+}
+
+/// The cheap side of an asymmetric Dekker pair, for the hot path: a compiler barrier when
+/// `heavy_barrier` can make every thread of the process execute a full barrier (membarrier
+/// PRIVATE_EXPEDITED, Linux 4.14), else a full fence.
+#[inline]
+pub fn light_barrier() {
+    if expedited() {
+        std::sync::atomic::compiler_fence(std::sync::atomic::Ordering::SeqCst);
+    } else {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// The expensive side, for the rare path (the loop about to sleep): a full barrier on every
+/// running thread of the process, so that a `light_barrier` pairs with it like a fence.
+pub fn heavy_barrier() {
+    if !expedited() || membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED) != 0 {
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,13 +3,13 @@
 
 mod app;
 mod backup;
-mod budget;
 mod config;
 mod context;
 mod error;
 mod keys;
 mod master;
 mod net;
+mod queue;
 mod quiet;
 mod runloop;
 mod shared;
@@ -22,3 +22,5 @@ pub use context::Context;
 pub use error::Error;
 pub use shared::Stats;
 pub use status::{LinkState, Resync, Status};
+
+pub(crate) use queue::ring::slots_are_lock_free;

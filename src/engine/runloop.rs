@@ -6,9 +6,8 @@
 //! TLV is freed.
 
 use std::any::Any;
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,21 +18,21 @@ use parking_lot::Mutex;
 use crate::engine::app::env::Env;
 use crate::engine::app::App;
 use crate::engine::backup::Backup;
-use crate::engine::budget::Held;
 use crate::engine::config::Config;
-use crate::engine::context::handoff::Handoff;
 use crate::engine::context::lifecycle::State;
 use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
 use crate::engine::master::Master;
 use crate::engine::net::tokens;
+use crate::engine::queue::ring::Ring;
 use crate::engine::shared::Shared;
 use crate::engine::status::socket::StatusSocket;
 use crate::engine::status::{self, LinkState, Snapshot};
 
-/// What `junos_sync_queue` hands the loop: a counted TLV and whether to notify its ack.
-pub(crate) type Queued<T> = (Held<T>, bool);
+/// Most TLVs taken from the ring in one turn: a burst queued while the loop slept must not
+/// keep it from its timers and acknowledgements for long.
+const TAKE_PER_TURN: usize = 256 * 1024;
 
 /// Requests from API calls other than `junos_sync_queue` and `junos_sync_exit` (which the
 /// loop reads from the lifecycle).
@@ -51,9 +50,8 @@ pub(crate) enum Role<A: App> {
 pub(crate) struct Engine<A: App> {
     pub poll: Poll,
     pub env: Env<A>,
-    pub data: Arc<Handoff<Queued<A::Tlv>>>,
-    /// The loop's half of the hand-off's double buffer.
-    pub spare: VecDeque<Queued<A::Tlv>>,
+    /// What `junos_sync_queue` hands the loop.
+    pub ring: Arc<Ring<A::Tlv>>,
     pub ctrl_rx: Receiver<Ctrl<A>>,
     pub role: Role<A>,
     pub session: u64,
@@ -81,10 +79,10 @@ impl<A: App> Engine<A> {
                 }
             }
             let now = Instant::now();
-            self.drain_data(now);
+            let mut busy = self.drain_data(now);
             self.overflow_if_asked();
             let reg = self.poll.registry();
-            let busy = match &mut self.role {
+            busy |= match &mut self.role {
                 Role::Master(m) => m.step(&mut self.env, reg, now),
                 Role::Backup(b) => b.step(&mut self.env, reg, now),
             };
@@ -105,11 +103,10 @@ impl<A: App> Engine<A> {
             if timeout != Some(Duration::ZERO) {
                 // Announce the sleep, then look once more: a producer that queued before it saw
                 // the announcement is caught here, one that queued after it wakes us.
-                self.env.shared.sleeping.store(true, Ordering::SeqCst);
-                fence(Ordering::SeqCst);
+                self.env.shared.sleeper.announce();
                 // Replies the last pump took in (dispatch mode's walk) are work for the role.
                 let replies = self.env.replies_waiting() || self.env.deferred().is_some_and(|q| q.replies_waiting());
-                if !self.data.is_empty() || !self.ctrl_rx.is_empty() || replies {
+                if self.drain_data(Instant::now()) || !self.ctrl_rx.is_empty() || replies {
                     timeout = Some(Duration::ZERO);
                 }
             }
@@ -117,7 +114,7 @@ impl<A: App> Engine<A> {
                 timeout = Some(Duration::ZERO);
             }
             let r = self.poll.poll(&mut events, timeout);
-            self.env.shared.sleeping.store(false, Ordering::Relaxed);
+            self.env.shared.sleeper.awake();
             if let Err(e) = r {
                 if e.kind() != std::io::ErrorKind::Interrupted {
                     self.env.log(&format!("junos-sync: poll failed: {e}"));
@@ -155,22 +152,27 @@ impl<A: App> Engine<A> {
         }
     }
 
-    fn drain_data(&mut self, now: Instant) {
-        let Engine { data, spare, role, env, .. } = self;
-        match role {
-            Role::Master(m) => data.drain(spare, |(t, ack)| m.enqueue(t, ack, now)),
+    /// Takes what `junos_sync_queue` published (at most a turn's worth); whether it took any.
+    fn drain_data(&mut self, now: Instant) -> bool {
+        let Engine { ring, role, env, .. } = self;
+        let shared = env.shared.clone();
+        let budget = &shared.budget;
+        let n = match role {
+            Role::Master(m) => ring.take(budget, TAKE_PER_TURN, |t, ack| m.enqueue(t, ack, now)),
             // Only a queue call racing a switchover to backup gets here.
-            Role::Backup(_) => data.drain(spare, |(t, _)| {
+            Role::Backup(_) => ring.take(budget, TAKE_PER_TURN, |t, _| {
                 env.log("junos-sync: TLV queued while switching to backup; freed unsent");
                 env.free(t);
             }),
-        }
+        };
+        n > 0
     }
 
-    /// Frees everything still in the hand-off.
+    /// Frees everything still in the ring.
     fn free_queued(&mut self) {
-        let Engine { data, spare, env, .. } = self;
-        data.drain(spare, |(t, _)| env.free(t));
+        let Engine { ring, env, .. } = self;
+        let shared = env.shared.clone();
+        ring.take(&shared.budget, usize::MAX, |t, _| env.free(t));
     }
 
     /// Producers found the backlog over its limit, or the walk starved: drop the backlog; the

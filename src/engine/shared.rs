@@ -8,8 +8,9 @@ use std::thread::ThreadId;
 use parking_lot::Mutex;
 
 use crate::engine::app::Logger;
-use crate::engine::budget::Budget;
 use crate::engine::context::lifecycle::Lifecycle;
+use crate::engine::queue::budget::Budget;
+use crate::engine::queue::wake::Sleeper;
 use crate::engine::status::Snapshot;
 
 /// A context's counters, as the API reports them.
@@ -65,13 +66,14 @@ impl Counters {
 }
 
 pub(crate) struct Shared {
-    /// The loop is about to sleep (or sleeps) in `poll`; a producer that sees it wakes it.
-    pub sleeping: AtomicBool,
+    /// The loop's sleep, which a producer that publishes after its announcement ends.
+    pub sleeper: Sleeper,
     /// Where the context is in its life (`context/lifecycle.rs`).
     pub life: Lifecycle,
     pub is_master: AtomicBool,
     pub no_resync: AtomicBool,
-    /// TLV bytes the master holds (queued, unacknowledged or being walked), and the limit.
+    /// TLV bytes and ring slots the master holds (queued, unacknowledged or being walked), and
+    /// the limit.
     pub budget: Budget,
     /// `junos_sync_queue` found the backlog over its limit (with resync): the loop drops it
     /// and the next backup session is a full resync.
@@ -91,7 +93,7 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(is_master: bool, no_resync: bool, logger: Logger, backlog_limit: usize) -> Arc<Self> {
         Arc::new(Shared {
-            sleeping: AtomicBool::new(false),
+            sleeper: Sleeper::default(),
             life: Lifecycle::default(),
             is_master: AtomicBool::new(is_master),
             no_resync: AtomicBool::new(no_resync),

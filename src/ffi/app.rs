@@ -12,6 +12,9 @@ use crate::{App, Freer, Logger, Tlv};
 /// A TLV the application handed over (non-NULL, `tlv_len` checked when it was taken).
 pub struct CTlv(NonNull<junos_sync_tlv_t>);
 
+// The queue's ring holds a C TLV in one atomic word: no lock on the hot path.
+const _: () = assert!(crate::engine::slots_are_lock_free::<CTlv>());
+
 // SAFETY: the library owns the TLV exclusively from the moment it is handed over until it is
 // freed; nothing else touches it, so moving it to the loop thread is sound.
 unsafe impl Send for CTlv {}

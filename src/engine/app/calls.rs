@@ -7,7 +7,7 @@
 //! semantics the same by construction.
 
 use crate::engine::app::App;
-use crate::engine::budget::Held;
+use crate::engine::queue::budget::Held;
 
 /// Which walked entry a TLV is: resync `id`, entry `no` (from 1) of that walk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

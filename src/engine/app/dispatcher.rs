@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use crate::engine::app::calls::{Batch, Call, Reply, WalkTag};
 use crate::engine::app::App;
-use crate::engine::budget::{Held, Releases};
+use crate::engine::queue::budget::{Held, Releases};
 use crate::engine::shared::Shared;
 
 /// How many calls (or entries of one) run between looks at the clock.

@@ -10,7 +10,7 @@ use crate::engine::app::appq::AppQueue;
 use crate::engine::app::calls::{Batch, Call, Reply, WalkTag};
 use crate::engine::app::dispatcher::Dispatcher;
 use crate::engine::app::App;
-use crate::engine::budget::Held;
+use crate::engine::queue::budget::Held;
 use crate::engine::shared::Shared;
 
 /// Dispatch mode: most decoded bytes on their way to the application at once; past it the

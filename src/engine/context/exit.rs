@@ -10,8 +10,6 @@
 //!   so that a callback the teardown makes can still reach the context.
 //! - From inside `bind_done` during `start`: `start` finishes the job.
 
-use std::collections::VecDeque;
-
 use crate::engine::app::App;
 use crate::engine::context::lifecycle::{ExitKind, State};
 use crate::engine::context::{Context, Stage};
@@ -82,12 +80,14 @@ impl<A: App> Context<A> {
     /// the loop's end (or its death).
     pub(super) fn free_stray(&self) {
         let free = self.freer.lock().clone();
-        self.data.drain(&mut VecDeque::new(), |(t, _)| free(self.shared.budget.release_now(t)));
+        let b = &self.shared.budget;
+        self.ring.take(b, usize::MAX, |t, _| free(b.release_now(t)));
     }
 
     /// Frees what was queued but never reached a loop, with the callbacks `start` has in hand.
     pub(super) fn free_queued(&self, app: &mut A) {
-        self.data.drain(&mut VecDeque::new(), |(t, _)| app.free(self.shared.budget.release_now(t)));
+        let b = &self.shared.budget;
+        self.ring.take(b, usize::MAX, |t, _| app.free(b.release_now(t)));
     }
 
     /// Dispatch mode: ends the loop, then frees on this (the application's) thread everything

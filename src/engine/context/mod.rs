@@ -3,13 +3,11 @@
 
 mod dispatch;
 mod exit;
-pub(crate) mod handoff;
 pub mod lifecycle;
 
 use std::collections::hash_map::RandomState;
-use std::collections::VecDeque;
 use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{fence, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -24,13 +22,14 @@ use crate::engine::app::env::{Env, Port};
 use crate::engine::app::{App, Freer, Logger, Tlv};
 use crate::engine::backup::Backup;
 use crate::engine::config::{Config, DEFAULT_BACKLOG_LIMIT};
-use crate::engine::context::handoff::Handoff;
 use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
 use crate::engine::master::Master;
 use crate::engine::net::tokens;
-use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Queued, Role};
+use crate::engine::queue::budget::counted_size;
+use crate::engine::queue::ring::Ring;
+use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Role};
 use crate::engine::shared::{Shared, Stats};
 use crate::engine::status::socket::STATUS_DIR_VAR;
 use crate::engine::status::{LinkState, Snapshot, Status};
@@ -38,9 +37,6 @@ use crate::proto::wire::MAX_DATA_LEN;
 
 use dispatch::AppSide;
 use lifecycle::State;
-
-/// Queue slots allocated up front (24 bytes each); beyond them `junos_sync_queue` spills.
-const HANDOFF_RING: usize = 64 * 1024;
 
 /// What a context needs to start its loop, kept until `start` (its lifecycle is `Ready`).
 struct Unstarted<A: App> {
@@ -61,7 +57,8 @@ enum Stage<A: App> {
 
 pub struct Context<A: App> {
     shared: Arc<Shared>,
-    data: Arc<Handoff<Queued<A::Tlv>>>,
+    /// What `junos_sync_queue` hands the loop.
+    ring: Arc<Ring<A::Tlv>>,
     ctrl_tx: Sender<Ctrl<A>>,
     waker: Arc<Waker>,
     /// What the state (in `shared.life`) owns.
@@ -131,13 +128,14 @@ impl<A: App> Context<A> {
             Error::NoMem
         })?;
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
+        crate::sys::barriers_ready();
         let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
         *shared.status.lock() =
             Snapshot { is_master: cfg.is_master, port: cfg.port, keyed: !keys.is_empty(), ..Snapshot::default() };
         Ok(Context {
             freer: Mutex::new(app.freer()),
             shared,
-            data: Arc::new(Handoff::new(HANDOFF_RING)),
+            ring: Arc::new(Ring::new()),
             ctrl_tx,
             waker: Arc::new(waker),
             stage: Mutex::new(Stage::Unstarted(Box::new(Unstarted { poll, app, ctrl_rx, cfg, keys }))),
@@ -310,8 +308,7 @@ impl<A: App> Context<A> {
         let eng = Engine {
             poll,
             env: Env::new(self.shared.clone(), port),
-            data: self.data.clone(),
-            spare: VecDeque::new(),
+            ring: self.ring.clone(),
             ctrl_rx,
             role,
             session: self.session,
@@ -328,7 +325,9 @@ impl<A: App> Context<A> {
         })
     }
 
-    /// Hands a TLV to the loop. Never blocks and makes no system call unless the loop sleeps.
+    /// Hands a TLV to the loop: one compare-and-swap claims its slot and charges its bytes, one
+    /// store publishes it. Never blocks; makes no system call unless the loop sleeps (then one
+    /// wakes it) or the backlog overflows (then the loop is told).
     pub fn queue(&self, tlv: A::Tlv, ack: bool) -> Result<(), (Error, A::Tlv)> {
         if let Err(e) = self.usable("junos_sync_queue") {
             return Err((e, tlv));
@@ -341,10 +340,14 @@ impl<A: App> Context<A> {
             self.log("junos_sync_queue: tlv_len is over JUNOS_SYNC_MAX_TLV_LEN");
             return Err((Error::Invalid, tlv));
         }
-        let held = match self.shared.budget.try_charge(tlv) {
-            Ok(h) => h,
-            Err(tlv) if self.shared.no_resync.load(Ordering::Relaxed) => return Err((Error::BacklogFull, tlv)),
-            Err(tlv) => {
+        match self.shared.budget.claim(counted_size(&tlv)) {
+            Ok(slot) => {
+                self.ring.publish(slot, tlv, ack);
+                self.shared.sleeper.after_publish(&self.waker);
+                Ok(())
+            }
+            Err(_) if self.shared.no_resync.load(Ordering::Relaxed) => Err((Error::BacklogFull, tlv)),
+            Err(_) => {
                 // Over the limit with resync: the backlog is dropped and the next backup session
                 // is a full resync from the database, which covers this TLV too.
                 if !self.shared.overflow_requested.swap(true, Ordering::AcqRel) {
@@ -352,15 +355,9 @@ impl<A: App> Context<A> {
                 }
                 let free = self.freer.lock().clone();
                 free(tlv);
-                return Ok(());
+                Ok(())
             }
-        };
-        self.data.push((held, ack));
-        fence(Ordering::SeqCst);
-        if self.shared.sleeping.load(Ordering::Relaxed) && self.shared.sleeping.swap(false, Ordering::AcqRel) {
-            let _ = self.waker.wake();
         }
-        Ok(())
     }
 
     /// Changes role in place. Master side binds before returning (and calls `bind_done`).
