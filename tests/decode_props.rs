@@ -181,6 +181,7 @@ fn handshake_round_trips_and_rejects() {
             role: if rng.pick(2) == 0 { Role::Backup } else { Role::Master },
             flags: rng.next() as u8,
             keepalive_ms: rng.next() as u32,
+            max_version: rng.next() as u16,
             session: rng.next(),
             peer_session: rng.next(),
             seq: rng.next(),

@@ -14,7 +14,7 @@ use junos_sync::proto::handshake::{Hello, Role};
 use junos_sync::proto::wire::{push_frame, seal_header, FrameKind};
 
 fn hello(version: u16, role: Role) -> Vec<u8> {
-    let h = Hello { version, role, flags: 0, keepalive_ms: 1000, session: 42, peer_session: 0, seq: 0 };
+    let h = Hello { version, role, flags: 0, keepalive_ms: 1000, max_version: 0, session: 42, peer_session: 0, seq: 0 };
     let mut out = Vec::new();
     push_frame(&mut out, FrameKind::Hello, 0, 0, &h.encode());
     out
@@ -142,11 +142,29 @@ fn fake_master(answer: Hello) -> (u16, std::thread::JoinHandle<()>) {
 fn backup_refuses_a_peer_that_is_no_master_or_speaks_another_version() {
     for (answer, why) in [
         (
-            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1000, session: 9, peer_session: 0, seq: 0 },
+            Hello {
+                version: 1,
+                role: Role::Backup,
+                flags: 0,
+                keepalive_ms: 1000,
+                max_version: 0,
+                session: 9,
+                peer_session: 0,
+                seq: 0,
+            },
             "two backups",
         ),
         (
-            Hello { version: 7, role: Role::Master, flags: 0, keepalive_ms: 1000, session: 9, peer_session: 0, seq: 0 },
+            Hello {
+                version: 7,
+                role: Role::Master,
+                flags: 0,
+                keepalive_ms: 1000,
+                max_version: 0,
+                session: 9,
+                peer_session: 0,
+                seq: 0,
+            },
             "protocol version 7",
         ),
     ] {

@@ -16,6 +16,9 @@ pub struct Config {
     /// Master: port to bind (0 = any). Backup: the master's port.
     pub port: u16,
     pub keepalive: Duration,
+    /// Backup: the highest stream version it offers (the protocol's, `PROTOCOL_VERSION`; a
+    /// lower one makes it talk as an older release does, which tests use).
+    pub max_version: u16,
 }
 
 /// A keepalive time as the handshake carries it: milliseconds, saturating at u32::MAX (49 days).
@@ -28,7 +31,21 @@ impl Config {
     pub fn new(is_master: bool, no_resync: bool, addr_host_order: u32, port: u16, keepalive_secs: u32) -> Self {
         let keepalive =
             if keepalive_secs == 0 { DEFAULT_KEEPALIVE } else { Duration::from_secs(u64::from(keepalive_secs)) };
-        Config { is_master, no_resync, addr: Ipv4Addr::from(addr_host_order), port, keepalive }
+        Config {
+            is_master,
+            no_resync,
+            addr: Ipv4Addr::from(addr_host_order),
+            port,
+            keepalive,
+            max_version: crate::proto::handshake::PROTOCOL_VERSION,
+        }
+    }
+
+    /// The same, offering stream versions up to `v` only (a backup talking as release 1.1
+    /// does with 1).
+    pub fn speaking(mut self, v: u16) -> Self {
+        self.max_version = v;
+        self
     }
 
     pub fn sock_addr(&self) -> SocketAddrV4 {

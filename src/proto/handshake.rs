@@ -6,7 +6,9 @@
 //! 6      role           0 = backup, 1 = master
 //! 7      flags          bit 0: sender has no_resync; bit 1 (WELCOME): session resumes
 //! 8..12  keepalive_ms   sender's keepalive_time; both sides use the smaller one
-//! 12..16 reserved       0
+//! 12..14 max_version    HELLO: the highest stream version the backup speaks (0 from release
+//!                       1.1 and older: version 1); WELCOME: 0
+//! 14..16 reserved       0
 //! 16..24 session        sender's session id (random per context and role)
 //! 24..32 peer_session   HELLO: master session last synced with (0: none); WELCOME: echo
 //! 32..40 seq            HELLO: last applied sequence; WELCOME: data continues after this one
@@ -15,7 +17,12 @@
 use super::wire::MAX_CONTROL_LEN;
 
 pub const MAGIC: [u8; 4] = *b"JSYN";
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The `version` every HELLO carries, whatever the backup speaks: every release's master
+/// accepts it and reads `max_version` (release 1.1 and older ignore it and answer version 1).
+pub const HANDSHAKE_VERSION: u16 = 1;
+/// The highest stream version this build speaks: 2, batch frames. A WELCOME's `version` is the
+/// one the session uses: the highest both sides speak.
+pub const PROTOCOL_VERSION: u16 = 2;
 pub const HELLO_LEN: usize = 40;
 const _: () = assert!(HELLO_LEN as u32 <= MAX_CONTROL_LEN);
 
@@ -34,6 +41,8 @@ pub struct Hello {
     pub role: Role,
     pub flags: u8,
     pub keepalive_ms: u32,
+    /// HELLO: the highest stream version the sender speaks (0: version 1).
+    pub max_version: u16,
     pub session: u64,
     pub peer_session: u64,
     pub seq: u64,
@@ -63,7 +72,7 @@ impl std::fmt::Display for HelloError {
             Self::Length(n) => write!(f, "handshake of {n} bytes, expected {HELLO_LEN}"),
             Self::Magic => write!(f, "handshake magic is not JSYN: not a junos-sync peer"),
             Self::Role(r) => write!(f, "handshake names unknown role {r}"),
-            Self::Version(v) => write!(f, "protocol version {v} is not ours ({PROTOCOL_VERSION})"),
+            Self::Version(v) => write!(f, "protocol version {v} is not one of ours (1 to {PROTOCOL_VERSION})"),
             Self::SameRole(Role::Master) => write!(f, "peer is a master too: two masters"),
             Self::SameRole(Role::Backup) => write!(f, "peer is a backup too: two backups"),
         }
@@ -78,21 +87,38 @@ impl Hello {
         b[6] = self.role as u8;
         b[7] = self.flags;
         b[8..12].copy_from_slice(&self.keepalive_ms.to_le_bytes());
+        b[12..14].copy_from_slice(&self.max_version.to_le_bytes());
         b[16..24].copy_from_slice(&self.session.to_le_bytes());
         b[24..32].copy_from_slice(&self.peer_session.to_le_bytes());
         b[32..40].copy_from_slice(&self.seq.to_le_bytes());
         b
     }
 
-    /// Whether a peer sending this can talk to us: our protocol version, and the other role.
-    pub fn check(&self, peer_role: Role) -> Result<(), HelloError> {
-        if self.version != PROTOCOL_VERSION {
+    /// Master: whether the backup that sent this HELLO can talk to us (the handshake's version,
+    /// a backup).
+    pub fn check_hello(&self) -> Result<(), HelloError> {
+        self.check(self.version == HANDSHAKE_VERSION, Role::Backup)
+    }
+
+    /// Backup: whether this WELCOME comes from a master and chose a stream version we offered
+    /// (`offered`: our HELLO's `max_version`).
+    pub fn check_welcome(&self, offered: u16) -> Result<(), HelloError> {
+        self.check((1..=offered.max(1)).contains(&self.version), Role::Master)
+    }
+
+    fn check(&self, version_ok: bool, peer_role: Role) -> Result<(), HelloError> {
+        if !version_ok {
             return Err(HelloError::Version(self.version));
         }
         if self.role != peer_role {
             return Err(HelloError::SameRole(self.role));
         }
         Ok(())
+    }
+
+    /// Master: the stream version a session with the backup that sent this HELLO uses.
+    pub fn negotiate(&self) -> u16 {
+        self.max_version.clamp(1, PROTOCOL_VERSION)
     }
 
     /// Parses a handshake. The version is returned, not checked (see `check`), so that the
@@ -115,6 +141,7 @@ impl Hello {
             role,
             flags: b[7],
             keepalive_ms: u32::from_le_bytes(b[8..12].try_into().expect("4 bytes")),
+            max_version: u16::from_le_bytes([b[12], b[13]]),
             session: u64_at(16),
             peer_session: u64_at(24),
             seq: u64_at(32),
@@ -133,6 +160,7 @@ mod tests {
             role: Role::Master,
             flags: FLAG_RESUME,
             keepalive_ms: 3000,
+            max_version: 2,
             session: u64::MAX - 1,
             peer_session: 77,
             seq: 1 << 40,
@@ -140,10 +168,22 @@ mod tests {
         assert_eq!(Hello::decode(&h.encode()), Ok(h));
     }
 
+    fn backup_hello() -> Hello {
+        Hello {
+            version: 1,
+            role: Role::Backup,
+            flags: 0,
+            keepalive_ms: 1,
+            max_version: 0,
+            session: 1,
+            peer_session: 0,
+            seq: 0,
+        }
+    }
+
     #[test]
     fn rejects_garbage() {
-        let h =
-            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1, session: 1, peer_session: 0, seq: 0 };
+        let h = backup_hello();
         let mut b = h.encode();
         assert_eq!(Hello::decode(&b[..39]), Err(HelloError::Length(39)));
         b[6] = 2;
@@ -154,12 +194,26 @@ mod tests {
 
     #[test]
     fn check_wants_our_version_and_the_other_role() {
-        let h =
-            Hello { version: 1, role: Role::Backup, flags: 0, keepalive_ms: 1, session: 1, peer_session: 0, seq: 0 };
-        assert_eq!(h.check(Role::Backup), Ok(()));
-        assert_eq!(h.check(Role::Master), Err(HelloError::SameRole(Role::Backup)));
+        let h = backup_hello();
+        assert_eq!(h.check_hello(), Ok(()));
+        assert_eq!(h.check_welcome(2), Err(HelloError::SameRole(Role::Backup)));
         let v2 = Hello { version: 2, ..h };
-        assert_eq!(v2.check(Role::Backup), Err(HelloError::Version(2)));
+        assert_eq!(v2.check_hello(), Err(HelloError::Version(2)), "a HELLO is always version 1");
         assert!(!HelloError::Version(2).is_malformed() && HelloError::Magic.is_malformed());
+    }
+
+    #[test]
+    fn the_session_speaks_the_highest_version_both_sides_do() {
+        let old = backup_hello();
+        let new = Hello { max_version: PROTOCOL_VERSION, ..old };
+        assert_eq!(old.negotiate(), 1, "release 1.1 sends 0 there");
+        assert_eq!(new.negotiate(), 2);
+        assert_eq!(Hello { max_version: 9, ..old }.negotiate(), PROTOCOL_VERSION, "a later backup");
+        let welcome = |version| Hello { version, role: Role::Master, ..old };
+        assert_eq!(welcome(2).check_welcome(2), Ok(()));
+        assert_eq!(welcome(1).check_welcome(2), Ok(()), "a 1.1 master answers version 1");
+        assert_eq!(welcome(2).check_welcome(1), Err(HelloError::Version(2)), "not what we offered");
+        assert_eq!(welcome(0).check_welcome(2), Err(HelloError::Version(0)));
+        assert_eq!(Hello::decode(&new.encode()), Ok(new));
     }
 }

@@ -10,7 +10,7 @@
 use std::io::{self, Read};
 use std::ops::Range;
 
-use super::wire::{self, FrameError, Header, HEADER_LEN};
+use super::wire::{self, FrameError, FrameKind, Header, HEADER_LEN};
 
 pub struct InBuf {
     buf: Vec<u8>,
@@ -19,6 +19,9 @@ pub struct InBuf {
     base_cap: usize,
     /// Largest payload this connection accepts: its peer has no business sending more.
     max_payload: u32,
+    /// BATCH frames carry a CRC32C of their records (not on a keyed connection, where the AEAD
+    /// tag covers them and the field must be 0).
+    batch_crc: bool,
 }
 
 /// A complete, CRC-checked frame inside the buffer.
@@ -32,7 +35,12 @@ impl InBuf {
     /// with more than `max_payload` bytes before growing for them.
     pub fn new(capacity: usize, max_payload: u32) -> Self {
         let base_cap = wire::padded(capacity.max(wire::frame_size(wire::MAX_CONTROL_LEN)));
-        InBuf { buf: vec![0; base_cap], start: 0, end: 0, base_cap, max_payload }
+        InBuf { buf: vec![0; base_cap], start: 0, end: 0, base_cap, max_payload, batch_crc: true }
+    }
+
+    /// Whether BATCH frames carry a CRC32C (see the field).
+    pub fn set_batch_crc(&mut self, on: bool) {
+        self.batch_crc = on;
     }
 
     /// Reads once from `r` into free space. Ok(0) means end of stream. Err(OutOfMemory) if
@@ -96,7 +104,11 @@ impl InBuf {
             return Ok(None);
         }
         let range = self.start + HEADER_LEN..self.start + HEADER_LEN + header.len as usize;
-        wire::verify(&header, &self.buf[range.clone()])?;
+        if header.kind != FrameKind::Batch || self.batch_crc {
+            wire::verify(&header, &self.buf[range.clone()])?;
+        } else if header.payload_crc != 0 {
+            return Err(FrameError::BadBatch("a CRC on a keyed connection"));
+        }
         if self.buf[range.end..self.start + size].iter().any(|&b| b != 0) {
             return Err(FrameError::NonZeroPadding);
         }
@@ -129,7 +141,7 @@ impl InBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::wire::{push_frame, FrameKind};
+    use crate::proto::wire::push_frame;
 
     /// Feeds `bytes` in chunks of `step`, alternating fills and frame takes as callers must.
     fn decode(bytes: &[u8], step: usize, cap: usize) -> (Vec<(u64, usize, Option<u8>)>, usize) {

@@ -11,14 +11,17 @@
 //! The first message proves nothing fresh (it can be replayed), so a master sends no
 //! application byte until the backup's first transport message (its HELLO) decrypts: that
 //! needs the PSK and the backup's ephemeral key of this very handshake. The prologue binds
-//! the protocol version and the roles, so a handshake cannot be reflected or moved to another
-//! protocol version.
+//! the handshake's version and the roles, so a handshake cannot be reflected or moved to
+//! another handshake version. (That version is 1 in every release: the stream version is
+//! chosen afterwards, in the sealed HELLO and WELCOME.)
+//! (The version bound there is the handshake's, 1 in every release: the stream version is
+//! chosen later, inside the sealed HELLO and WELCOME.)
 
 use ring::hkdf;
 use snow::{HandshakeState, TransportState};
 use zeroize::Zeroizing;
 
-use super::handshake::PROTOCOL_VERSION;
+use super::handshake::HANDSHAKE_VERSION;
 
 /// The Noise protocol name; both sides must use exactly this.
 pub const PATTERN: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
@@ -38,7 +41,7 @@ const HKDF_SALT: &[u8] = b"junos-sync psk v1";
 /// Binds version and direction into the handshake hash.
 fn prologue() -> Vec<u8> {
     let mut p = b"junos-sync keyed handshake: backup initiates, master responds; version ".to_vec();
-    p.extend_from_slice(&PROTOCOL_VERSION.to_le_bytes());
+    p.extend_from_slice(&HANDSHAKE_VERSION.to_le_bytes());
     p
 }
 

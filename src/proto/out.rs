@@ -23,6 +23,36 @@ enum Seg {
     Ext { seq: u64, off: usize, len: usize },
 }
 
+/// A BATCH frame under construction in an `Out` (see `Out::begin_batch`).
+pub struct BatchFrame {
+    /// Where its header is in the buffer.
+    at: usize,
+    seq: u64,
+    count: u32,
+    /// Bytes of records so far.
+    len: usize,
+    /// The frame carries a CRC32C of its records: computed over the buffer at the end, or, once
+    /// a zero-copy payload is among them (`ext`), record by record (the CRC so far).
+    crc: Option<u32>,
+    ext: bool,
+}
+
+impl BatchFrame {
+    /// Records so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Bytes of records so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
 #[derive(Default)]
 pub struct Out {
     buf: Vec<u8>,
@@ -113,6 +143,68 @@ impl Out {
         }
         self.own(&ZEROS[..wire::padded(payload.len()) - payload.len()]);
         self.mark(seq);
+    }
+
+    /// Starts a BATCH frame (protocol version 2) whose first record is sequence `seq`, with a
+    /// CRC32C of its records if `crc` (not on a keyed connection): reserves its header, which
+    /// `end_batch` fills in.
+    pub fn begin_batch(&mut self, seq: u64, crc: bool) -> BatchFrame {
+        let at = self.buf.len();
+        self.own(&[0u8; wire::HEADER_LEN]);
+        BatchFrame { at, seq, count: 0, len: 0, crc: crc.then_some(0), ext: false }
+    }
+
+    /// Appends a record to `b`. Large payloads are not copied, as with `data`: record `k` of
+    /// the batch is entry `b.seq + k` for `flush`'s `payload_of`.
+    pub fn record(&mut self, b: &mut BatchFrame, tlv_type: u32, payload: &[u8]) {
+        let head = wire::record_header(tlv_type, payload.len());
+        let pad = &ZEROS[..wire::padded(payload.len()) - payload.len()];
+        let inline = payload.len() <= INLINE_MAX;
+        if !inline && !b.ext {
+            // The records so far are contiguous in the buffer: their CRC in one pass; from the
+            // first zero-copy payload on, record by record.
+            b.ext = true;
+            b.crc = b.crc.map(|_| wire::crc32_append(0, &self.buf[b.at + wire::HEADER_LEN..]));
+        }
+        if let Some(c) = b.crc.as_mut().filter(|_| b.ext) {
+            *c = wire::crc32_append(wire::crc32_append(wire::crc32_append(*c, &head), payload), pad);
+        }
+        self.own(&head);
+        if inline {
+            self.own(payload);
+        } else {
+            self.segs.push_back(Seg::Ext { seq: b.seq + u64::from(b.count), off: 0, len: payload.len() });
+            self.pending += payload.len();
+            self.queued += payload.len() as u64;
+        }
+        self.own(pad);
+        b.count += 1;
+        b.len += head.len() + payload.len() + pad.len();
+    }
+
+    /// Ends `b`: writes its header and marks its last record as delivered once the frame is
+    /// wholly written. A batch with no record leaves nothing behind.
+    pub fn end_batch(&mut self, b: BatchFrame) {
+        if b.count == 0 {
+            self.buf.truncate(b.at);
+            self.pending -= wire::HEADER_LEN;
+            self.queued -= wire::HEADER_LEN as u64;
+            match self.segs.back_mut() {
+                Some(Seg::Own(n)) if *n > wire::HEADER_LEN => *n -= wire::HEADER_LEN,
+                _ => {
+                    self.segs.pop_back();
+                }
+            }
+            return;
+        }
+        let crc = match b.crc {
+            Some(_) if !b.ext => wire::crc32_append(0, &self.buf[b.at + wire::HEADER_LEN..]),
+            Some(c) => c,
+            None => 0,
+        };
+        let h = wire::encode_header_of(FrameKind::Batch, b.count, b.seq, b.len, crc);
+        self.buf[b.at..b.at + wire::HEADER_LEN].copy_from_slice(&h);
+        self.mark(b.seq + u64::from(b.count) - 1);
     }
 
     /// Writes until everything is written (Ok(true)) or the socket would block (Ok(false)).

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use junos_sync::proto::handshake::{Hello, Role, PROTOCOL_VERSION};
+use junos_sync::proto::handshake::{Hello, Role, HANDSHAKE_VERSION};
 use junos_sync::proto::noise::{Initiator, Psk};
 use junos_sync::proto::seal::{Opener, Sealer};
 use junos_sync::proto::wire::{self, push_frame, FrameError, FrameKind, HEADER_LEN};
@@ -55,15 +55,25 @@ pub fn bare_header(kind: FrameKind, seq: u64, len: u32) -> Vec<u8> {
     h.to_vec()
 }
 
-/// A backup's HELLO.
+/// A backup's HELLO, as release 1.1 sends it (stream version 1: one DATA frame per TLV).
 pub fn hello(session: u64, peer_session: u64, seq: u64) -> Hello {
-    Hello { version: PROTOCOL_VERSION, role: Role::Backup, flags: 0, keepalive_ms: 2000, session, peer_session, seq }
+    Hello {
+        version: HANDSHAKE_VERSION,
+        role: Role::Backup,
+        flags: 0,
+        keepalive_ms: 2000,
+        max_version: 0,
+        session,
+        peer_session,
+        seq,
+    }
 }
 
-/// A master's WELCOME answering `h`.
+/// A master's WELCOME answering `h`, as release 1.1 sends it (stream version 1).
 pub fn welcome(h: &Hello, session: u64, seq: u64) -> Hello {
     Hello {
-        version: PROTOCOL_VERSION,
+        version: 1,
+        max_version: 0,
         role: Role::Master,
         flags: 0,
         keepalive_ms: h.keepalive_ms,

@@ -17,9 +17,9 @@ use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::quiet::{more, Quiet};
 use crate::engine::status::{LinkState, Resync, Snapshot};
-use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
+use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, HANDSHAKE_VERSION};
 use crate::proto::noise::Initiator;
-use crate::proto::wire::{FrameKind, MAX_DATA_LEN, REFUSE_AUTH};
+use crate::proto::wire::{self, FrameKind, MAX_BATCH_LEN, REFUSE_AUTH};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -184,7 +184,7 @@ impl Backup {
     fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
         let addr = SocketAddr::V4(self.cfg.sock_addr());
         let r = TcpStream::connect(addr)
-            .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_DATA_LEN), self.cfg.keepalive));
+            .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_BATCH_LEN), self.cfg.keepalive));
         match r {
             Ok(mut c) => {
                 // Readiness means nothing until the connect completes.
@@ -219,10 +219,11 @@ impl Backup {
 
     fn send_hello(&self, c: &mut Conn, applied: u64) {
         let hello = Hello {
-            version: PROTOCOL_VERSION,
+            version: HANDSHAKE_VERSION,
             role: Role::Backup,
             flags: if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 },
             keepalive_ms: keepalive_ms(self.cfg.keepalive),
+            max_version: self.cfg.max_version,
             session: self.session,
             peer_session: self.master_session,
             seq: applied,
@@ -261,7 +262,7 @@ impl Backup {
             FrameKind::Welcome => Hello::decode(&payload).map_err(|e| Fault::Malformed(e.to_string()))?,
             k => return Err(Fault::Violation(format!("expected a handshake, got {k:?}"))),
         };
-        let refusal = match w.check(Role::Master) {
+        let refusal = match w.check_welcome(self.cfg.max_version) {
             Err(e) => Some(Fault::Refused(e.to_string())),
             Ok(()) if w.peer_session != self.session => {
                 Some(Fault::Violation("handshake answers another session".into()))
@@ -280,6 +281,7 @@ impl Backup {
             unreachable!("state checked above")
         };
         c.keepalive = Duration::from_millis(u64::from(w.keepalive_ms.max(1000))).min(self.cfg.keepalive);
+        c.set_version(w.version);
         if w.flags & FLAG_RESUME == 0 {
             self.walked = None;
         }
@@ -293,8 +295,9 @@ impl Backup {
         self.state = State::Up(c);
         let _ = self.outage.clear();
         env.log(&format!(
-            "junos-sync backup: connected to master {}{}{}",
+            "junos-sync backup: connected to master {} (protocol version {}){}{}",
             self.cfg.sock_addr(),
+            w.version,
             if w.flags & FLAG_RESUME != 0 { ", resuming" } else { "" },
             if sealed { ", authenticated and encrypted" } else { "" }
         ));
@@ -349,28 +352,54 @@ impl Backup {
     /// Applies the frames buffered; false if the turn's time ran out first (frames remain).
     fn apply_buffered<A: App>(&mut self, env: &mut Env<A>, end: Instant) -> Result<bool, Fault> {
         let State::Up(c) = &mut self.state else { return Ok(true) };
+        // Entries applied since the clock was last read (a batch counts its records).
         let mut n = 0u32;
         while env.can_take() {
-            n += 1;
-            if n % 64 == 0 && Instant::now() >= end {
-                return Ok(false);
+            if n >= 64 {
+                n = 0;
+                if Instant::now() >= end {
+                    return Ok(false);
+                }
             }
             let Some(f) = c.next_frame()? else { break };
+            n += 1;
             let h = f.header;
-            if h.kind.is_sequenced() && h.seq != self.parsed + 1 {
+            if h.kind.is_sequenced() && Some(h.seq) != self.parsed.checked_add(1) {
                 return Err(Fault::Violation(format!(
-                    "{:?} frame has sequence {}, expected {}",
-                    h.kind,
-                    h.seq,
-                    self.parsed + 1
+                    "{:?} frame has sequence {}, expected the one after {}",
+                    h.kind, h.seq, self.parsed
                 )));
             }
+            let batches = c.version() >= 2;
             match h.kind {
-                FrameKind::Data => {
+                FrameKind::Data if !batches => {
                     env.decode(c.payload(&f), h.seq);
                     if let Some(n) = &mut self.walked {
                         *n += 1;
                     }
+                }
+                FrameKind::Batch if batches => {
+                    // Every record checked before any is applied.
+                    let p = c.payload(&f);
+                    wire::check_batch(p, h.aux).map_err(|e| Fault::Malformed(e.to_string()))?;
+                    if h.seq.checked_add(u64::from(h.aux)).is_none() {
+                        return Err(Fault::Violation("a batch runs past the last sequence number".into()));
+                    }
+                    n += h.aux;
+                    let mut at = 0;
+                    for k in 0..u64::from(h.aux) {
+                        let (_, r, next) = wire::record_at(p, at);
+                        at = next;
+                        env.decode(&mut p[r], h.seq + k);
+                        self.parsed = h.seq + k;
+                        if let Some(n) = &mut self.walked {
+                            *n += 1;
+                        }
+                        if env.halted() {
+                            return Ok(true);
+                        }
+                    }
+                    continue;
                 }
                 FrameKind::SyncBegin => {
                     env.db_clear(h.seq);

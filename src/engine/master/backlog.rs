@@ -63,6 +63,18 @@ impl<T> Backlog<T> {
         self.get(seq).map(|e| (seq, e))
     }
 
+    /// The next entry the writer has not taken, without taking it.
+    pub fn peek_unsent(&self) -> Option<&Entry<T>> {
+        self.get(self.send_seq)
+    }
+
+    /// Takes the entry `peek_unsent` showed.
+    pub fn skip_unsent(&mut self) {
+        if self.send_seq < self.next_seq() {
+            self.send_seq += 1;
+        }
+    }
+
     /// Everything from `seq` on is to be sent again (a new connection).
     pub fn rewind(&mut self, seq: u64) {
         debug_assert!(seq >= self.front_seq && seq <= self.next_seq());

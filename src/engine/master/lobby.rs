@@ -21,7 +21,7 @@ use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::quiet::{more, Quiet};
 use crate::engine::shared::Shared;
-use crate::proto::handshake::{Hello, Role};
+use crate::proto::handshake::Hello;
 use crate::proto::noise;
 use crate::proto::wire::{FrameKind, MAX_CONTROL_LEN, REFUSE_AUTH, REFUSE_OTHER};
 
@@ -94,7 +94,7 @@ impl Lobby {
                     Err(Fault::Auth("no HELLO sealed with the agreed keys in time (a replayed handshake?)".into()))
                 }
                 Ok(None) => Err(Fault::Silent("no handshake in time")),
-                Ok(Some(hello)) => hello.check(Role::Backup).map(|()| hello).map_err(|e| Fault::Refused(e.to_string())),
+                Ok(Some(hello)) => hello.check_hello().map(|()| hello).map_err(|e| Fault::Refused(e.to_string())),
                 Err(f) => Err(f),
             };
             let p = self.pending[i].take().expect("slot");

@@ -28,7 +28,7 @@ use crate::engine::queue::budget::Held;
 use crate::engine::quiet::{more, Quiet};
 use crate::engine::shared::Counters;
 use crate::engine::status::{LinkState, Resync, Snapshot, Stamps};
-use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, PROTOCOL_VERSION};
+use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME};
 use crate::proto::wire::{FrameKind, REFUSE_OTHER};
 
 pub(crate) mod backlog;
@@ -39,6 +39,8 @@ use walk::Walk;
 
 /// Stop walking and filling once this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 1 << 20;
+/// A BATCH frame takes records until it holds this many bytes (one larger TLV goes alone).
+const BATCH_BYTES: usize = 64 << 10;
 const MAX_READS_PER_STEP: usize = 16;
 
 /// The connection to the current backup.
@@ -338,16 +340,19 @@ impl<A: App> Master<A> {
             self.session_delivered = after;
         }
         self.backup_session = hello.session;
+        let version = hello.negotiate();
         let welcome = Hello {
-            version: PROTOCOL_VERSION,
+            version,
             role: Role::Master,
             flags,
             keepalive_ms: keepalive_ms(conn.keepalive),
+            max_version: 0,
             session: self.session,
             peer_session: hello.session,
             seq: after,
         };
         conn.out.control(FrameKind::Welcome, 0, &welcome.encode());
+        conn.set_version(version);
         self.link = Some(Link { conn, since: now, base: after, acked: after });
         env.conn_status(true);
     }
@@ -509,15 +514,30 @@ impl<A: App> Master<A> {
         env.pump();
     }
 
-    /// Moves unsent backlog entries into the connection's output, up to the high-water mark.
+    /// Moves unsent backlog entries into the connection's output, up to the high-water mark:
+    /// in BATCH frames (version 2: many TLVs per header and CRC) or a DATA frame each.
     fn fill(&mut self) {
         let Some(l) = self.link.as_mut() else { return };
         let c = &mut l.conn;
+        let batches = c.version() >= 2;
+        let crc = c.batch_crc();
         while c.out.pending() < OUT_HIGH_WATER {
             let Some((seq, e)) = self.backlog.take_unsent() else {
                 break;
             };
             match e {
+                Entry::Queued { tlv, .. } | Entry::Walked(tlv) if batches => {
+                    let mut b = c.out.begin_batch(seq, crc);
+                    c.out.record(&mut b, tlv.tlv().tlv_type(), tlv.tlv().payload());
+                    while b.len() < BATCH_BYTES {
+                        let Some(Entry::Queued { tlv, .. } | Entry::Walked(tlv)) = self.backlog.peek_unsent() else {
+                            break;
+                        };
+                        c.out.record(&mut b, tlv.tlv().tlv_type(), tlv.tlv().payload());
+                        self.backlog.skip_unsent();
+                    }
+                    c.out.end_batch(b);
+                }
                 Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
                     c.out.data(seq, tlv.tlv().tlv_type(), tlv.tlv().payload())
                 }

@@ -58,17 +58,18 @@ pub(crate) fn decide(h: &Hello, f: &Facts) -> Start {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::handshake::{Role, PROTOCOL_VERSION};
+    use crate::proto::handshake::{Role, HANDSHAKE_VERSION, PROTOCOL_VERSION};
 
     const M: u64 = 0xaaaa;
     const B: u64 = 0xbbbb;
 
     fn hello(session: u64, peer_session: u64, seq: u64) -> Hello {
         Hello {
-            version: PROTOCOL_VERSION,
+            version: HANDSHAKE_VERSION,
             role: Role::Backup,
             flags: 0,
             keepalive_ms: 1000,
+            max_version: PROTOCOL_VERSION,
             session,
             peer_session,
             seq,

@@ -44,6 +44,8 @@ pub(crate) struct Conn {
     pub writable: bool,
     /// Negotiated keepalive time (the smaller of the two sides').
     pub keepalive: Duration,
+    /// The stream's protocol version, once the handshake chose it (1 before).
+    version: u16,
 }
 
 impl Conn {
@@ -70,6 +72,7 @@ impl Conn {
             readable: true,
             writable: true,
             keepalive,
+            version: 1,
         })
     }
 
@@ -120,6 +123,22 @@ impl Conn {
 
     pub(crate) fn is_sealed(&self) -> bool {
         self.sealed.is_some()
+    }
+
+    /// The handshake chose stream version `v`: from 2 on, the stream travels in BATCH frames,
+    /// with a CRC32C unless the connection is sealed (the AEAD tag covers them).
+    pub(crate) fn set_version(&mut self, v: u16) {
+        self.version = v;
+        self.inbuf.set_batch_crc(!self.is_sealed());
+    }
+
+    pub(crate) fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// Whether BATCH frames this side sends carry a CRC32C.
+    pub(crate) fn batch_crc(&self) -> bool {
+        !self.is_sealed()
     }
 
     /// Everything sent and received from now on is encrypted with `noise`. Nothing may be
