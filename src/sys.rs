@@ -1,6 +1,6 @@
 //! The few platform calls the safe core needs and std does not offer: the SIGPIPE mask of the
-//! loop thread, the eventfd an application's loop watches in dispatch mode, and the CPU's
-//! CRC32C instruction for the short inputs of the frame path.
+//! loop thread, the eventfd an application's loop watches in dispatch mode, the effective user
+//! id, and the CPU's CRC32C instruction for the short inputs of the frame path.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
@@ -37,6 +37,12 @@ impl Bell {
         // SAFETY: reads at most 8 bytes into a live local from our own descriptor.
         unsafe { libc::read(self.fd(), std::ptr::addr_of_mut!(n).cast(), 8) };
     }
+}
+
+/// The effective user id of this process: whose files it may trust.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Blocks SIGPIPE on the calling thread.

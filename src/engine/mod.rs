@@ -6,6 +6,7 @@ mod backup;
 mod budget;
 mod config;
 mod context;
+mod env_vars;
 mod error;
 mod keys;
 mod master;

@@ -6,16 +6,47 @@
 
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use mio::net::UnixListener;
 use mio::{Interest, Registry};
 
 use crate::engine::net::tokens;
+use crate::sys;
 
 /// The environment variable naming the directory.
 pub(crate) const STATUS_DIR_VAR: &str = "JUNOS_SYNC_STATUS_DIR";
+
+/// `dir` resolved, if it can hold status sockets; else why not. It and every directory above
+/// it must be owned by this process's user or root and not writable by group or others unless
+/// sticky (what ssh's StrictModes asks of the path to a user's keys): otherwise someone else
+/// could replace a socket, or the directory, under the daemon.
+pub(crate) fn checked_dir(dir: &Path) -> Result<PathBuf, String> {
+    let real = fs::canonicalize(dir).map_err(|e| format!("cannot use it: {e}"))?;
+    let me = sys::euid();
+    for (i, d) in real.ancestors().enumerate() {
+        let m = fs::metadata(d).map_err(|e| format!("cannot check {}: {e}", d.display()))?;
+        if i == 0 && !m.is_dir() {
+            return Err(format!("{} is not a directory", d.display()));
+        }
+        if m.uid() != me && m.uid() != 0 {
+            return Err(format!(
+                "{} is owned by uid {}, neither this process's user (uid {me}) nor root",
+                d.display(),
+                m.uid()
+            ));
+        }
+        if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+            return Err(format!(
+                "{} is writable by group or others (mode {:o}) and not sticky: anyone could replace the status socket",
+                d.display(),
+                m.mode() & 0o7777
+            ));
+        }
+    }
+    Ok(real)
+}
 
 pub(crate) struct StatusSocket {
     listener: UnixListener,
