@@ -376,7 +376,7 @@ case_planted() {
     master_port
     mpid=${FS_PID[M]}
     wait_socket "$DIR/junos-sync.$mpid.master.$PORT.1.sock"
-    planted=$DIR/junos-sync.1.master.1.1.sock
+    planted=$DIR/junos-sync.1.master.1.sock  # named as a 1.1 library names it
     python3 "$CHECK" dribble "$planted" 0.5 2>"$FS_CASE_DIR/dribble.err" &
     FS_PID[P]=$!                              # killed by the case's cleanup whatever happens
     echo "${FS_PID[P]}" >>"$FS_WORK/pids"
