@@ -9,11 +9,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <time.h>
 
 static void h_apps_reap(bool all);
@@ -818,6 +820,25 @@ void *h_walk_next(h_table_t *t, void *cur, junos_sync_getnext_data_t *gn, size_t
     junos_sync_tlv_t *tlv = h_tlv_rec(H_OP_WALK, &r, 0, 0, extra);
     gn->data = tlv;
     return tlv->tlv_value;
+}
+
+/* ------------------------------------------------------------------------------------------ */
+/* Scratch files.                                                                             */
+
+void h_tmp_dir(char *dir, size_t cap, const char *tag)
+{
+    snprintf(dir, cap, "/tmp/jsync-%s-XXXXXX", tag);
+    if (mkdtemp(dir) == NULL)
+        h_fail(__FILE__, __LINE__, "mkdtemp %s: %s", dir, strerror(errno));
+}
+
+void h_write_file(char *path, size_t cap, const char *dir, const char *name, const void *bytes, size_t n,
+                  mode_t mode)
+{
+    snprintf(path, cap, "%s/%s", dir, name);
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || (n > 0 && write(fd, bytes, n) != (ssize_t)n) || close(fd) != 0 || chmod(path, mode) != 0)
+        h_fail(__FILE__, __LINE__, "cannot write %s: %s", path, strerror(errno));
 }
 
 /* ------------------------------------------------------------------------------------------ */

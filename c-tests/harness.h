@@ -277,6 +277,13 @@ bool h_on_app_thread(void); /* whether this is one of the harness's application 
 #define junos_sync_exit(ctx) h_exit_ctx(ctx)
 #endif
 
+/* Scratch files. h_tmp_dir: a new directory /tmp/jsync-TAG-XXXXXX (mkdtemp: mode 0700), its
+ * path into dir (cap: at least 64); h_write_file: `n` bytes of `bytes` into dir/name, then
+ * chmod `mode`, its path into path. Each records a failure when it cannot. */
+void h_tmp_dir(char *dir, size_t cap, const char *tag);
+void h_write_file(char *path, size_t cap, const char *dir, const char *name, const void *bytes, size_t n,
+                  mode_t mode);
+
 /* Misc. */
 int h_thread_count(void);          /* threads of this process (not the harness's application
                                     * threads of dispatch mode), or -1 */

@@ -280,18 +280,13 @@ static char g_dir[64];
 
 static void key_dir(void)
 {
-    snprintf(g_dir, sizeof g_dir, "/tmp/jsync-trust-XXXXXX");
-    if (mkdtemp(g_dir) == NULL)
-        h_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+    h_tmp_dir(g_dir, sizeof g_dir, "trust");
 }
 
 /* Writes `n` bytes of `bytes` to g_dir/name with `mode`; the path in `path`. */
 static void key_file(char *path, size_t cap, const char *name, const void *bytes, size_t n, mode_t mode)
 {
-    snprintf(path, cap, "%s/%s", g_dir, name);
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (fd < 0 || (n > 0 && write(fd, bytes, n) != (ssize_t)n) || close(fd) != 0 || chmod(path, mode) != 0)
-        h_fail(__FILE__, __LINE__, "cannot write %s: %s", path, strerror(errno));
+    h_write_file(path, cap, g_dir, name, bytes, n, mode);
 }
 
 static void test_key_file_fails_closed(void)
@@ -331,12 +326,11 @@ static void test_key_file_fails_closed(void)
                   "no log line saying '%s' for the %s key file", cases[i].why, cases[i].name);
         unlink(path);
     }
-    /* Unset or empty: no key, a context as usual. */
-    REQUIRE(setenv("JUNOS_SYNC_AUTH_KEY_FILE", "", 1) == 0);
+    /* Unset: no key, a context as usual (set but empty fails: test_config.c). */
+    unsetenv("JUNOS_SYNC_AUTH_KEY_FILE");
     junos_sync_context_t *c = make_master(NULL);
     CHECK(c != NULL);
     junos_sync_exit(c);
-    unsetenv("JUNOS_SYNC_AUTH_KEY_FILE");
     rmdir(g_dir);
     CHECK_ALLOC_BALANCED(1000);
 }

@@ -1,9 +1,13 @@
 //! The few platform calls the safe core needs and std does not offer: the SIGPIPE mask of the
-//! loop thread, the eventfd an application's loop watches in dispatch mode, and the CPU's
-//! CRC32C instruction for the short inputs of the frame path.
+//! loop thread, the eventfd an application's loop watches in dispatch mode, the effective user
+//! id and a Unix socket private from its creation (status sockets), and the CPU's CRC32C
+//! instruction for the short inputs of the frame path.
 
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
 
 /// An eventfd: readable while it has been rung and not cleared. Level-triggered loops (poll,
 /// select, eventlib) see it readable until `clear`; edge-triggered ones get an edge per `ring`.
@@ -37,6 +41,65 @@ impl Bell {
         // SAFETY: reads at most 8 bytes into a live local from our own descriptor.
         unsafe { libc::read(self.fd(), std::ptr::addr_of_mut!(n).cast(), 8) };
     }
+}
+
+/// The effective user id of this process: whose files it may trust.
+pub fn euid() -> u32 {
+    // SAFETY: geteuid takes nothing and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A non-blocking Unix stream socket listening at `path`, whose file is created with `mode`
+/// (less the umask) by the bind itself.
+///
+/// Linux gives a socket's file the mode of the socket's own inode, which `fchmod` on the
+/// unbound descriptor sets: no moment where others can connect, no later `chmod` of a path
+/// (which follows a symlink someone put there), no `umask` (process-wide, other threads'
+/// files). The caller checks the result with `lstat`: a system that did otherwise is caught.
+/// `bind` never follows a symlink at `path`: an existing file of any kind is `EADDRINUSE`.
+pub fn unix_listener_with_mode(path: &Path, mode: u32) -> io::Result<UnixListener> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain data; all zeroes is a valid value of it.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "{} is too long for a Unix socket ({} bytes, at most {})",
+                path.display(),
+                bytes.len(),
+                addr.sun_path.len() - 1
+            ),
+        ));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: socket takes no pointers; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns (closed when this drops).
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: fchmod on our own descriptor.
+    if unsafe { libc::fchmod(fd.as_raw_fd(), mode as libc::mode_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let len = std::mem::offset_of!(libc::sockaddr_un, sun_path) + bytes.len() + 1;
+    // SAFETY: `addr` is a valid sockaddr_un of at least `len` bytes.
+    let rc = unsafe { libc::bind(fd.as_raw_fd(), (&raw const addr).cast::<libc::sockaddr>(), len as libc::socklen_t) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen on our own bound descriptor.
+    if unsafe { libc::listen(fd.as_raw_fd(), 128) } != 0 {
+        let e = io::Error::last_os_error();
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(UnixListener::from(fd))
 }
 
 /// Blocks SIGPIPE on the calling thread.
@@ -158,6 +221,32 @@ mod tests {
         assert!(readable(b.fd()));
         b.clear();
         assert!(!readable(b.fd()));
+    }
+
+    #[test]
+    fn a_listener_is_private_from_its_creation() {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let d = std::env::temp_dir().join(format!("jsync-sys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir(&d).unwrap();
+        let p = d.join("s.sock");
+        let l = unix_listener_with_mode(&p, 0o600).unwrap();
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        assert!(m.file_type().is_socket());
+        assert_eq!(m.mode() & 0o777 & !0o600, 0, "mode {:o}", m.mode() & 0o777);
+        assert_eq!(m.uid(), euid());
+        std::os::unix::net::UnixStream::connect(&p).unwrap();
+        assert!(l.accept().is_ok());
+        // An existing name, a symlink included, is never followed nor replaced.
+        let e = unix_listener_with_mode(&p, 0o600).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::AddrInUse);
+        let link = d.join("link");
+        std::os::unix::fs::symlink(d.join("nowhere"), &link).unwrap();
+        assert_eq!(unix_listener_with_mode(&link, 0o600).unwrap_err().kind(), io::ErrorKind::AddrInUse);
+        assert!(!d.join("nowhere").exists());
+        let long = d.join("x".repeat(200));
+        assert!(unix_listener_with_mode(&long, 0o600).unwrap_err().to_string().contains("too long"));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -24,8 +24,18 @@ fn num(json: &str, key: &str) -> u64 {
     json[at..].chars().take_while(char::is_ascii_digit).collect::<String>().parse().unwrap()
 }
 
+/// The socket of this process's context of `role` on `port`, once there
+/// (`junos-sync.PID.ROLE.PORT.N.sock`: N numbers a process's status sockets).
 fn socket(dir: &Path, role: &str, port: u16) -> PathBuf {
-    dir.join(format!("junos-sync.{}.{role}.{port}.sock", std::process::id()))
+    let prefix = format!("junos-sync.{}.{role}.{port}.", std::process::id());
+    let mut found = None;
+    wait_for(&format!("a socket {prefix}N.sock"), 10, || {
+        found = std::fs::read_dir(dir).unwrap().flatten().map(|e| e.path()).find(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".sock"))
+        });
+        found.is_some()
+    });
+    found.expect("found")
 }
 
 #[test]

@@ -83,8 +83,10 @@ fn a_relative_status_dir_is_taken_from_the_directory_at_init() {
     std::env::remove_var("JUNOS_SYNC_STATUS_DIR");
     m.ctx().start().unwrap();
     let port = m.rec.lock().port;
-    let sock: PathBuf = first.join("status").join(format!("junos-sync.{}.master.{port}.sock", std::process::id()));
-    wait_for("the master's socket", 10, || sock.exists());
+    let opened = |r: &Record| r.logs.iter().find_map(|l| l.strip_prefix("junos-sync: status on ").map(PathBuf::from));
+    wait_for("the master's socket", 10, || opened(&m.rec.lock()).is_some());
+    let sock = opened(&m.rec.lock()).expect("opened");
+    assert!(sock.starts_with(first.join("status")) && sock.to_string_lossy().contains(&format!(".master.{port}.")));
     // The daemon moves on (as a daemon changing to its working directory does).
     std::env::set_current_dir(&second).unwrap();
     m.exit();

@@ -500,11 +500,20 @@ extern "C" {
  * why through `sync_log_msg_func` when it is set. NULL `sync_malloc_func`/`sync_free_func` mean
  * libc's. Nothing runs until `junos_sync_start`. Free the context with `junos_sync_exit`.
  *
- * If the environment variable `JUNOS_SYNC_AUTH_KEY_FILE` is set, the context is keyed with
- * the key in that file (several files separated by `:` for a key rotation, the first tried
- * first), as if by `junos_sync_set_auth_key`. It fails closed: a file that is missing, not a
- * regular file, readable or writable by group or others, empty, or shorter than
- * `JUNOS_SYNC_MIN_KEY_LEN` bytes makes this return NULL with a log line saying which.
+ * The environment is read here, and fails closed: a `JUNOS_SYNC_*` variable that is set but
+ * cannot be used as it says makes this return NULL, with a log line naming the variable, its
+ * value and what is wrong (unset, each has its default):
+ * - `JUNOS_SYNC_AUTH_KEY_FILE`: the context is keyed with the key in that file (several files
+ *   separated by `:` for a key rotation, the first tried first), as if by
+ *   `junos_sync_set_auth_key`. Refused: an empty path (`""`, `":"`), more than 4 files, and a
+ *   file that is missing, a symlink, not a regular file (a FIFO is not waited on), owned by
+ *   another user than this process's or root, readable or writable by group or others,
+ *   shorter than `JUNOS_SYNC_MIN_KEY_LEN` bytes, or one byte repeated.
+ * - `JUNOS_SYNC_BACKLOG_LIMIT`: the backlog limit in bytes (as `junos_sync_set_backlog_limit`
+ *   sets it), in decimal digits, 1 or more.
+ * - `JUNOS_SYNC_STATUS_DIR`: the directory of the context's status socket; it, and every
+ *   directory above it, must be owned by this process's user or root and not writable by
+ *   group or others unless sticky.
  *
  * # Safety
  * `state` and `callbacks` are NULL or point to valid structs.

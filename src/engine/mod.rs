@@ -5,6 +5,7 @@ mod app;
 mod backup;
 mod config;
 mod context;
+mod env_vars;
 mod error;
 mod keys;
 mod master;

@@ -19,7 +19,14 @@
 #   stale-and-switchover SIGKILL leaves the master's socket behind: STAT reports it stale (plain,
 #                        --json on stderr, --prometheus) and still shows the backup, exit 0; the
 #                        backup promoted by junos_sync_switchover serves a master's socket on its
-#                        new port in place of its backup's.
+#                        new port (the process's second: N is 2) in place of its backup's.
+#   planted              a socket planted next to a real master sends a byte of a status line
+#                        every 0.5 s for ever: plain, --json and --watch each finish (STAT's
+#                        deadline: 1 s for the socket, 2 s for the run; they used to hang for
+#                        hours), say it did not answer within 1 s, and show the master intact.
+#
+# A status socket is DIR/junos-sync.PID.ROLE.PORT.N.sock, N numbering the process's status
+# sockets: a flowd's first is 1.
 #
 # The change schedule comes from SEED (argument, else $FAULT_SEED, else random), printed first.
 # Prints `ok - NAME` / `not ok - NAME: WHY` per case, then `N passed, N failed`; exit 1 on failure.
@@ -118,7 +125,7 @@ case_resync_progress() {
     unset JUNOS_SYNC_BACKLOG_LIMIT
     master_port
     mpid=${FS_PID[M]}
-    wait_socket "$DIR/junos-sync.$mpid.master.$PORT.sock"
+    wait_socket "$DIR/junos-sync.$mpid.master.$PORT.1.sock"
     fs_rand 2147483647
     fs_ask M "fill $FLOWS $R" 180             # seconds on a loaded 2-core machine
     mkdir "$FS_CASE_DIR/samples"
@@ -221,11 +228,11 @@ case_resync_progress() {
 
     run_stat plain "$DIR"
     (( RC == 0 )) || fs_fail "plain view: status $RC"
-    has plain "master  pid $mpid  port $PORT  ($DIR/junos-sync.$mpid.master.$PORT.sock)"
+    has plain "master  pid $mpid  port $PORT  ($DIR/junos-sync.$mpid.master.$PORT.1.sock)"
     has plain "  resync      complete: $total entries walked and acknowledged"
     has plain "  lag         none: everything is acknowledged"
     has plain "  unacked     0 entries, 0 B of the 256.0 MiB backlog limit (0.0%)"
-    has plain "backup  pid $bpid  master port $PORT  ($DIR/junos-sync.$bpid.backup.$PORT.sock)"
+    has plain "backup  pid $bpid  master port $PORT  ($DIR/junos-sync.$bpid.backup.$PORT.1.sock)"
     has plain "  peer        127.0.0.1:$PORT (the master)"
     has plain "  resync      complete: $total entries applied"
     grep -qE '^  state       up for [0-9]' "$FS_CASE_DIR/plain.out" || fs_fail "plain view: no 'up for'"
@@ -281,8 +288,8 @@ case_sockets() {
     fs_ask M "fill 1000 1"
     fs_start B B backup "$PORT"
     fs_ask B "wait-synced $WAIT" $((WAIT + 5))
-    ms=$DIR/junos-sync.${FS_PID[M]}.master.$PORT.sock
-    bs=$DIR/junos-sync.${FS_PID[B]}.backup.$PORT.sock
+    ms=$DIR/junos-sync.${FS_PID[M]}.master.$PORT.1.sock
+    bs=$DIR/junos-sync.${FS_PID[B]}.backup.$PORT.1.sock
     wait_socket "$ms"
     wait_socket "$bs"
     for f in "$ms" "$bs"; do
@@ -319,8 +326,8 @@ case_stale_and_switchover() {
     fs_start A A backup "$PORT"
     fs_ask A "wait-synced $WAIT" $((WAIT + 5))
     mpid=${FS_PID[M]} apid=${FS_PID[A]}
-    ms=$DIR/junos-sync.$mpid.master.$PORT.sock
-    as=$DIR/junos-sync.$apid.backup.$PORT.sock
+    ms=$DIR/junos-sync.$mpid.master.$PORT.1.sock
+    as=$DIR/junos-sync.$apid.backup.$PORT.1.sock
     wait_socket "$ms"
     wait_socket "$as"
 
@@ -348,17 +355,54 @@ case_stale_and_switchover() {
     port2=${w[2]:-}
     [[ $port2 =~ ^[1-9][0-9]*$ ]] || fs_fail "no port in '$ANSWER'"
     wait_gone "$as"
-    wait_socket "$DIR/junos-sync.$apid.master.$port2.sock"
+    # The process's second status socket: N is 2.
+    wait_socket "$DIR/junos-sync.$apid.master.$port2.2.sock"
     run_stat promoted "$DIR"
-    has promoted "master  pid $apid  port $port2  ($DIR/junos-sync.$apid.master.$port2.sock)"
+    has promoted "master  pid $apid  port $port2  ($DIR/junos-sync.$apid.master.$port2.2.sock)"
     has promoted "stale   $ms"
     fs_quit A bb
-    wait_gone "$DIR/junos-sync.$apid.master.$port2.sock"
+    wait_gone "$DIR/junos-sync.$apid.master.$port2.2.sock"
     run_stat last "$DIR"
     (( RC == 0 )) && [[ $(grep -c . "$FS_CASE_DIR/last.out") == 2 ]] || fs_fail "only the stale socket should be left: $OUT"
+}
+
+# ------------------------------------------------------------------------------------------
+case_planted() {
+    local mpid planted
+    # shellcheck disable=SC2034 # filled by fs_quit (a nameref)
+    local -A mb=()
+    status_dir
+    fs_start M "" master 0
+    master_port
+    mpid=${FS_PID[M]}
+    wait_socket "$DIR/junos-sync.$mpid.master.$PORT.1.sock"
+    planted=$DIR/junos-sync.1.master.1.sock  # named as a 1.1 library names it
+    python3 "$CHECK" dribble "$planted" 0.5 2>"$FS_CASE_DIR/dribble.err" &
+    FS_PID[P]=$!                              # killed by the case's cleanup whatever happens
+    echo "${FS_PID[P]}" >>"$FS_WORK/pids"
+    wait_socket "$planted"
+
+    run_stat plain --timeout 1 "$DIR"
+    (( RC == 1 )) || fs_fail "plain view: status $RC, expected 1 (a socket did not answer)"
+    has plain "master  pid $mpid  port $PORT  ($DIR/junos-sync.$mpid.master.$PORT.1.sock)"
+    grep -qE '^  state       down for [0-9]' "$FS_CASE_DIR/plain.out" || fs_fail "plain view: the master's state is not shown: $OUT"
+    grep -qxF "  error       no answer within 1 s (pid 1 stopped, or its junos-sync loop busy: a backup applying a resync?)" \
+        "$FS_CASE_DIR/plain.out" || fs_fail "plain view: the planted socket is not reported as silent: $OUT"
+    run_stat json --json --timeout 1 "$DIR"
+    (( RC == 1 )) || fs_fail "--json: status $RC, expected 1"
+    [[ $(grep -c '"socket":' "$FS_CASE_DIR/json.out") == 1 ]] && grep -qF "\"pid\":$mpid,\"role\":\"master\"" "$FS_CASE_DIR/json.out" ||
+        fs_fail "--json should hold the master only: $OUT"
+    grep -qF "$planted: no answer within 1 s" "$FS_CASE_DIR/json.err" || fs_fail "--json did not report the planted socket"
+    run_stat watch --watch 0.2 --count 2 --timeout 1 "$DIR"
+    (( RC == 0 )) || fs_fail "--watch: status $RC"
+    [[ $(grep -cF "master  pid $mpid  port $PORT" "$FS_CASE_DIR/watch.out") == 2 ]] ||
+        fs_fail "--watch did not draw the master in both frames: $(cat -v "$FS_CASE_DIR/watch.out" | head -c 2000)"
+    fs_kill9 P
+    fs_quit M mb
 }
 
 fs_case resync-progress case_resync_progress
 fs_case sockets case_sockets
 fs_case stale-and-switchover case_stale_and_switchover
+fs_case planted case_planted
 fs_summary

@@ -7,6 +7,10 @@
       progression: walked and acked never go back, acked never passes walked, the resync is seen
       under way, ends (running false) with walked = acked = TOTAL and stays ended; the backup's
       walked = acked (entries applied), rising to TOTAL. Prints what it saw, one line.
+  stat_check.py dribble SOCKET SECONDS
+      Listens on the Unix socket SOCKET (a name a status socket has) and sends whoever connects
+      a status line one byte every SECONDS, for ever: a socket planted to hang a reader. Runs
+      until killed.
   stat_check.py prometheus FILE
       Every line of FILE is a HELP, a TYPE or a sample of the text exposition format; each
       family's HELP and TYPE come once, before its samples, and its samples are together; the
@@ -18,7 +22,10 @@ Exit status 1 with the reason on stderr when a check fails, 2 on wrong usage.
 import json
 import os
 import re
+import socket
 import sys
+import threading
+import time
 
 
 def fail(why):
@@ -113,7 +120,7 @@ def progress(samples_dir, master_pid, backup_pid, total):
 
 # The families every exposition has, and those each context has, with their types.
 ALWAYS = {"junos_sync_stat_contexts": "gauge", "junos_sync_stat_stale_sockets": "gauge",
-          "junos_sync_stat_failed_sockets": "gauge"}
+          "junos_sync_stat_failed_sockets": "gauge", "junos_sync_stat_untrusted_sockets": "gauge"}
 PER_CONTEXT = {
     "junos_sync_up": "gauge", "junos_sync_state": "gauge", "junos_sync_state_seconds": "gauge",
     "junos_sync_keyed": "gauge", "junos_sync_lag_seconds": "gauge", "junos_sync_unacked_entries": "gauge",
@@ -182,10 +189,32 @@ def prometheus(path):
     print(f"{len(typed)} families, {sum(len(s) for s in samples.values())} samples, {contexts} contexts")
 
 
+def dribble(path, every):
+    line = b'{"version":1,"pid":1,"role":"master","port":1,"state":"up"}\n'
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(64)
+
+    def serve(c):
+        with c:
+            for i in range(1 << 62):
+                try:
+                    c.sendall(line[i % len(line):i % len(line) + 1])
+                except OSError:
+                    return
+                time.sleep(every)
+
+    while True:
+        c, _ = srv.accept()
+        threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+
 def main():
     a = sys.argv[1:]
     if len(a) == 5 and a[0] == "progress":
         progress(a[1], int(a[2]), int(a[3]), int(a[4]))
+    elif len(a) == 3 and a[0] == "dribble":
+        dribble(a[1], float(a[2]))
     elif len(a) == 2 and a[0] == "prometheus":
         prometheus(a[1])
     else:

@@ -21,7 +21,8 @@ use crate::engine::app::dispatcher::Dispatcher;
 use crate::engine::app::env::{Env, Port};
 use crate::engine::app::{App, Freer, Logger, Tlv};
 use crate::engine::backup::Backup;
-use crate::engine::config::{Config, DEFAULT_BACKLOG_LIMIT};
+use crate::engine::config::Config;
+use crate::engine::env_vars::{self, FromEnv};
 use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
@@ -31,7 +32,6 @@ use crate::engine::queue::budget::counted_size;
 use crate::engine::queue::ring::Ring;
 use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Role};
 use crate::engine::shared::{Shared, Stats};
-use crate::engine::status::socket::STATUS_DIR_VAR;
 use crate::engine::status::{LinkState, Snapshot, Status};
 use crate::proto::wire::MAX_DATA_LEN;
 
@@ -103,19 +103,14 @@ fn check<A: App>(cfg: &Config, app: &A) -> Option<&'static str> {
     None
 }
 
-/// The backlog limit from `JUNOS_SYNC_BACKLOG_LIMIT` (bytes), or the default.
-fn backlog_limit_from_env() -> usize {
-    std::env::var("JUNOS_SYNC_BACKLOG_LIMIT").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_BACKLOG_LIMIT)
-}
-
 impl<A: App> Context<A> {
-    /// A context for `cfg`, with the keys named by `JUNOS_SYNC_AUTH_KEY_FILE` if it is set.
+    /// A context for `cfg`, with what the `JUNOS_SYNC_*` environment variables ask (`env_vars`).
     pub fn new(cfg: Config, app: A, logger: Logger) -> Result<Self, Error> {
         if let Some(why) = check(&cfg, &app) {
             logger(&format!("junos_sync_init: {why}"));
             return Err(Error::Invalid);
         }
-        let keys = Keys::from_env().map_err(|why| {
+        let FromEnv { keys, backlog_limit, status_dir } = env_vars::read().map_err(|why| {
             logger(&format!("junos_sync_init: {why}"));
             Error::Invalid
         })?;
@@ -129,7 +124,7 @@ impl<A: App> Context<A> {
         })?;
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         crate::sys::barriers_ready();
-        let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit_from_env());
+        let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit);
         *shared.status.lock() =
             Snapshot { is_master: cfg.is_master, port: cfg.port, keyed: !keys.is_empty(), ..Snapshot::default() };
         Ok(Context {
@@ -144,10 +139,7 @@ impl<A: App> Context<A> {
             appq: Mutex::new(None),
             app_side: Mutex::new(None),
             exit_hook: Mutex::new(None),
-            // Absolute now: a daemon that changes directory later still finds (and removes) it.
-            status_dir: std::env::var_os(STATUS_DIR_VAR)
-                .filter(|d| !d.is_empty())
-                .and_then(|d| std::path::absolute(std::path::PathBuf::from(d)).ok()),
+            status_dir,
         })
     }
 

@@ -1,6 +1,7 @@
 //! junos-sync-stat: the replication status of the junos-sync contexts on this machine, read from
 //! the status sockets their processes serve in JUNOS_SYNC_STATUS_DIR (junos-sync-stat(1)).
 
+mod clean;
 mod probe;
 mod prom;
 mod status;
@@ -24,7 +25,8 @@ const USAGE: &str =
   --prometheus   the Prometheus text exposition format
   --watch [S]    redraw every S seconds (default 1) until interrupted
   --count N      with --watch: stop after N frames
-  --timeout S    give up on a socket that has not answered after S seconds (default 2)";
+  --timeout S    give up on a socket S seconds after connecting to it, and on the whole
+                 run (every socket, or one frame of --watch) after twice that (default 2)";
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Mode {
@@ -122,7 +124,9 @@ fn parse(args: &[String], env_dir: Option<&str>) -> Result<Option<Options>, Stri
     Ok(Some(Options { mode, dir, timeout, count }))
 }
 
-/// The array --json prints: each status line as the library sent it, with "socket" added first.
+/// The array --json prints: each status line as the library sent it, with "socket" added first
+/// (and "untrusted_owner" for a socket of another user than this program's or root), and the
+/// characters a terminal acts on escaped as JSON allows (`clean::json`).
 fn json(probes: &[Probe]) -> String {
     let objects: Vec<String> = probes
         .iter()
@@ -131,8 +135,10 @@ fn json(probes: &[Probe]) -> String {
             // The line is an object (checked when read): `{` and its first member, or `}`.
             let rest = line.trim_start().strip_prefix('{')?.trim_start();
             let socket = serde_json::Value::from(p.socket.path.to_string_lossy()).to_string();
+            let owner =
+                p.socket.untrusted_owner().map_or_else(String::new, |uid| format!(",\"untrusted_owner\":{uid}"));
             let sep = if rest.starts_with('}') { "" } else { "," };
-            Some(format!("{{\"socket\":{socket}{sep}{rest}"))
+            Some(clean::json(&format!("{{\"socket\":{socket}{owner}{sep}{rest}")).into_owned())
         })
         .collect();
     if objects.is_empty() {
@@ -145,7 +151,13 @@ fn json(probes: &[Probe]) -> String {
 /// For the modes whose output is for programs: what is not a context goes to stderr.
 fn warn_about(probes: &[Probe]) {
     for p in probes {
-        let path = p.socket.path.display();
+        let path = clean::path(&p.socket.path);
+        if let Some(uid) = p.socket.untrusted_owner() {
+            eprintln!(
+                "junos-sync-stat: {path}: owned by uid {uid}, neither you (uid {}) nor root: not to be trusted",
+                probe::me()
+            );
+        }
         match &p.answer {
             Answer::Stale { pid_alive: false } => {
                 eprintln!("junos-sync-stat: {path}: stale: pid {} is gone and left its socket", p.socket.pid)
@@ -169,13 +181,27 @@ fn emit(s: &str) -> io::Result<()> {
     out.flush()
 }
 
+/// Why the sockets in `dir` may be anyone's, if they may: a directory that others can write
+/// and that is not sticky (the library refuses to put its sockets in one).
+fn dir_warning(dir: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(dir).ok()?.mode();
+    (mode & 0o022 != 0 && mode & 0o1000 == 0).then(|| {
+        format!(
+            "warning: {} is writable by group or others (mode {:o}) and not sticky: anyone could have made these sockets",
+            clean::path(dir),
+            mode & 0o7777
+        )
+    })
+}
+
 fn dir_error(dir: &Path, e: &io::Error, env_dir: Option<&str>) -> String {
     let hint = if env_dir.is_none() && e.kind() == io::ErrorKind::NotFound {
         format!(" (give the directory the daemons have in {DIR_VAR})")
     } else {
         String::new()
     };
-    format!("cannot read {}: {e}{hint}", dir.display())
+    format!("cannot read {}: {e}{hint}", clean::path(dir))
 }
 
 /// The local time of day, `14:03:07`.
@@ -207,6 +233,9 @@ fn watch(o: &Options, every: Duration, env_dir: Option<&str>) -> io::Result<()> 
         };
         let now = Instant::now();
         if body.is_empty() {
+            if let Some(w) = dir_warning(&o.dir) {
+                body = format!("{w}\n\n");
+            }
             text::render(&mut body, &o.dir, &probes, Some(text::Watch { last: &last, now }));
         }
         last = text::samples(&probes, now);
@@ -215,7 +244,7 @@ fn watch(o: &Options, every: Duration, env_dir: Option<&str>) -> io::Result<()> 
         let mut frame = String::from(if first { "\x1b[H\x1b[2J" } else { "\x1b[H" });
         frame.push_str(&format!(
             "junos-sync-stat  {}  every {}  {}  (Ctrl-C to quit)\x1b[K\n\x1b[K\n",
-            o.dir.display(),
+            clean::path(&o.dir),
             probe::seconds(every),
             clock()
         ));
@@ -248,6 +277,9 @@ fn run(o: &Options, env_dir: Option<&str>) -> io::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
+    if let Some(w) = dir_warning(&o.dir) {
+        eprintln!("junos-sync-stat: {w}");
+    }
     match o.mode {
         Mode::Plain => {
             let mut out = String::new();
@@ -343,11 +375,11 @@ mod tests {
     fn json_keeps_the_line_and_adds_the_socket() {
         let line = status::tests::MASTER;
         let p = Probe {
-            socket: Socket::from_name(Path::new("/d"), "junos-sync.42.master.4000.sock").unwrap(),
+            socket: Socket::from_name(Path::new("/d"), "junos-sync.42.master.4000.sock", 0).unwrap(),
             answer: Answer::Status { line: line.into(), value: serde_json::from_str(line).unwrap() },
         };
         let stale = Probe {
-            socket: Socket::from_name(Path::new("/d"), "junos-sync.7.master.1.sock").unwrap(),
+            socket: Socket::from_name(Path::new("/d"), "junos-sync.7.master.1.sock", 0).unwrap(),
             answer: Answer::Stale { pid_alive: false },
         };
         let out = json(&[p, stale]);

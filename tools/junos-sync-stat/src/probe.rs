@@ -1,19 +1,26 @@
-//! Finding the status sockets in a directory and asking each for its one JSON line.
+//! Finding the status sockets in a directory and asking each for its one JSON line: from one
+//! thread, a bounded number at once, each within its deadline and the whole run within its
+//! own, whatever the sockets do (a socket that dribbles a byte at a time, a thousand that never
+//! answer).
 
 use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileTypeExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 /// More than any status line will be: a peer that sends more is not a junos-sync context.
-const MAX_ANSWER: u64 = 1 << 16;
+const MAX_ANSWER: usize = 1 << 16;
 
-/// A status socket, and what its name says: `junos-sync.PID.ROLE.PORT.sock`.
+/// Sockets asked at once (a descriptor each); the others wait for a place.
+const IN_FLIGHT: usize = 64;
+
+/// A status socket, and what its name says: `junos-sync.PID.ROLE.PORT.N.sock` (N numbers
+/// the status sockets of the process; libraries before 1.2 wrote no N).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Socket {
     pub path: PathBuf,
@@ -21,17 +28,44 @@ pub struct Socket {
     pub pid: u32,
     pub role: String,
     pub port: u16,
+    pub n: Option<u64>,
+    /// Who owns the file.
+    pub owner: u32,
+}
+
+/// The user this program runs as.
+pub fn me() -> u32 {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 impl Socket {
-    /// The socket of that name in `dir`, if the name is a status socket's.
-    pub fn from_name(dir: &Path, name: &str) -> Option<Socket> {
-        let mut w = name.strip_prefix("junos-sync.")?.strip_suffix(".sock")?.split('.');
-        let (pid, role, port) = (w.next()?.parse().ok()?, w.next()?, w.next()?.parse().ok()?);
-        if w.next().is_some() || role.is_empty() {
+    /// The socket of that name in `dir` owned by `owner`, if the name is a status socket's.
+    pub fn from_name(dir: &Path, name: &str, owner: u32) -> Option<Socket> {
+        let w: Vec<&str> = name.strip_prefix("junos-sync.")?.strip_suffix(".sock")?.split('.').collect();
+        let (pid, role, port, n) = match w[..] {
+            [pid, role, port] => (pid, role, port, None),
+            [pid, role, port, n] => (pid, role, port, Some(n.parse().ok()?)),
+            _ => return None,
+        };
+        if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase()) {
             return None;
         }
-        Some(Socket { path: dir.join(name), name: name.to_string(), pid, role: role.to_string(), port })
+        Some(Socket {
+            path: dir.join(name),
+            name: name.to_string(),
+            pid: pid.parse().ok()?,
+            role: role.to_string(),
+            port: port.parse().ok()?,
+            n,
+            owner,
+        })
+    }
+
+    /// The owner, when it is neither the user this program runs as nor root: anyone with that
+    /// uid could have made the socket and written its answer.
+    pub fn untrusted_owner(&self) -> Option<u32> {
+        (self.owner != me() && self.owner != 0).then_some(self.owner)
     }
 }
 
@@ -57,75 +91,167 @@ pub struct Probe {
 }
 
 /// The status sockets in `dir`: by port (a master and its backups on one machine name the same
-/// one), masters first, then by pid.
+/// one), masters first, then by pid and number.
 pub fn list(dir: &Path) -> io::Result<Vec<Socket>> {
     let mut found = Vec::new();
     for e in std::fs::read_dir(dir)? {
         let e = e?;
         let Some(name) = e.file_name().to_str().map(str::to_string) else { continue };
-        let Some(s) = Socket::from_name(dir, &name) else { continue };
-        // A file of that name that is no socket is none of ours (nor is a vanished one).
-        if e.file_type().is_ok_and(|t| t.is_socket()) {
+        // lstat: a file of that name that is no socket is none of ours (a symlink neither,
+        // nor a vanished one).
+        let Ok(m) = e.metadata() else { continue };
+        if !m.file_type().is_socket() {
+            continue;
+        }
+        if let Some(s) = Socket::from_name(dir, &name, m.uid()) {
             found.push(s);
         }
     }
-    found.sort_by_key(|s| (s.port, s.role != "master", s.pid, s.name.clone()));
+    found.sort_by_key(|s| (s.port, s.role != "master", s.pid, s.n, s.name.clone()));
     Ok(found)
 }
 
-/// Asks every socket in `dir` at once (a stopped daemon costs one timeout, not one each).
+/// Asks every socket in `dir`: each gets `timeout` from its connect, the run twice that.
 pub fn all(dir: &Path, timeout: Duration) -> io::Result<Vec<Probe>> {
     let sockets = list(dir)?;
-    Ok(std::thread::scope(|s| {
-        let asks: Vec<_> = sockets.iter().map(|sock| s.spawn(move || ask(sock, timeout))).collect();
-        sockets
-            .iter()
-            .zip(asks)
-            .map(|(sock, h)| Probe {
-                socket: sock.clone(),
-                answer: h.join().unwrap_or_else(|_| Answer::Failed("internal error".into())),
-            })
-            .collect()
-    }))
+    let answers = ask_all(&sockets, timeout);
+    Ok(sockets.into_iter().zip(answers).map(|(socket, answer)| Probe { socket, answer }).collect())
 }
 
-/// Reads one socket's status line.
-pub fn ask(sock: &Socket, timeout: Duration) -> Answer {
-    let stream = match connect(&sock.path) {
-        Ok(s) => s,
-        Err(e) => {
-            return match e.raw_os_error() {
-                Some(libc::ECONNREFUSED) => Answer::Stale { pid_alive: pid_alive(sock.pid) },
-                Some(libc::ENOENT) => Answer::Gone,
-                Some(libc::EACCES) | Some(libc::EPERM) => Answer::Failed(format!(
-                    "permission denied: status sockets are mode 0600; run as the daemon's user{}",
-                    owner_hint(&sock.path)
-                )),
-                // A full listen queue: nothing has accepted for a while.
-                Some(libc::EAGAIN) => Answer::Failed(format!(
-                    "not answering (its listen queue is full): is pid {} stopped or stuck?",
-                    sock.pid
-                )),
-                _ => Answer::Failed(format!("cannot connect: {e}")),
-            };
+/// A socket being asked.
+struct Asking {
+    at: usize,
+    stream: UnixStream,
+    raw: Vec<u8>,
+    deadline: Instant,
+    /// The deadline is the run's, not the socket's own.
+    run_deadline: bool,
+}
+
+/// The answers of `sockets`, in their order, from this thread: `IN_FLIGHT` at most at once,
+/// each given up `timeout` after its connect, and the run after twice `timeout` (sockets not
+/// asked by then are said to be so).
+fn ask_all(sockets: &[Socket], timeout: Duration) -> Vec<Answer> {
+    let run_end = Instant::now() + timeout * 2;
+    let mut answers: Vec<Option<Answer>> = sockets.iter().map(|_| None).collect();
+    let mut asking: Vec<Asking> = Vec::new();
+    let mut next = 0;
+    loop {
+        let now = Instant::now();
+        while asking.len() < IN_FLIGHT && next < sockets.len() && now < run_end {
+            match begin(&sockets[next]) {
+                Ok(stream) => {
+                    let own = now + timeout;
+                    asking.push(Asking {
+                        at: next,
+                        stream,
+                        raw: Vec::new(),
+                        deadline: own.min(run_end),
+                        run_deadline: own > run_end,
+                    })
+                }
+                Err(a) => answers[next] = Some(a),
+            }
+            next += 1;
         }
-    };
-    if let Err(e) = stream.set_read_timeout(Some(timeout)) {
-        return Answer::Failed(format!("cannot set a read timeout: {e}"));
+        if asking.is_empty() {
+            break;
+        }
+        wait_readable(&asking);
+        let now = Instant::now();
+        asking.retain_mut(|a| {
+            let done = read_some(a).or_else(|| {
+                (now >= a.deadline).then(|| Answer::Failed(no_answer(&sockets[a.at], timeout, a.run_deadline)))
+            });
+            match done {
+                Some(answer) => {
+                    answers[a.at] = Some(answer);
+                    false
+                }
+                None => true,
+            }
+        });
     }
-    let mut raw = Vec::new();
-    if let Err(e) = (&stream).take(MAX_ANSWER).read_to_end(&mut raw) {
-        return match e.kind() {
-            // A backup's loop answers between batches of entries it applies: with a slow decode
-            // callback, not during a resync.
-            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Answer::Failed(format!(
-                "no answer within {} (pid {} stopped, or its junos-sync loop busy: a backup applying a resync?)",
-                seconds(timeout),
-                sock.pid
-            )),
-            _ => Answer::Failed(format!("cannot read: {e}")),
-        };
+    answers
+        .into_iter()
+        .map(|a| {
+            a.unwrap_or_else(|| {
+                Answer::Failed(format!(
+                    "not asked: the run's {} were over before its turn (too many sockets not answering)",
+                    seconds(timeout * 2)
+                ))
+            })
+        })
+        .collect()
+}
+
+fn no_answer(sock: &Socket, timeout: Duration, run_deadline: bool) -> String {
+    if run_deadline {
+        format!("no answer by the end of the run ({} after it began)", seconds(timeout * 2))
+    } else {
+        // A backup's loop answers between batches of entries it applies: with a slow decode
+        // callback, not during a resync.
+        format!(
+            "no answer within {} (pid {} stopped, or its junos-sync loop busy: a backup applying a resync?)",
+            seconds(timeout),
+            sock.pid
+        )
     }
+}
+
+/// Sleeps until one of `asking` has something to read or the earliest deadline.
+fn wait_readable(asking: &[Asking]) {
+    let now = Instant::now();
+    let first = asking.iter().map(|a| a.deadline).min().unwrap_or(now);
+    let ms = first.saturating_duration_since(now).as_micros().div_ceil(1000);
+    let mut fds: Vec<libc::pollfd> =
+        asking.iter().map(|a| libc::pollfd { fd: a.stream.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+    // SAFETY: `fds` is a live array of that many pollfds. An error (EINTR) only means that
+    // every socket is looked at once more.
+    unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, i32::try_from(ms).unwrap_or(i32::MAX)) };
+}
+
+/// Reads what has come; the answer once it is complete.
+fn read_some(a: &mut Asking) -> Option<Answer> {
+    let mut buf = [0u8; 4096];
+    loop {
+        match a.stream.read(&mut buf) {
+            Ok(0) => return Some(parse(std::mem::take(&mut a.raw))),
+            Ok(k) => {
+                a.raw.extend_from_slice(&buf[..k]);
+                if a.raw.len() > MAX_ANSWER {
+                    return Some(Answer::Failed(format!(
+                        "more than {} KiB of answer: not a junos-sync status socket",
+                        MAX_ANSWER >> 10
+                    )));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return None,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Some(Answer::Failed(format!("cannot read: {e}"))),
+        }
+    }
+}
+
+/// Connects to one socket (never waiting), or what that says.
+fn begin(sock: &Socket) -> Result<UnixStream, Answer> {
+    connect(&sock.path).map_err(|e| match e.raw_os_error() {
+        Some(libc::ECONNREFUSED) => Answer::Stale { pid_alive: pid_alive(sock.pid) },
+        Some(libc::ENOENT) => Answer::Gone,
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            let hint = if sock.owner == me() { String::new() } else { format!(" (uid {})", sock.owner) };
+            Answer::Failed(format!("permission denied: status sockets are mode 0600; run as the daemon's user{hint}"))
+        }
+        // A full listen queue: nothing has accepted for a while.
+        Some(libc::EAGAIN) => {
+            Answer::Failed(format!("not answering (its listen queue is full): is pid {} stopped or stuck?", sock.pid))
+        }
+        _ => Answer::Failed(format!("cannot connect: {e}")),
+    })
+}
+
+/// A whole answer: one line of JSON holding an object.
+fn parse(raw: Vec<u8>) -> Answer {
     let Ok(text) = String::from_utf8(raw) else {
         return Answer::Failed("the answer is not UTF-8: not a junos-sync status socket?".into());
     };
@@ -145,8 +271,9 @@ pub fn seconds(d: Duration) -> String {
     format!("{} s", d.as_secs_f64())
 }
 
-/// Connects without ever blocking: std's connect waits while the listener's queue is full,
-/// and a stopped daemon's queue fills (every refresh of --watch leaves a connection in it).
+/// Connects without ever blocking, and leaves the stream non-blocking: std's connect waits
+/// while the listener's queue is full, and a stopped daemon's queue fills (every refresh of
+/// --watch leaves a connection in it).
 fn connect(path: &Path) -> io::Result<UnixStream> {
     let bytes = path.as_os_str().as_bytes();
     // SAFETY: sockaddr_un is plain data; all zeroes is a valid value of it.
@@ -177,7 +304,6 @@ fn connect(path: &Path) -> io::Result<UnixStream> {
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
-    stream.set_nonblocking(false)?;
     Ok(stream)
 }
 
@@ -191,17 +317,6 @@ fn pid_alive(pid: u32) -> bool {
     unsafe { libc::kill(pid, 0) == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM) }
 }
 
-/// ` (uid N)` when the socket's owner is someone other than us.
-fn owner_hint(path: &Path) -> String {
-    use std::os::unix::fs::MetadataExt;
-    // SAFETY: getuid cannot fail.
-    let me = unsafe { libc::getuid() };
-    match std::fs::metadata(path) {
-        Ok(m) if m.uid() != me => format!(" (uid {})", m.uid()),
-        _ => String::new(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,20 +326,34 @@ mod tests {
     #[test]
     fn names_are_parsed_and_others_ignored() {
         let d = Path::new("/d");
-        let s = Socket::from_name(d, "junos-sync.42.master.4000.sock").unwrap();
-        assert_eq!((s.pid, s.role.as_str(), s.port), (42, "master", 4000));
-        assert_eq!(s.path, Path::new("/d/junos-sync.42.master.4000.sock"));
+        let s = Socket::from_name(d, "junos-sync.42.master.4000.3.sock", 7).unwrap();
+        assert_eq!((s.pid, s.role.as_str(), s.port, s.n, s.owner), (42, "master", 4000, Some(3), 7));
+        assert_eq!(s.path, Path::new("/d/junos-sync.42.master.4000.3.sock"));
+        let old = Socket::from_name(d, "junos-sync.42.backup.4000.sock", 0).unwrap();
+        assert_eq!((old.pid, old.role.as_str(), old.port, old.n), (42, "backup", 4000, None), "a 1.1 library's name");
         for bad in [
             ".junos-sync.42.master.4000.sock.tmp",
             "junos-sync.42.master.4000",
             "junos-sync.x.master.4000.sock",
             "junos-sync.42.master.70000.sock",
             "junos-sync.42..4000.sock",
-            "junos-sync.42.master.4000.1.sock",
+            "junos-sync.42.master.4000.x.sock",
+            "junos-sync.42.master.4000.1.2.sock",
+            "junos-sync.42.Master.4000.sock",
+            "junos-sync.42.m\u{1b}[2J.4000.sock",
             "other.42.master.4000.sock",
         ] {
-            assert!(Socket::from_name(d, bad).is_none(), "{bad}");
+            assert!(Socket::from_name(d, bad, 0).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn owners_other_than_me_and_root_are_untrusted() {
+        let s = |owner| Socket::from_name(Path::new("/d"), "junos-sync.1.master.1.1.sock", owner).unwrap();
+        assert_eq!(s(me()).untrusted_owner(), None);
+        assert_eq!(s(0).untrusted_owner(), None);
+        let other = if me() == 12345 { 12346 } else { 12345 };
+        assert_eq!(s(other).untrusted_owner(), Some(other));
     }
 
     fn scratch(name: &str) -> PathBuf {
@@ -238,18 +367,19 @@ mod tests {
     fn answers_stale_and_silent_sockets() {
         let d = scratch("probe");
         let me = std::process::id();
-        // A live one that answers once, a stale one (bound, then closed), a silent one, and a
-        // regular file with a socket's name.
-        let live = d.join(format!("junos-sync.{me}.master.1.sock"));
+        // A live one that answers once, a stale one (bound, then closed), a silent one, a
+        // regular file with a socket's name, and a symlink to the live one.
+        let live = d.join(format!("junos-sync.{me}.master.1.1.sock"));
         let l = UnixListener::bind(&live).unwrap();
         let line = r#"{"version":1,"pid":1,"role":"master"}"#;
         let server = std::thread::spawn(move || {
             let (mut s, _) = l.accept().unwrap();
             s.write_all(format!("{line}\n").as_bytes()).unwrap();
         });
-        drop(UnixListener::bind(d.join("junos-sync.999999999.master.2.sock")).unwrap());
+        drop(UnixListener::bind(d.join("junos-sync.999999999.master.2.1.sock")).unwrap());
         let _silent = UnixListener::bind(d.join(format!("junos-sync.{me}.backup.3.sock"))).unwrap();
-        std::fs::write(d.join("junos-sync.5.master.4.sock"), b"").unwrap();
+        std::fs::write(d.join("junos-sync.5.master.4.1.sock"), b"").unwrap();
+        std::os::unix::fs::symlink(&live, d.join("junos-sync.6.master.5.1.sock")).unwrap();
 
         let got = all(&d, Duration::from_millis(200)).unwrap();
         server.join().unwrap();
@@ -270,11 +400,25 @@ mod tests {
     }
 
     #[test]
+    fn more_than_an_answer_is_refused() {
+        let d = scratch("flood");
+        let p = d.join("junos-sync.1.master.1.1.sock");
+        let l = UnixListener::bind(&p).unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let _ = s.write_all(&vec![b' '; MAX_ANSWER + 1]);
+        });
+        let got = all(&d, Duration::from_secs(10)).unwrap();
+        server.join().unwrap();
+        assert!(matches!(&got[0].answer, Answer::Failed(w) if w.starts_with("more than 64 KiB")), "{got:?}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
     fn a_full_listen_queue_does_not_block() {
         let d = scratch("queue");
-        let p = d.join(format!("junos-sync.{}.master.1.sock", std::process::id()));
+        let p = d.join(format!("junos-sync.{}.master.1.1.sock", std::process::id()));
         let _l = UnixListener::bind(&p).unwrap();
-        let s = Socket::from_name(&d, p.file_name().unwrap().to_str().unwrap()).unwrap();
         // Never accepted: past the backlog, connect must fail at once rather than wait.
         let mut held = Vec::new();
         let mut full = false;
@@ -289,7 +433,8 @@ mod tests {
             }
         }
         assert!(full, "the listen queue never filled");
-        assert!(matches!(ask(&s, Duration::from_millis(100)), Answer::Failed(w) if w.contains("listen queue")));
+        let got = all(&d, Duration::from_millis(100)).unwrap();
+        assert!(matches!(&got[0].answer, Answer::Failed(w) if w.contains("listen queue")), "{got:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

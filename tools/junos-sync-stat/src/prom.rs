@@ -1,5 +1,7 @@
 //! The Prometheus text exposition format (version 0.0.4): a family's HELP and TYPE lines, then
 //! its samples, one family after the other; every context's samples labelled pid, role, port.
+//! Label values from a socket come escaped (`clean`); the answer of a socket of another user
+//! than this program's or root is left out (it is counted).
 
 use std::fmt::Write;
 
@@ -53,8 +55,12 @@ fn secs(ms: u64) -> String {
 /// The exposition of every context that answered, and of what was found in the directory.
 pub fn render(probes: &[Probe]) -> String {
     let mut f = Families::default();
-    let (mut live, mut stale, mut failed) = (0, 0, 0);
+    let (mut live, mut stale, mut failed, mut untrusted) = (0, 0, 0, 0);
     for p in probes {
+        if p.socket.untrusted_owner().is_some() {
+            untrusted += 1;
+            continue;
+        }
         let value = match &p.answer {
             Answer::Status { value, .. } => value,
             Answer::Stale { .. } => {
@@ -73,7 +79,7 @@ pub fn render(probes: &[Probe]) -> String {
         let l = format!(
             "pid=\"{}\",role=\"{}\",port=\"{}\"",
             st.pid().map_or(p.socket.pid.into(), |v| v),
-            label(st.role().unwrap_or(&p.socket.role)),
+            label(&st.role().unwrap_or(std::borrow::Cow::Borrowed(&p.socket.role))),
             st.port().map_or(p.socket.port.into(), |v| v)
         );
         let b = |v: bool| u8::from(v);
@@ -82,9 +88,9 @@ pub fn render(probes: &[Probe]) -> String {
             "junos_sync_up",
             "1 when the connection to the peer is up (replicating), else 0.",
             &l,
-            state.map(|s| b(s == "up")),
+            state.as_deref().map(|s| b(s == "up")),
         );
-        if let Some(s) = state {
+        if let Some(s) = state.as_deref() {
             for name in STATES.iter().copied().chain((!STATES.contains(&s)).then_some(s)) {
                 f.add(
                     "junos_sync_state",
@@ -106,7 +112,7 @@ pub fn render(probes: &[Probe]) -> String {
                 "junos_sync_peer_info",
                 "gauge",
                 "The connected peer's address (master: the backup; backup: the master), as a label.",
-                format!("{l},peer=\"{}\"", label(peer)),
+                format!("{l},peer=\"{}\"", label(&peer)),
                 1,
             );
         }
@@ -183,6 +189,13 @@ pub fn render(probes: &[Probe]) -> String {
         String::new(),
         failed,
     );
+    f.add(
+        "junos_sync_stat_untrusted_sockets",
+        "gauge",
+        "Status sockets owned by another user than the one running junos-sync-stat, or root: left out.",
+        String::new(),
+        untrusted,
+    );
 
     let mut out = String::new();
     for fam in &f.0 {
@@ -209,7 +222,7 @@ mod tests {
 
     fn probe(line: &str, name: &str) -> Probe {
         Probe {
-            socket: Socket::from_name(Path::new("/d"), name).unwrap(),
+            socket: Socket::from_name(Path::new("/d"), name, 0).unwrap(),
             answer: Answer::Status { line: line.into(), value: serde_json::from_str(line).unwrap() },
         }
     }
@@ -220,7 +233,7 @@ mod tests {
             probe(MASTER, "junos-sync.42.master.4000.sock"),
             probe(BACKUP, "junos-sync.43.backup.4000.sock"),
             Probe {
-                socket: Socket::from_name(Path::new("/d"), "junos-sync.7.master.1.sock").unwrap(),
+                socket: Socket::from_name(Path::new("/d"), "junos-sync.7.master.1.sock", 0).unwrap(),
                 answer: Answer::Stale { pid_alive: false },
             },
         ];

@@ -1,7 +1,12 @@
 //! A status line's fields, read leniently: a field this version does not find is shown as
 //! unknown rather than refused, so an older junos-sync-stat still reads a newer library.
+//! Strings come escaped (`clean::text`): whoever made the socket chose them.
+
+use std::borrow::Cow;
 
 use serde_json::Value;
+
+use crate::clean;
 
 /// The version of the status line this program was written for.
 pub const VERSION: u64 = 1;
@@ -62,21 +67,25 @@ impl<'a> Status<'a> {
     pub fn pid(&self) -> Option<u64> {
         self.num("pid")
     }
-    pub fn role(&self) -> Option<&'a str> {
-        self.0.get("role")?.as_str()
+    fn string(&self, key: &str) -> Option<Cow<'a, str>> {
+        Some(clean::text(self.0.get(key)?.as_str()?))
+    }
+
+    pub fn role(&self) -> Option<Cow<'a, str>> {
+        self.string("role")
     }
     pub fn is_master(&self) -> bool {
-        self.role() == Some("master")
+        self.0.get("role").and_then(Value::as_str) == Some("master")
     }
     pub fn port(&self) -> Option<u64> {
         self.num("port")
     }
     /// The peer's address; `None` when not connected.
-    pub fn peer(&self) -> Option<&'a str> {
-        self.0.get("peer")?.as_str()
+    pub fn peer(&self) -> Option<Cow<'a, str>> {
+        self.string("peer")
     }
-    pub fn state(&self) -> Option<&'a str> {
-        self.0.get("state")?.as_str()
+    pub fn state(&self) -> Option<Cow<'a, str>> {
+        self.string("state")
     }
     pub fn since_ms(&self) -> Option<u64> {
         self.num("since_ms")
@@ -110,11 +119,11 @@ impl<'a> Status<'a> {
         self.0.get("stats")?.get(key)?.as_u64()
     }
     /// Numeric `stats` this version does not know (a newer library's), in the line's order.
-    pub fn other_stats(&self) -> Vec<(&'a str, u64)> {
+    pub fn other_stats(&self) -> Vec<(Cow<'a, str>, u64)> {
         let Some(Value::Object(m)) = self.0.get("stats") else { return Vec::new() };
         m.iter()
             .filter(|(k, _)| k.as_str() != "backlog_bytes" && !COUNTERS.iter().any(|c| c.0 == k.as_str()))
-            .filter_map(|(k, v)| Some((k.as_str(), v.as_u64()?)))
+            .filter_map(|(k, v)| Some((clean::text(k), v.as_u64()?)))
             .collect()
     }
 }
@@ -132,7 +141,7 @@ pub mod tests {
         let v: Value = serde_json::from_str(MASTER).unwrap();
         let s = Status(&v);
         assert_eq!(
-            (s.pid(), s.role(), s.port(), s.peer()),
+            (s.pid(), s.role().as_deref(), s.port(), s.peer().as_deref()),
             (Some(42), Some("master"), Some(4000), Some("127.0.0.1:5555"))
         );
         assert_eq!(s.resync(), Some(Resync { running: true, complete: None, walked: 10, acked: 4 }));
@@ -141,11 +150,17 @@ pub mod tests {
         let v: Value = serde_json::from_str(BACKUP).unwrap();
         let s = Status(&v);
         assert_eq!((s.peer(), s.resync(), s.is_master()), (None, None, false));
+        let v: Value = serde_json::from_str(r#"{"role":"\u001b[2Jmaster","state":"up\n"}"#).unwrap();
+        let s = Status(&v);
+        assert_eq!(
+            (s.role().as_deref(), s.state().as_deref(), s.is_master()),
+            (Some(r"\x1b[2Jmaster"), Some(r"up\x0a"), false)
+        );
     }
 
     #[test]
     fn unknown_stats_are_kept() {
         let v: Value = serde_json::from_str(r#"{"stats":{"connections":1,"backlog_bytes":5,"new_thing":3}}"#).unwrap();
-        assert_eq!(Status(&v).other_stats(), [("new_thing", 3)]);
+        assert_eq!(Status(&v).other_stats(), [(Cow::Borrowed("new_thing"), 3)]);
     }
 }

@@ -1,11 +1,13 @@
-//! The view for people: one block per context, and the frames of --watch.
+//! The view for people: one block per context, and the frames of --watch. Every string from
+//! a socket or a file name is shown escaped (`clean`).
 
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::probe::{Answer, Probe};
+use crate::clean;
+use crate::probe::{me, Answer, Probe, Socket};
 use crate::status::{Resync, Status, COUNTERS, VERSION};
 
 /// Width of a progress bar's inside.
@@ -34,7 +36,7 @@ pub struct Watch<'a> {
 pub fn render(out: &mut String, dir: &Path, probes: &[Probe], watch: Option<Watch>) {
     let shown: Vec<_> = probes.iter().filter(|p| !matches!(p.answer, Answer::Gone)).collect();
     if shown.is_empty() {
-        let _ = writeln!(out, "no junos-sync status sockets in {}", dir.display());
+        let _ = writeln!(out, "no junos-sync status sockets in {}", clean::path(dir));
         return;
     }
     for (i, p) in shown.iter().enumerate() {
@@ -50,7 +52,8 @@ fn block(out: &mut String, p: &Probe, watch: Option<Watch>) {
     match &p.answer {
         Answer::Status { value, .. } => context(out, p, Status(value), watch),
         Answer::Stale { pid_alive } => {
-            let _ = writeln!(out, "stale   {}", s.path.display());
+            let _ = writeln!(out, "stale   {}", clean::path(&s.path));
+            owner(out, s);
             let why = if *pid_alive {
                 format!("no one listens, though a pid {} exists (reused by another program?)", s.pid)
             } else {
@@ -59,11 +62,25 @@ fn block(out: &mut String, p: &Probe, watch: Option<Watch>) {
             line(out, "", &why);
         }
         Answer::Failed(why) => {
-            let _ =
-                writeln!(out, "{:<7} pid {}  {}  ({})", s.role, s.pid, port_words(&s.role, s.port), s.path.display());
+            let _ = writeln!(
+                out,
+                "{:<7} pid {}  {}  ({})",
+                s.role,
+                s.pid,
+                port_words(&s.role, s.port),
+                clean::path(&s.path)
+            );
+            owner(out, s);
             line(out, "error", why);
         }
         Answer::Gone => {}
+    }
+}
+
+/// A socket of someone else than the user this runs as, or root, says so.
+fn owner(out: &mut String, s: &Socket) {
+    if let Some(uid) = s.untrusted_owner() {
+        line(out, "owner", &format!("uid {uid}, neither you (uid {}) nor root: not to be trusted", me()));
     }
 }
 
@@ -85,14 +102,15 @@ fn or_unknown<T: ToString>(v: Option<T>) -> String {
 
 fn context(out: &mut String, p: &Probe, st: Status, watch: Option<Watch>) {
     let master = st.is_master();
-    let role = st.role().unwrap_or(&p.socket.role);
+    let role = st.role().unwrap_or(std::borrow::Cow::Borrowed(&p.socket.role));
     let _ = writeln!(
         out,
         "{role:<7} pid {}  {}  ({})",
         or_unknown(st.pid()),
-        port_words(role, or_unknown(st.port())),
-        p.socket.path.display()
+        port_words(&role, or_unknown(st.port())),
+        clean::path(&p.socket.path)
     );
+    owner(out, &p.socket);
     let peer = match (st.peer(), master) {
         (Some(a), true) => format!("{a} (the backup)"),
         (Some(a), false) => format!("{a} (the master)"),
@@ -307,7 +325,7 @@ mod tests {
         let s = Status(&value);
         let name = format!("junos-sync.{}.{}.{}.sock", s.pid().unwrap(), s.role().unwrap(), s.port().unwrap());
         Probe {
-            socket: Socket::from_name(Path::new("/run/junos-sync"), &name).unwrap(),
+            socket: Socket::from_name(Path::new("/run/junos-sync"), &name, 0).unwrap(),
             answer: Answer::Status { line: line.to_string(), value },
         }
     }
@@ -373,7 +391,7 @@ mod tests {
 
     #[test]
     fn stale_failed_and_none() {
-        let s = |name: &str| Socket::from_name(Path::new("/d"), name).unwrap();
+        let s = |name: &str| Socket::from_name(Path::new("/d"), name, 0).unwrap();
         let probes = [
             Probe { socket: s("junos-sync.7.master.1.sock"), answer: Answer::Stale { pid_alive: false } },
             Probe { socket: s("junos-sync.8.backup.1.sock"), answer: Answer::Failed("no answer within 2 s".into()) },
