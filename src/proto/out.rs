@@ -108,6 +108,21 @@ impl Out {
         }
     }
 
+    /// `own` of three pieces at once (a record: header, payload, padding).
+    fn own3(&mut self, a: &[u8], b: &[u8], c: &[u8]) {
+        let n = a.len() + b.len() + c.len();
+        self.buf.reserve(n);
+        self.buf.extend_from_slice(a);
+        self.buf.extend_from_slice(b);
+        self.buf.extend_from_slice(c);
+        self.pending += n;
+        self.queued += n as u64;
+        match self.segs.back_mut() {
+            Some(Seg::Own(k)) => *k += n,
+            _ => self.segs.push_back(Seg::Own(n)),
+        }
+    }
+
     pub fn control(&mut self, kind: FrameKind, seq: u64, payload: &[u8]) {
         self.control_aux(kind, 0, seq, payload);
     }
@@ -169,15 +184,15 @@ impl Out {
         if let Some(c) = b.crc.as_mut().filter(|_| b.ext) {
             *c = wire::crc32_append(wire::crc32_append(wire::crc32_append(*c, &head), payload), pad);
         }
-        self.own(&head);
         if inline {
-            self.own(payload);
+            self.own3(&head, payload, pad);
         } else {
+            self.own(&head);
             self.segs.push_back(Seg::Ext { seq: b.seq + u64::from(b.count), off: 0, len: payload.len() });
             self.pending += payload.len();
             self.queued += payload.len() as u64;
+            self.own(pad);
         }
-        self.own(pad);
         b.count += 1;
         b.len += head.len() + payload.len() + pad.len();
     }
@@ -213,21 +228,25 @@ impl Out {
     pub fn flush<'a, W: Write>(&mut self, w: &mut W, payload_of: impl Fn(u64) -> Option<&'a [u8]>) -> io::Result<bool> {
         while self.pending > 0 {
             let n = {
-                let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(MAX_IOV.min(self.segs.len()));
+                // On the stack: a heap vector this size per write is a "large" request to glibc,
+                // which consolidates its fastbins (the TLVs being freed) every time.
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut k = 0;
                 let mut pos = self.head;
                 for s in self.segs.iter().take(MAX_IOV) {
-                    match *s {
+                    iov[k] = match *s {
                         Seg::Own(n) => {
-                            iov.push(IoSlice::new(&self.buf[pos..pos + n]));
                             pos += n;
+                            IoSlice::new(&self.buf[pos - n..pos])
                         }
                         Seg::Ext { seq, off, len } => match payload_of(seq).and_then(|p| p.get(off..len)) {
-                            Some(p) => iov.push(IoSlice::new(p)),
+                            Some(p) => IoSlice::new(p),
                             None => return Err(io::Error::other(format!("payload of sequence {seq} is gone"))),
                         },
-                    }
+                    };
+                    k += 1;
                 }
-                match w.write_vectored(&iov) {
+                match w.write_vectored(&iov[..k]) {
                     Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
                     Ok(n) => n,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),

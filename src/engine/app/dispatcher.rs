@@ -83,8 +83,17 @@ impl<A: App> Dispatcher<A> {
     }
 
     /// A release that comes before any queued call (thread mode's shortcut past the queue).
+    /// The common one, a plain free, happens at once: `sync_free_func` may not call into the
+    /// library, so it need not find the room it makes (the next `run` publishes it). One with
+    /// an ack notification (which may queue) or of the walk (whose cursor may point into it)
+    /// waits in order for `run`.
     pub(crate) fn take_release(&mut self, tlv: Held<A::Tlv>, notify: bool, walk: Option<WalkTag>) {
-        self.releasing.push_back((tlv.release(&mut self.released), notify, walk));
+        let t = tlv.release(&mut self.released);
+        if !notify && walk.is_none() && self.releasing.is_empty() {
+            self.app.free(t);
+        } else {
+            self.releasing.push_back((t, notify, walk));
+        }
     }
 
     /// Runs calls from the front of `q` until it is empty (Ok(false)) or `until` has passed
@@ -96,6 +105,8 @@ impl<A: App> Dispatcher<A> {
         until: Option<Instant>,
     ) -> bool {
         let mut slice = Slice { until, ticks: 0 };
+        // What `take_release` freed at once is published first of all.
+        self.released.settle(&self.shared.budget);
         loop {
             if !self.releasing.is_empty() {
                 // Uncounted before the application sees any of them: a callback may queue, and

@@ -78,16 +78,22 @@ impl<T: Tlv> Ring<T> {
     pub(crate) fn take(&self, budget: &super::budget::Budget, max: usize, mut f: impl FnMut(Held<T>, bool)) -> usize {
         let start = self.taken.load(Ordering::Relaxed);
         let mut n = start;
-        while n - start < max as u64 {
-            let (seg, i) = self.at(n);
-            let Some(tlv) = seg.slots[i].take() else { break };
-            let bit = 1u64 << (i % 64);
-            let ack = seg.ack[i / 64].load(Ordering::Relaxed) & bit != 0;
-            if ack {
-                seg.ack[i / 64].fetch_and(!bit, Ordering::Relaxed);
+        'segments: while n - start < max as u64 {
+            // One segment lookup per run of slots in it.
+            let (seg, first) = self.at(n);
+            for i in first..SEG_SLOTS {
+                if n - start >= max as u64 {
+                    break 'segments;
+                }
+                let Some(tlv) = seg.slots[i].take() else { break 'segments };
+                let bit = 1u64 << (i % 64);
+                let ack = seg.ack[i / 64].load(Ordering::Relaxed) & bit != 0;
+                if ack {
+                    seg.ack[i / 64].fetch_and(!bit, Ordering::Relaxed);
+                }
+                n += 1;
+                f(tlv, ack);
             }
-            n += 1;
-            f(tlv, ack);
         }
         if n > start {
             self.taken.store(n, Ordering::Relaxed);
