@@ -12,7 +12,7 @@ Environment:
   BENCH_PIN=0       do not pin (default: sender/master process on CPU BENCH_CPU_A=0, receiver/
                     backup process on CPU BENCH_CPU_B=1, for every contender alike)
   BENCH_ONLY=a,b    only the cases whose id contains one of these words (stream64, stream1k,
-                    latency, handshake, resync, memory)
+                    latency, handshake, resync, memory, contended)
   BENCH_TIMEOUT=S   watchdog per program run (default 180 s)
   BENCH_JSYNC_DISPATCH_EVERY=K   dispatch-mode master: a look at the descriptor every K messages
   BENCH_ZMQ_SKIPPED=reason   set by run.sh when the ZeroMQ baseline could not be built
@@ -73,6 +73,8 @@ T = os.path.join(OUT, "tcp_baseline")
 Z = os.path.join(OUT, "zmq_baseline")
 KEY_FILE = os.path.join(OUT, "auth.key")
 KEYED = {"JUNOS_SYNC_AUTH_KEY_FILE": KEY_FILE}
+# Not an environment variable: run_one starts this many busy-looping processes for the run.
+BUSY = {"_BUSY": "2"}
 
 # (case id, contender label, argv[, extra environment])
 CASES = [
@@ -98,6 +100,9 @@ CASES = [
     ("handshake", "junos-sync", [J, "handshake", str(NHS), str(WARMHS)]),
     ("handshake", "junos-sync keyed", [J, "handshake", str(NHS), str(WARMHS)], KEYED),
     ("resync", "junos-sync", [J, "resync", str(NRESYNC), "100"]),
+    # Issue 13: the 64 B stream while two busy-looping processes compete for the two CPUs.
+    ("contended", "junos-sync", [J, "stream", "64", str(N64)], BUSY),
+    ("contended", "raw TCP", [T, "stream", "64", str(N64)], BUSY),
     ("memory", "junos-sync (backup stalled)", [J, "memory", str(NMEM), "64", "stall"]),
     ("memory", "junos-sync (no backup)", [J, "memory", str(NMEM), "64", "nobackup"]),
     ("memory", "malloc alone", [J, "memctl", str(NMEM), "64"]),
@@ -108,6 +113,7 @@ if REF_LIB and os.path.exists(JREF):
         ("stream64", "junos-sync (ref)", [JREF, "stream", "64", str(N64)]),
         ("stream1k", "junos-sync (ref)", [JREF, "stream", "1024", str(N1K)]),
         ("latency", "junos-sync (ref)", [JREF, "latency", "64", str(NLAT), str(WARM)]),
+        ("resync", "junos-sync (ref)", [JREF, "resync", str(NRESYNC), "100"]),
     ]
 
 
@@ -185,15 +191,23 @@ def write_key():
 def run_one(case_id, label, argv, extra_env):
     env = dict(os.environ)
     env.pop("JUNOS_SYNC_AUTH_KEY_FILE", None)
+    extra_env = dict(extra_env)
+    busy = int(extra_env.pop("_BUSY", "0"))
     env.update(extra_env)
     env["BENCH_PIN"] = "1" if PIN else "0"
     env["BENCH_TIMEOUT"] = str(TIMEOUT)
+    # Competing work: processes that spin, not pinned (the pair is), for this run only.
+    spinners = [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(busy)]
     t = time.monotonic()
     load = os.getloadavg()[0]
     try:
         p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=TIMEOUT + 30)
     except subprocess.TimeoutExpired as e:
         return None, f"timed out after {TIMEOUT + 30}s\n{e.stderr or ''}"
+    finally:
+        for sp in spinners:
+            sp.kill()
+            sp.wait()
     wall = time.monotonic() - t
     res = None
     for line in p.stdout.splitlines():
@@ -427,9 +441,35 @@ def main():
         if ("resync", "junos-sync") in failed:
             P("| junos-sync | FAILED | | | | |")
         else:
-            P(f"| junos-sync | {fmt(m('resync', 'junos-sync', 'secs'))} | {fmt(m('resync', 'junos-sync', 'entries_per_s'), 'rate')} | "
-              f"{fmt(m('resync', 'junos-sync', 'cpu_master_s'))} | {fmt(m('resync', 'junos-sync', 'cpu_backup_s'))} | "
-              f"{fmt(m('resync', 'junos-sync', 'master_done_after_s'))} |")
+            for c in ["junos-sync"] + (["junos-sync (ref)"] if REF_LIB else []):
+                if ("resync", c) in failed:
+                    P(f"| {c} | FAILED | | | | |")
+                    continue
+                P(f"| {c} | {fmt(m('resync', c, 'secs'))} | {fmt(m('resync', c, 'entries_per_s'), 'rate')} | "
+                  f"{fmt(m('resync', c, 'cpu_master_s'))} | {fmt(m('resync', c, 'cpu_backup_s'))} | "
+                  f"{fmt(m('resync', c, 'master_done_after_s'))} |")
+        P("")
+
+    def contended(label):
+        """(median msgs/s, slowest run's msgs/s, median / slowest) of a contender's contended runs."""
+        rates = [r["msgs_per_s"] for r in raw.get(("contended", label), []) if "msgs_per_s" in r]
+        if not rates:
+            return None, None, None
+        med_r = statistics.median(rates)
+        return med_r, min(rates), med_r / min(rates)
+
+    if selected("contended"):
+        P(f"**Under contention** (64 B streaming, {N64:,} messages, while two busy-looping processes compete "
+          "for the two CPUs during every run; the pair pinned as above, the spinners not)")
+        P("")
+        P("| | msgs/s (median) | slowest run, msgs/s | median / slowest |")
+        P("|---|---:|---:|---:|")
+        for c in ("junos-sync", "raw TCP"):
+            if ("contended", c) in failed:
+                P(f"| {c} | FAILED | | |")
+                continue
+            med_r, slow, spread = contended(c)
+            P(f"| {c} | {fmt(med_r, 'rate')} | {fmt(slow, 'rate')} | {fmt(spread, 'ratio')} |")
         P("")
 
     if selected("memory"):
@@ -508,7 +548,31 @@ def main():
     target(8, "thread mode latency p50 <= ref build",
            r_of("latency", "junos-sync", "junos-sync (ref)", "p50_us"), "<=", 1.0, no_ref)
 
-    P("**Targets** (issues 4, 7 and 8; ratios of medians" + (", QUICK smoke run: not the real figures" if QUICK else "") + ")")
+    # Issue 13: the hot path.
+    target(13, "thread mode 64 B msgs/s >= 0.5 x raw TCP (malloc per message)",
+           r_of("stream64", "junos-sync", "raw TCP", "msgs_per_s"), ">=", 0.5)
+    target(13, "thread mode 64 B msgs/s >= 2 x ZeroMQ",
+           r_of("stream64", "junos-sync", "ZeroMQ", "msgs_per_s"), ">=", 2.0, zmq_note)
+    target(13, "thread mode 1 KiB MB/s >= 0.6 x raw TCP",
+           r_of("stream1k", "junos-sync", "raw TCP", "mb_per_s"), ">=", 0.6)
+    target(13, "dispatch mode 64 B msgs/s >= 0.9 x thread mode",
+           r_of("stream64", "junos-sync dispatch", "junos-sync", "msgs_per_s"), ">=", 0.9)
+    target(13, "keyed 64 B msgs/s >= 0.8 x unkeyed",
+           r_of("stream64", "junos-sync keyed", "junos-sync", "msgs_per_s"), ">=", 0.8)
+    target(13, "master CPU per 64 B message <= 2 x raw TCP's",
+           r_of("stream64", "junos-sync", "raw TCP", "cpu_master_s_per_M"), "<=", 2.0)
+    c_ours, c_raw = contended("junos-sync"), contended("raw TCP")
+    target(13, "under contention: 64 B msgs/s >= 0.35 x raw TCP under the same load",
+           ratio(c_ours[0], c_raw[0]), ">=", 0.35)
+    target(13, "under contention: no junos-sync run more than 3 x slower than the median",
+           c_ours[2], "<=", 3.0)
+    target(13, "latency p50 <= 1.5 x raw TCP ping-pong p50",
+           r_of("latency", "junos-sync", "raw TCP ping-pong", "p50_us"), "<=", 1.5)
+    target(13, "latency p99.9 < 1 ms (us)", m("latency", "junos-sync", "p999_us"), "<", 1000.0, kind="")
+    target(13, f"resync of {NRESYNC:,} entries no slower than the ref build (ratio of seconds)",
+           r_of("resync", "junos-sync", "junos-sync (ref)", "secs"), "<=", 1.0, no_ref)
+
+    P("**Targets** (issues 4, 7, 8 and 13; ratios of medians" + (", QUICK smoke run: not the real figures" if QUICK else "") + ")")
     P("")
     P("| issue | target | value | met |")
     P("|---|---|---:|---|")

@@ -6,7 +6,7 @@
 #
 # Knobs (environment): BENCH_RUNS (default 5), BENCH_QUICK=1 (counts / 10), BENCH_PIN=0 (no CPU
 # pinning), BENCH_CPU_A / BENCH_CPU_B (CPUs of the sending and receiving process, default 0 / 1),
-# BENCH_ONLY=stream64,stream1k,latency,handshake,resync,memory, BENCH_TIMEOUT (seconds per
+# BENCH_ONLY=stream64,stream1k,latency,handshake,resync,memory,contended, BENCH_TIMEOUT (seconds per
 # program run), BENCH_NO_APT=1 (never run apt-get), BENCH_JSYNC_DISPATCH_EVERY (dispatch-mode
 # rows), BENCH_REF_LIB=path/to/libjunos-sync.so.X (an earlier build of the library: its thread-mode
 # rows run in the same run, interleaved), BENCH_SOFILE (the library's file name in build/lib;
