@@ -5,7 +5,7 @@ use std::fmt;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::engine::shared::Counters;
+use crate::engine::counters::Counters;
 
 /// Errors the engine reports to callers of the API.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -5,6 +5,7 @@ mod app;
 mod backup;
 mod config;
 mod context;
+mod counters;
 mod env_vars;
 mod error;
 mod keys;
@@ -20,8 +21,8 @@ pub use app::{App, Freer, Logger, Tlv};
 pub use config::Config;
 pub use context::lifecycle::ExitKind;
 pub use context::Context;
+pub use counters::Stats;
 pub use error::Error;
-pub use shared::Stats;
 pub use status::{LinkState, Resync, Status};
 
 pub(crate) use queue::ring::slots_are_lock_free;

@@ -1,7 +1,7 @@
-//! State shared between API callers and the loop thread: flags, counters and the byte budget,
-//! with no lock on the hot path.
+//! State shared between API callers and the loop thread: the lifecycle, the counters and the
+//! byte budget, with no lock on the hot path.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::thread::ThreadId;
 
@@ -9,61 +9,10 @@ use parking_lot::Mutex;
 
 use crate::engine::app::Logger;
 use crate::engine::context::lifecycle::Lifecycle;
+use crate::engine::counters::{Counters, Stats};
 use crate::engine::queue::budget::Budget;
 use crate::engine::queue::wake::Sleeper;
 use crate::engine::status::Snapshot;
-
-/// A context's counters, as the API reports them.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Stats {
-    /// Master: sessions that started with a full resync.
-    pub full_resyncs: u64,
-    /// Master: sessions where a returning backup resumed.
-    pub partial_resyncs: u64,
-    /// Master: backup connections that passed the handshake.
-    pub connections: u64,
-    /// Connections ended for malformed input or a protocol violation.
-    pub frames_rejected: u64,
-    /// Master: times the backlog went over its limit.
-    pub overflows: u64,
-    /// Master: TLV bytes held.
-    pub backlog_bytes: u64,
-    /// Handshakes that failed authentication (wrong key, or a keyed and an unkeyed side).
-    pub auth_failures: u64,
-    /// Well-formed handshakes refused (another version, the same role, a live backup).
-    pub handshakes_refused: u64,
-}
-
-#[derive(Default)]
-pub(crate) struct Counters {
-    pub full_resyncs: AtomicU64,
-    pub partial_resyncs: AtomicU64,
-    pub connections: AtomicU64,
-    pub frames_rejected: AtomicU64,
-    pub overflows: AtomicU64,
-    pub auth_failures: AtomicU64,
-    pub handshakes_refused: AtomicU64,
-}
-
-impl Counters {
-    pub(crate) fn bump(n: &AtomicU64) {
-        n.fetch_add(1, Ordering::Relaxed);
-    }
-
-    pub(crate) fn snapshot(&self, backlog_bytes: usize) -> Stats {
-        let g = |n: &AtomicU64| n.load(Ordering::Relaxed);
-        Stats {
-            full_resyncs: g(&self.full_resyncs),
-            partial_resyncs: g(&self.partial_resyncs),
-            connections: g(&self.connections),
-            frames_rejected: g(&self.frames_rejected),
-            overflows: g(&self.overflows),
-            backlog_bytes: backlog_bytes as u64,
-            auth_failures: g(&self.auth_failures),
-            handshakes_refused: g(&self.handshakes_refused),
-        }
-    }
-}
 
 pub(crate) struct Shared {
     /// The loop's sleep, which a producer that publishes after its announcement ends.
@@ -142,6 +91,6 @@ impl Shared {
     }
 
     pub(crate) fn stats(&self) -> Stats {
-        self.counters.snapshot(self.budget.held())
+        self.counters.snapshot(self.budget.held() as u64)
     }
 }

@@ -397,18 +397,9 @@ pub unsafe extern "C" fn junos_sync_get_stats(
             Ok(s) => s,
             Err(e) => return e,
         };
-        let full = junos_sync_stats_t {
-            full_resyncs: s.full_resyncs,
-            partial_resyncs: s.partial_resyncs,
-            connections: s.connections,
-            frames_rejected: s.frames_rejected,
-            overflows: s.overflows,
-            backlog_bytes: s.backlog_bytes,
-            auth_failures: s.auth_failures,
-            handshakes_refused: s.handshakes_refused,
-        };
-        // SAFETY: non-NULL and writable per the contract.
-        unsafe { stats.write(full) };
+        // SAFETY: non-NULL and writable per the contract; the struct is exactly the counters
+        // of the list, u64 after u64 in its order (checked below: `the_c_struct_is_the_list`).
+        unsafe { stats.cast::<[u64; Stats::COUNT]>().write(s.values()) };
         junos_sync_status_t::JUNOS_SYNC_OK
     }
 }
@@ -430,12 +421,17 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_0(
             Ok(s) => s,
             Err(e) => return e,
         };
-        let v = [s.full_resyncs, s.partial_resyncs, s.connections, s.frames_rejected, s.overflows, s.backlog_bytes];
-        // SAFETY: non-NULL and writable for the six u64 fields of the 1.0 layout (contract).
+        let mut v = [0u64; 6];
+        v.copy_from_slice(&s.values()[..6]);
+        // SAFETY: non-NULL and writable for the six u64 fields of the 1.0 layout (contract),
+        // which are the list's first six (release 1.1 appended the rest).
         unsafe { stats.write_unaligned(v) };
         junos_sync_status_t::JUNOS_SYNC_OK
     }
 }
+
+// `junos_sync_stats_t` holds the counters of `engine/counters_list.rs`, nothing else.
+const _: () = assert!(std::mem::size_of::<junos_sync_stats_t>() == 8 * Stats::COUNT);
 
 // Binaries linked against release 1.0 bind `junos_sync_get_stats@JUNOS_SYNC_1.0`.
 std::arch::global_asm!(".symver junos_sync_get_stats_1_0, junos_sync_get_stats@JUNOS_SYNC_1.0");
@@ -594,5 +590,31 @@ pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
         // above lets only one exit through).
         let owner = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
         owner.clone().exit_claimed(kind, owner);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each counter of the list is the C struct's field of that name, in the list's order.
+    #[test]
+    fn the_c_struct_is_the_list() {
+        macro_rules! counters {
+            ($( $name:ident, $words:literal, $master:literal, $kind:ident, $help:literal; )*) => {{
+                let mut at = 0;
+                $(
+                    assert_eq!(std::mem::offset_of!(junos_sync_stats_t, $name), at, stringify!($name));
+                    at += 8;
+                )*
+                assert_eq!(at, std::mem::size_of::<junos_sync_stats_t>());
+            }};
+        }
+        include!("../engine/counters_list.rs");
+        assert_eq!(
+            &Stats::NAMES[..6],
+            ["full_resyncs", "partial_resyncs", "connections", "frames_rejected", "overflows", "backlog_bytes"],
+            "release 1.0's six"
+        );
     }
 }

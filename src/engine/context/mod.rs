@@ -22,6 +22,7 @@ use crate::engine::app::env::{Env, Port};
 use crate::engine::app::{App, Freer, Logger, Tlv};
 use crate::engine::backup::Backup;
 use crate::engine::config::Config;
+use crate::engine::counters::Stats;
 use crate::engine::env_vars::{self, FromEnv};
 use crate::engine::error::Error;
 use crate::engine::keys::Keys;
@@ -31,7 +32,7 @@ use crate::engine::net::tokens;
 use crate::engine::queue::budget::counted_size;
 use crate::engine::queue::ring::Ring;
 use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Role};
-use crate::engine::shared::{Shared, Stats};
+use crate::engine::shared::Shared;
 use crate::engine::status::{LinkState, Snapshot, Status};
 use crate::proto::wire::MAX_DATA_LEN;
 

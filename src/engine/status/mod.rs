@@ -9,7 +9,7 @@ use std::fmt::Write;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use crate::engine::shared::Stats;
+use crate::engine::counters::Stats;
 
 /// The state of the connection to the peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -162,18 +162,11 @@ pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize)
         }
         None => j.push_str(",\"resync\":null"),
     }
-    let _ = writeln!(
-        j,
-        ",\"stats\":{{\"full_resyncs\":{},\"partial_resyncs\":{},\"connections\":{},\"frames_rejected\":{},\"overflows\":{},\"backlog_bytes\":{},\"auth_failures\":{},\"handshakes_refused\":{}}}}}",
-        stats.full_resyncs,
-        stats.partial_resyncs,
-        stats.connections,
-        stats.frames_rejected,
-        stats.overflows,
-        stats.backlog_bytes,
-        stats.auth_failures,
-        stats.handshakes_refused
-    );
+    j.push_str(",\"stats\":{");
+    for (k, (name, v)) in Stats::NAMES.iter().zip(stats.values()).enumerate() {
+        let _ = write!(j, "{}\"{name}\":{v}", if k == 0 { "" } else { "," });
+    }
+    j.push_str("}}\n");
     j
 }
 

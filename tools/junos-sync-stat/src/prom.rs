@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use crate::probe::{Answer, Probe};
-use crate::status::{Status, COUNTERS, STATES};
+use crate::status::{counters, Status, STATES};
 
 struct Family {
     name: String,
@@ -161,7 +161,7 @@ pub fn render(probes: &[Probe]) -> String {
             &l,
             r.map(|r| r.acked),
         );
-        for (key, _, _, help) in COUNTERS {
+        for (key, _, _, help) in counters() {
             if let Some(v) = st.stat(key) {
                 f.add(&format!("junos_sync_{key}_total"), "counter", help, l.clone(), v);
             }

@@ -14,32 +14,22 @@ pub const VERSION: u64 = 1;
 /// The connection states, as the library names them.
 pub const STATES: [&str; 4] = ["down", "connecting", "handshake", "up"];
 
-/// The counters of `stats` (all but `backlog_bytes`, which is `unacked_bytes` again): key,
-/// words for people, whether only a master counts it, and what it counts (junos_sync_stats_t).
-pub const COUNTERS: [(&str, &str, bool, &str); 7] = [
-    ("connections", "connections", true, "Backup connections that passed the handshake."),
-    ("full_resyncs", "full resyncs", true, "Sessions that started with a full resync (a database walk)."),
-    (
-        "partial_resyncs",
-        "partial resyncs",
-        true,
-        "Sessions where a returning backup resumed after its last applied entry.",
-    ),
-    ("overflows", "overflows", true, "Times the backlog went over its limit and was dropped for a full resync."),
-    ("frames_rejected", "frames rejected", false, "Connections ended for malformed input or a protocol violation."),
-    (
-        "auth_failures",
-        "auth failures",
-        false,
-        "Handshakes that failed authentication (wrong key, keyed and unkeyed peers, replays).",
-    ),
-    (
-        "handshakes_refused",
-        "handshakes refused",
-        false,
-        "Well-formed handshakes refused (protocol version, two masters or two backups, a second backup).",
-    ),
-];
+/// The counters of `stats` (all but the gauge `backlog_bytes`, which is `unacked_bytes` again):
+/// key, words for people, whether only a master counts it, and what it counts. Expanded from
+/// the library's one list of them, `src/engine/counters_list.rs` (the order of
+/// `junos_sync_stats_t`).
+macro_rules! counters {
+    ($( $name:ident, $words:literal, $master:literal, $kind:ident, $help:literal; )*) => {
+        const ALL: &[(&str, &str, bool, &str, &str)] =
+            &[$( (stringify!($name), $words, $master, stringify!($kind), $help), )*];
+    };
+}
+include!("../../../src/engine/counters_list.rs");
+
+/// The counters (key, words, master only, what it counts), in the list's order.
+pub fn counters() -> impl Iterator<Item = (&'static str, &'static str, bool, &'static str)> {
+    ALL.iter().filter(|c| c.3 == "counter").map(|&(k, w, m, _, h)| (k, w, m, h))
+}
 
 /// Resync progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,7 +112,7 @@ impl<'a> Status<'a> {
     pub fn other_stats(&self) -> Vec<(Cow<'a, str>, u64)> {
         let Some(Value::Object(m)) = self.0.get("stats") else { return Vec::new() };
         m.iter()
-            .filter(|(k, _)| k.as_str() != "backlog_bytes" && !COUNTERS.iter().any(|c| c.0 == k.as_str()))
+            .filter(|(k, _)| !ALL.iter().any(|c| c.0 == k.as_str()))
             .filter_map(|(k, v)| Some((clean::text(k), v.as_u64()?)))
             .collect()
     }

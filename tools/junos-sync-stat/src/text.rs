@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use crate::clean;
 use crate::probe::{me, Answer, Probe, Socket};
-use crate::status::{Resync, Status, COUNTERS, VERSION};
+use crate::status::{self, Resync, Status, VERSION};
 
 /// Width of a progress bar's inside.
 const BAR: usize = 30;
@@ -217,9 +217,8 @@ fn resync(out: &mut String, p: &Probe, st: Status, watch: Option<Watch>) {
 
 fn counters(out: &mut String, st: Status) {
     let master = st.is_master();
-    let mut items: Vec<String> = COUNTERS
-        .iter()
-        .filter_map(|&(key, words, master_only, _)| {
+    let mut items: Vec<String> = status::counters()
+        .filter_map(|(key, words, master_only, _)| {
             let v = st.stat(key)?;
             // A backup does not count these; zero would only mislead (a switched-over master
             // keeps what it counted).
@@ -359,8 +358,9 @@ mod tests {
             "  lag         3 ms (the oldest unacknowledged entry)",
             "  unacked     7 entries, 99 B of the 64.0 MiB backlog limit (0.0%)",
             "  resync      running for 1.5 s: 10 walked, 4 acknowledged (40.0%), 7/s walked on average",
-            "  counters    connections 2, full resyncs 0, partial resyncs 0, overflows 0,",
-            "              frames rejected 0, auth failures 0, handshakes refused 0",
+            "  counters    full resyncs 0, partial resyncs 0, connections 2,",
+            "              frames rejected 0, overflows 0, auth failures 0,",
+            "              handshakes refused 0",
             "backup  pid 43  master port 4000  (/run/junos-sync/junos-sync.43.backup.4000.sock)",
             "  peer        none: not connected to the master",
             "  state       connecting for 1m 05s",

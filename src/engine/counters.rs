@@ -1,0 +1,48 @@
+//! A context's counters: `Stats` as the API reports them and the live atomics behind them,
+//! both expanded from the one list in `counters_list.rs`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $name:ident, $words:literal, $master:literal, $kind:ident, $help:literal; )*) => {
+        /// A context's counters, as the API reports them (`junos_sync_stats_t`, in its order).
+        #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+        pub struct Stats {
+            $( #[doc = $help] pub $name: u64, )*
+        }
+
+        impl Stats {
+            /// The counters' names, in order: the C struct's fields, the status JSON's keys.
+            pub const NAMES: &'static [&'static str] = &[$(stringify!($name)),*];
+            pub const COUNT: usize = Self::NAMES.len();
+
+            /// Their values, in the same order.
+            pub fn values(&self) -> [u64; Self::COUNT] {
+                [$(self.$name),*]
+            }
+        }
+
+        /// The live counters, one atomic each (a gauge's is unused: it is read when asked).
+        #[derive(Default)]
+        pub(crate) struct Counters {
+            $( pub $name: AtomicU64, )*
+        }
+
+        impl Counters {
+            /// The counters now, with the gauge `backlog_bytes` as given.
+            pub(crate) fn snapshot(&self, backlog_bytes: u64) -> Stats {
+                let mut s = Stats { $( $name: self.$name.load(Ordering::Relaxed), )* };
+                s.backlog_bytes = backlog_bytes;
+                s
+            }
+        }
+    };
+}
+
+include!("counters_list.rs");
+
+impl Counters {
+    pub(crate) fn bump(n: &AtomicU64) {
+        n.fetch_add(1, Ordering::Relaxed);
+    }
+}
