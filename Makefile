@@ -168,7 +168,7 @@ $(BUILD)/bin/%: tools/%.c
 # library's workspace), built in target/junos-sync-stat. Rust builds it PIE with full RELRO.
 STAT       := tools/junos-sync-stat
 STAT_CARGO := --manifest-path $(STAT)/Cargo.toml --target-dir target/junos-sync-stat --locked
-STAT_SRC   := $(shell find $(STAT)/src -name '*.rs') $(STAT)/Cargo.toml $(STAT)/Cargo.lock
+STAT_SRC   := $(shell find $(STAT)/src -name '*.rs') $(STAT)/Cargo.toml $(STAT)/Cargo.lock src/engine/counters_list.rs
 $(BUILD)/bin/junos-sync-stat: $(STAT_SRC)
 	$(CARGO) build --release $(STAT_CARGO)
 	mkdir -p $(BUILD)/bin
