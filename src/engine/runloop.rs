@@ -15,7 +15,7 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::{Events, Poll};
 use parking_lot::Mutex;
 
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::App;
 use crate::engine::backup::Backup;
 use crate::engine::config::Config;
@@ -47,9 +47,16 @@ pub(crate) enum Role<A: App> {
     Backup(Backup),
 }
 
+/// The connection's state and peer as last published, and since when (the status's age).
+pub(crate) struct Published {
+    pub state: LinkState,
+    pub peer: Option<std::net::SocketAddr>,
+    pub since: Instant,
+}
+
 pub(crate) struct Engine<A: App> {
     pub poll: Poll,
-    pub env: Env<A>,
+    pub app: AppPath<A>,
     /// What `junos_sync_queue` hands the loop.
     pub ring: Arc<Ring<A::Tlv>>,
     pub ctrl_rx: Receiver<Ctrl<A>>,
@@ -59,7 +66,7 @@ pub(crate) struct Engine<A: App> {
     pub status_dir: Option<std::path::PathBuf>,
     pub status: Option<StatusSocket>,
     /// The connection state last published, and since when.
-    pub published: (LinkState, Option<std::net::SocketAddr>, Instant),
+    pub published: Published,
 }
 
 impl<A: App> Engine<A> {
@@ -83,13 +90,13 @@ impl<A: App> Engine<A> {
             self.overflow_if_asked();
             let reg = self.poll.registry();
             busy |= match &mut self.role {
-                Role::Master(m) => m.step(&mut self.env, reg, now),
-                Role::Backup(b) => b.step(&mut self.env, reg, now),
+                Role::Master(m) => m.step(&mut self.app, reg, now),
+                Role::Backup(b) => b.step(&mut self.app, reg, now),
             };
-            if self.env.halted() {
+            if self.app.halted() {
                 return self.teardown(false);
             }
-            self.env.pump();
+            self.app.deliver();
             self.publish(now);
             let mut timeout = if busy {
                 Some(Duration::ZERO)
@@ -103,9 +110,9 @@ impl<A: App> Engine<A> {
             if timeout != Some(Duration::ZERO) {
                 // Announce the sleep, then look once more: a producer that queued before it saw
                 // the announcement is caught here, one that queued after it wakes us.
-                self.env.shared.sleeper.announce();
-                // Replies the last pump took in (dispatch mode's walk) are work for the role.
-                let replies = self.env.replies_waiting() || self.env.deferred().is_some_and(|q| q.replies_waiting());
+                self.app.shared.sleeper.announce();
+                // Replies the last delivery took in (dispatch mode's walk) are work for the role.
+                let replies = self.app.replies_waiting() || self.app.app_thread().is_some_and(|q| q.replies_waiting());
                 if self.drain_data(Instant::now()) || !self.ctrl_rx.is_empty() || replies {
                     timeout = Some(Duration::ZERO);
                 }
@@ -114,10 +121,10 @@ impl<A: App> Engine<A> {
                 timeout = Some(Duration::ZERO);
             }
             let r = self.poll.poll(&mut events, timeout);
-            self.env.shared.sleeper.awake();
+            self.app.shared.sleeper.awake();
             if let Err(e) = r {
                 if e.kind() != std::io::ErrorKind::Interrupted {
-                    self.env.log(&format!("junos-sync: poll failed: {e}"));
+                    self.app.log(&format!("junos-sync: poll failed: {e}"));
                     std::thread::sleep(Duration::from_millis(10));
                 }
                 continue;
@@ -145,7 +152,7 @@ impl<A: App> Engine<A> {
     /// Whether the context is exiting: Some(whether to tell the DOWN owed), from outside
     /// (Stopping) or from inside a callback (Halting, no DOWN).
     fn exit_asked(&self) -> Option<bool> {
-        match self.env.shared.life.state() {
+        match self.app.shared.life.state() {
             State::Stopping => Some(true),
             State::Halting => Some(false),
             _ => None,
@@ -154,15 +161,15 @@ impl<A: App> Engine<A> {
 
     /// Takes what `junos_sync_queue` published (at most a turn's worth); whether it took any.
     fn drain_data(&mut self, now: Instant) -> bool {
-        let Engine { ring, role, env, .. } = self;
-        let shared = env.shared.clone();
+        let Engine { ring, role, app, .. } = self;
+        let shared = app.shared.clone();
         let budget = &shared.budget;
         let n = match role {
             Role::Master(m) => ring.take(budget, TAKE_PER_TURN, |t, ack| m.enqueue(t, ack, now)),
             // Only a queue call racing a switchover to backup gets here.
             Role::Backup(_) => ring.take(budget, TAKE_PER_TURN, |t, _| {
-                env.log("junos-sync: TLV queued while switching to backup; freed unsent");
-                env.free(t);
+                app.log("junos-sync: TLV queued while switching to backup; freed unsent");
+                app.free(t);
             }),
         };
         n > 0
@@ -170,23 +177,23 @@ impl<A: App> Engine<A> {
 
     /// Frees everything still in the ring.
     fn free_queued(&mut self) {
-        let Engine { ring, env, .. } = self;
-        let shared = env.shared.clone();
-        ring.take(&shared.budget, usize::MAX, |t, _| env.free(t));
+        let Engine { ring, app, .. } = self;
+        let shared = app.shared.clone();
+        ring.take(&shared.budget, usize::MAX, |t, _| app.free(t));
     }
 
     /// Producers found the backlog over its limit, or the walk starved: drop the backlog; the
     /// next backup session starts from a walk.
     fn overflow_if_asked(&mut self) {
         let Role::Master(m) = &mut self.role else { return };
-        let asked = &self.env.shared.overflow_requested;
+        let asked = &self.app.shared.overflow_requested;
         // A plain load first: the flag is almost never set, and a swap would take the cache
         // line from the producers every turn.
         let requested = asked.load(Ordering::Relaxed) && asked.swap(false, Ordering::AcqRel);
         if requested | m.take_starved() {
-            m.overflow(&mut self.env, self.poll.registry());
+            m.overflow(&mut self.app, self.poll.registry());
             self.free_queued();
-            self.env.pump();
+            self.app.deliver();
         }
     }
 
@@ -195,28 +202,28 @@ impl<A: App> Engine<A> {
             match lobby::bind(&cfg) {
                 Ok(l) => Some(l),
                 Err(e) => {
-                    self.env.log(&format!("junos-sync: switchover cannot bind {}: {e}", cfg.sock_addr()));
+                    self.app.log(&format!("junos-sync: switchover cannot bind {}: {e}", cfg.sock_addr()));
                     return Err(Error::Socket);
                 }
             }
         } else {
             None
         };
-        self.env.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
-        self.env.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
+        self.app.shared.is_master.store(cfg.is_master, Ordering::SeqCst);
+        self.app.shared.no_resync.store(cfg.no_resync, Ordering::SeqCst);
         self.drain_data(Instant::now());
         let keys = self.end_role(true);
-        self.env.install(app);
+        self.app.install(app);
         let reg = self.poll.registry();
         self.role = match listener {
             Some(l) => match Master::new(l, reg, cfg, self.session, keys) {
                 Ok(m) => {
-                    warn_if_exposed(&self.env.shared, &cfg, m.is_keyed());
-                    self.env.bind_done(m.port());
+                    warn_if_exposed(&self.app.shared, &cfg, m.is_keyed());
+                    self.app.bind_done(m.port());
                     Role::Master(m)
                 }
                 Err(e) => {
-                    self.env.log(&format!("junos-sync: switchover cannot register listener: {e}"));
+                    self.app.log(&format!("junos-sync: switchover cannot register listener: {e}"));
                     return Err(Error::Socket);
                 }
             },
@@ -226,10 +233,10 @@ impl<A: App> Engine<A> {
             Role::Master(m) => format!("master listening on {}:{}", cfg.addr, m.port()),
             Role::Backup(_) => format!("backup of {}", cfg.sock_addr()),
         };
-        self.env.log(&format!("junos-sync: switched over to {role}"));
+        self.app.log(&format!("junos-sync: switched over to {role}"));
         self.open_status();
         // Thread mode: bind_done (and the old role's frees) run before the switchover returns.
-        self.env.pump();
+        self.app.deliver();
         Ok(())
     }
 
@@ -241,12 +248,12 @@ impl<A: App> Engine<A> {
         match std::mem::replace(&mut self.role, idle) {
             Role::Master(mut m) => {
                 let k = m.take_keys();
-                m.shutdown(&mut self.env, reg, notify);
+                m.shutdown(&mut self.app, reg, notify);
                 k
             }
             Role::Backup(mut b) => {
                 let k = b.take_keys();
-                b.shutdown(&mut self.env, reg, notify);
+                b.shutdown(&mut self.app, reg, notify);
                 k
             }
         }
@@ -256,26 +263,26 @@ impl<A: App> Engine<A> {
     /// from inside a callback, where the application has already let go of the context).
     fn teardown(&mut self, notify: bool) {
         self.close_status();
-        let _ = self.end_role(notify && !self.env.halted());
+        let _ = self.end_role(notify && !self.app.halted());
         self.free_queued();
-        self.env.drop_unread();
+        self.app.drop_unread();
     }
 
     fn snapshot(&mut self) -> Snapshot {
         match &mut self.role {
             Role::Master(m) => m.snapshot(),
-            Role::Backup(b) => b.snapshot(self.env.applied()),
+            Role::Backup(b) => b.snapshot(self.app.applied()),
         }
     }
 
     /// Publishes the status for the API (the connection's age counts from its last change).
     fn publish(&mut self, now: Instant) {
         let mut s = self.snapshot();
-        if (s.state, s.peer) != (self.published.0, self.published.1) {
-            self.published = (s.state, s.peer, now);
+        if (s.state, s.peer) != (self.published.state, self.published.peer) {
+            self.published = Published { state: s.state, peer: s.peer, since: now };
         }
-        s.since = Some(self.published.2);
-        *self.env.shared.status.lock() = s;
+        s.since = Some(self.published.since);
+        *self.app.shared.status.lock() = s;
     }
 
     /// Opens the status socket for the current role (closing the last one), if asked for.
@@ -286,10 +293,10 @@ impl<A: App> Engine<A> {
         let role = if s.is_master { "master" } else { "backup" };
         match StatusSocket::open(&dir, role, s.port, self.poll.registry()) {
             Ok(sock) => {
-                self.env.log(&format!("junos-sync: status on {}", sock.path().display()));
+                self.app.log(&format!("junos-sync: status on {}", sock.path().display()));
                 self.status = Some(sock);
             }
-            Err(e) => self.env.log(&format!(
+            Err(e) => self.app.log(&format!(
                 "junos-sync: no status socket in {} ({}): {e}",
                 dir.display(),
                 crate::engine::status::socket::STATUS_DIR_VAR
@@ -306,9 +313,9 @@ impl<A: App> Engine<A> {
     fn serve_status(&mut self) {
         let now = Instant::now();
         self.publish(now);
-        let status = self.env.shared.status.lock().at(now);
-        let stats = self.env.shared.stats();
-        let limit = self.env.shared.budget.limit();
+        let status = self.app.shared.status.lock().at(now);
+        let stats = self.app.shared.stats();
+        let limit = self.app.shared.budget.limit();
         if let Some(sock) = &self.status {
             sock.serve(|| status::to_json(&status, &stats, std::process::id(), limit));
         }
@@ -317,7 +324,7 @@ impl<A: App> Engine<A> {
     /// After a panic: the DOWN the application is owed (if it was told UP), then everything
     /// freed.
     fn fail(&mut self) {
-        self.env.conn_status(false);
+        self.app.conn_status(false);
         self.teardown(false);
     }
 }
@@ -343,9 +350,9 @@ pub(crate) fn spawn<A: App>(
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new().name("junos-sync".into()).spawn(move || {
         crate::sys::block_sigpipe_on_this_thread();
-        let shared: Arc<Shared> = engine.env.shared.clone();
+        let shared: Arc<Shared> = engine.app.shared.clone();
         // Thread mode: the callbacks run here (dispatch mode: inside `dispatch`).
-        let inline = engine.env.deferred().is_none();
+        let inline = engine.app.app_thread().is_none();
         if inline {
             shared.enter_callbacks();
         }

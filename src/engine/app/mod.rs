@@ -13,7 +13,7 @@
 pub(crate) mod appq;
 pub(crate) mod calls;
 pub(crate) mod dispatcher;
-pub(crate) mod env;
+pub(crate) mod path;
 
 use std::sync::Arc;
 

@@ -8,14 +8,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Registry, Token};
 
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::App;
 use crate::engine::config::{keepalive_ms, Config};
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
+use crate::engine::log_limit::{more, LogLimit};
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
-use crate::engine::quiet::{more, Quiet};
 use crate::engine::status::{LinkState, Resync, Snapshot};
 use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME, HANDSHAKE_VERSION};
 use crate::proto::noise::Initiator;
@@ -53,7 +53,7 @@ pub(crate) struct Backup {
     session: u64,
     master_session: u64,
     /// The last sequence number received and checked (handed to the application); what it
-    /// applied is `Env::applied`, what we acknowledged `last_acked`.
+    /// applied is `AppPath::applied`, what we acknowledged `last_acked`.
     parsed: u64,
     last_acked: u64,
     /// Entries applied so far by the full resync in progress.
@@ -62,12 +62,22 @@ pub(crate) struct Backup {
     /// The key tried next: the one that worked last, or the next after one that failed.
     key_at: usize,
     /// Connection problems, said once per outage.
-    outage: Quiet,
-    /// The last full resync, for the status: its SYNC_BEGIN's sequence number, its SYNC_END's
-    /// once received, and whether the connection went before that (it will never end then).
-    /// Its entries are the sequence numbers in between, so what the application applied of it
-    /// follows from `Env::applied`, in dispatch mode too.
-    resync: Option<(u64, Option<u64>, bool)>,
+    outage: LogLimit,
+    /// The last full resync, for the status.
+    resync: Option<LastResync>,
+}
+
+/// A backup's last full resync. Its entries are the sequence numbers between its SYNC_BEGIN and
+/// its SYNC_END, so what the application applied of it follows from `AppPath::applied`, in
+/// dispatch mode too.
+#[derive(Clone, Copy)]
+struct LastResync {
+    /// SYNC_BEGIN's sequence number.
+    begin: u64,
+    /// SYNC_END's, once received.
+    end: Option<u64>,
+    /// The connection went before SYNC_END: it will never end.
+    cut: bool,
 }
 
 impl Backup {
@@ -83,7 +93,7 @@ impl Backup {
             walked: None,
             keys,
             key_at: 0,
-            outage: Quiet::default(),
+            outage: LogLimit::default(),
             resync: None,
         }
     }
@@ -105,11 +115,11 @@ impl Backup {
             keyed: !self.keys.is_empty(),
             oldest: None,
             unacked_entries: 0,
-            resync: self.resync.map(|(begin, end, cut)| {
-                let last = end.map_or(applied, |e| applied.min(e - 1));
-                let n = last.saturating_sub(begin);
-                let complete = end.is_some_and(|e| applied >= e);
-                Resync { walked: n, acked: n, running: !complete && !cut, complete }
+            resync: self.resync.map(|r| {
+                let last = r.end.map_or(applied, |e| applied.min(e - 1));
+                let n = last.saturating_sub(r.begin);
+                let complete = r.end.is_some_and(|e| applied >= e);
+                Resync { walked: n, acked: n, running: !complete && !r.cut, complete }
             }),
         }
     }
@@ -144,44 +154,44 @@ impl Backup {
     }
 
     /// Does all the work that is ready. Returns true if more is ready right away.
-    pub(crate) fn step<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+    pub(crate) fn step<A: App>(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) -> bool {
         let r = match &mut self.state {
             State::Dormant => Ok(false),
             State::Idle { at } => {
-                if now >= *at && env.applying() {
+                if now >= *at && app.applying() {
                     // Entries of the last session are still on their way to the application
                     // (dispatch mode): the resume point is not known yet.
                     *at = now + Duration::from_millis(20);
                 } else if now >= *at {
-                    self.connect(env, reg, now);
+                    self.connect(app, reg, now);
                 }
                 Ok(false)
             }
             State::Connecting(c) => match c.connected() {
-                Ok(true) => self.introduce(env).map(|()| true),
+                Ok(true) => self.introduce(app).map(|()| true),
                 other => other,
             },
-            State::KeyExchange(..) => self.key_exchange(env.applied()),
-            State::Handshake(_) => self.handshake(env),
-            State::Up(_) => self.receive(env),
+            State::KeyExchange(..) => self.key_exchange(app.applied()),
+            State::Handshake(_) => self.handshake(app),
+            State::Up(_) => self.receive(app),
         };
         match r {
             Ok(busy) => {
-                if env.halted() {
+                if app.halted() {
                     return false;
                 }
-                self.timers(env, reg, now);
+                self.timers(app, reg, now);
                 // A liveness check in `timers` may have read bytes that no event will announce.
                 busy || matches!(&self.state, State::Up(c) if c.readable)
             }
             Err(f) => {
-                self.fail(env, reg, f, now);
+                self.fail(app, reg, f, now);
                 false
             }
         }
     }
 
-    fn connect<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+    fn connect<A: App>(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) {
         let addr = SocketAddr::V4(self.cfg.sock_addr());
         let r = TcpStream::connect(addr)
             .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_BATCH_LEN), self.cfg.keepalive));
@@ -194,7 +204,7 @@ impl Backup {
             }
             Err(e) => {
                 if let Some(n) = self.outage.note("connect", now) {
-                    env.log(&format!("junos-sync backup: cannot connect to {addr}: {e}{}", more(n)));
+                    app.log(&format!("junos-sync backup: cannot connect to {addr}: {e}{}", more(n)));
                 }
                 self.retry_later();
             }
@@ -202,12 +212,12 @@ impl Backup {
     }
 
     /// The connection is up: prove the key first if we hold one, else say HELLO.
-    fn introduce<A: App>(&mut self, env: &Env<A>) -> Result<(), Fault> {
+    fn introduce<A: App>(&mut self, app: &AppPath<A>) -> Result<(), Fault> {
         let State::Connecting(mut c) = std::mem::replace(&mut self.state, State::Dormant) else {
             unreachable!("called in Connecting")
         };
         if self.keys.is_empty() {
-            self.send_hello(&mut c, env.applied());
+            self.send_hello(&mut c, app.applied());
             self.state = State::Handshake(c);
         } else {
             let (init, msg) = Initiator::start(&self.keys.psks()[self.key_at]);
@@ -254,7 +264,7 @@ impl Backup {
         }
     }
 
-    fn handshake<A: App>(&mut self, env: &mut Env<A>) -> Result<bool, Fault> {
+    fn handshake<A: App>(&mut self, app: &mut AppPath<A>) -> Result<bool, Fault> {
         let State::Handshake(c) = &mut self.state else { return Ok(false) };
         c.flush(|_| None)?;
         let Some((kind, payload)) = first_frame(c)? else { return Ok(false) };
@@ -267,7 +277,7 @@ impl Backup {
             Ok(()) if w.peer_session != self.session => {
                 Some(Fault::Violation("handshake answers another session".into()))
             }
-            Ok(()) if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != env.applied()) => {
+            Ok(()) if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != app.applied()) => {
                 Some(Fault::Violation(format!("resumes after sequence {} of another session or point", w.seq)))
             }
             Ok(()) => None,
@@ -287,49 +297,49 @@ impl Backup {
         }
         self.master_session = w.session;
         self.parsed = w.seq;
-        env.set_applied(w.seq);
+        app.set_applied(w.seq);
         self.last_acked = w.seq;
         self.backoff = BACKOFF_MIN;
         let more_buffered = c.buffered() > 0;
         let sealed = c.is_sealed();
         self.state = State::Up(c);
         let _ = self.outage.clear();
-        env.log(&format!(
+        app.log(&format!(
             "junos-sync backup: connected to master {} (protocol version {}){}{}",
             self.cfg.sock_addr(),
             w.version,
             if w.flags & FLAG_RESUME != 0 { ", resuming" } else { "" },
             if sealed { ", authenticated and encrypted" } else { "" }
         ));
-        env.conn_status(true);
+        app.conn_status(true);
         Ok(more_buffered)
     }
 
     /// Applies every complete frame and reads more, acknowledging once per read buffer; then
     /// acknowledges what was applied even if the stream turned bad.
-    fn receive<A: App>(&mut self, env: &mut Env<A>) -> Result<bool, Fault> {
-        let r = self.pump(env);
-        if env.halted() {
+    fn receive<A: App>(&mut self, app: &mut AppPath<A>) -> Result<bool, Fault> {
+        let r = self.read_and_apply(app);
+        if app.halted() {
             return Ok(false);
         }
-        let acked = self.acknowledge(env);
+        let acked = self.acknowledge(app);
         r?;
         acked?;
         // Dispatch mode, with the application behind: wait for it (its replies wake the loop),
         // do not spin on the readable socket. Frames left by a turn cut short: right away.
-        Ok(matches!(&self.state, State::Up(c) if (c.readable || c.frame_buffered()) && env.can_take()))
+        Ok(matches!(&self.state, State::Up(c) if (c.readable || c.frame_buffered()) && app.can_take()))
     }
 
-    fn pump<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+    fn read_and_apply<A: App>(&mut self, app: &mut AppPath<A>) -> Result<(), Fault> {
         let end = Instant::now() + TURN;
         for _ in 0..MAX_READS_PER_STEP {
-            if !self.apply_buffered(env, end)? || env.halted() {
+            if !self.apply_buffered(app, end)? || app.halted() {
                 return Ok(());
             }
             // One cumulative ACK per read buffer applied: the master frees steadily.
-            self.acknowledge(env)?;
+            self.acknowledge(app)?;
             let State::Up(c) = &mut self.state else { return Ok(()) };
-            if !env.can_take() || !c.read_some()? {
+            if !app.can_take() || !c.read_some()? {
                 break;
             }
         }
@@ -338,10 +348,10 @@ impl Backup {
 
     /// Acknowledges everything the application applied and we did not acknowledge yet: an
     /// ACK means applied, in either mode.
-    fn acknowledge<A: App>(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
-        env.pump();
+    fn acknowledge<A: App>(&mut self, app: &mut AppPath<A>) -> Result<(), Fault> {
+        app.deliver();
         let State::Up(c) = &mut self.state else { return Ok(()) };
-        let applied = env.applied();
+        let applied = app.applied();
         if applied > self.last_acked {
             c.out.control(FrameKind::Ack, applied, &[]);
             self.last_acked = applied;
@@ -350,11 +360,11 @@ impl Backup {
     }
 
     /// Applies the frames buffered; false if the turn's time ran out first (frames remain).
-    fn apply_buffered<A: App>(&mut self, env: &mut Env<A>, end: Instant) -> Result<bool, Fault> {
+    fn apply_buffered<A: App>(&mut self, app: &mut AppPath<A>, end: Instant) -> Result<bool, Fault> {
         let State::Up(c) = &mut self.state else { return Ok(true) };
         // Entries applied since the clock was last read (a batch counts its records).
         let mut n = 0u32;
-        while env.can_take() {
+        while app.can_take() {
             if n >= 64 {
                 n = 0;
                 if Instant::now() >= end {
@@ -373,7 +383,7 @@ impl Backup {
             let batches = c.version() >= 2;
             match h.kind {
                 FrameKind::Data if !batches => {
-                    env.decode(c.payload(&f), h.seq);
+                    app.decode(c.payload(&f), h.seq);
                     if let Some(n) = &mut self.walked {
                         *n += 1;
                     }
@@ -390,32 +400,32 @@ impl Backup {
                     for k in 0..u64::from(h.aux) {
                         let (_, r, next) = wire::record_at(p, at);
                         at = next;
-                        env.decode(&mut p[r], h.seq + k);
+                        app.decode(&mut p[r], h.seq + k);
                         self.parsed = h.seq + k;
                         if let Some(n) = &mut self.walked {
                             *n += 1;
                         }
-                        if env.halted() {
+                        if app.halted() {
                             return Ok(true);
                         }
                     }
                     continue;
                 }
                 FrameKind::SyncBegin => {
-                    env.db_clear(h.seq);
+                    app.db_clear(h.seq);
                     self.walked = Some(0);
-                    self.resync = Some((h.seq, None, false));
+                    self.resync = Some(LastResync { begin: h.seq, end: None, cut: false });
                 }
                 FrameKind::SyncEnd => {
                     let told = <[u8; 8]>::try_from(&c.payload(&f)[..]).ok().map(u64::from_le_bytes);
                     let n = self.walked.take().unwrap_or(0);
-                    if let Some((_, end, _)) = self.resync.as_mut() {
-                        *end = Some(h.seq);
+                    if let Some(r) = self.resync.as_mut() {
+                        r.end = Some(h.seq);
                     }
                     if told != Some(n) {
-                        env.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
+                        app.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }
-                    env.backup_sync_done(n, h.seq);
+                    app.backup_sync_done(n, h.seq);
                 }
                 FrameKind::Keepalive => {}
                 FrameKind::Refuse => {
@@ -426,14 +436,14 @@ impl Backup {
             if h.kind.is_sequenced() {
                 self.parsed = h.seq;
             }
-            if env.halted() {
+            if app.halted() {
                 return Ok(true);
             }
         }
         Ok(true)
     }
 
-    fn timers<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+    fn timers<A: App>(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) {
         let up = matches!(self.state, State::Up(_));
         let Some(c) = self.conn_mut() else { return };
         if c.peer_dead(now) {
@@ -442,25 +452,25 @@ impl Backup {
             } else {
                 "no answer from the master in time"
             };
-            self.fail(env, reg, Fault::Silent(why), now);
+            self.fail(app, reg, Fault::Silent(why), now);
             return;
         }
         if let State::Up(c) = &mut self.state {
             c.keepalive_due(now);
             if let Err(f) = c.flush(|_| None) {
-                self.fail(env, reg, f, now);
+                self.fail(app, reg, f, now);
             }
         }
     }
 
     /// Ends the current connection attempt or session and schedules the next.
-    fn fail<A: App>(&mut self, env: &mut Env<A>, reg: &Registry, f: Fault, now: Instant) {
+    fn fail<A: App>(&mut self, app: &mut AppPath<A>, reg: &Registry, f: Fault, now: Instant) {
         let old = std::mem::replace(&mut self.state, State::Idle { at: now });
         let was_up = matches!(old, State::Up(_));
         let keying = matches!(old, State::KeyExchange(..));
-        if let Some((_, None, cut)) = self.resync.as_mut() {
+        if let Some(r) = self.resync.as_mut().filter(|r| r.end.is_none()) {
             // The walk went with the connection before its end: it will never complete.
-            *cut = true;
+            r.cut = true;
         }
         if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = old {
             c.close(reg);
@@ -473,7 +483,7 @@ impl Backup {
             }
             f => f,
         };
-        f.count(&env.shared.counters);
+        f.count(&app.shared.counters);
         if f.is_auth() && self.keys.psks().len() > 1 {
             self.key_at = (self.key_at + 1) % self.keys.psks().len();
         }
@@ -487,11 +497,11 @@ impl Backup {
             let _ = self.outage.clear();
         }
         if let Some(n) = self.outage.note(kind, now) {
-            env.log(&format!("junos-sync backup: connection to master {} lost: {f}{}", self.cfg.sock_addr(), more(n)));
+            app.log(&format!("junos-sync backup: connection to master {} lost: {f}{}", self.cfg.sock_addr(), more(n)));
         }
         self.retry_later();
         if was_up {
-            env.conn_status(false);
+            app.conn_status(false);
         }
     }
 
@@ -511,13 +521,13 @@ impl Backup {
     }
 
     /// Ends the role. `notify`: report DOWN if up.
-    pub(crate) fn shutdown<A: App>(self, env: &mut Env<A>, reg: &Registry, notify: bool) {
+    pub(crate) fn shutdown<A: App>(self, app: &mut AppPath<A>, reg: &Registry, notify: bool) {
         let was_up = matches!(self.state, State::Up(_));
         if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = self.state {
             c.close(reg);
         }
         if was_up && notify {
-            env.conn_status(false);
+            app.conn_status(false);
         }
     }
 }

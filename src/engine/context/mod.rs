@@ -18,7 +18,7 @@ use parking_lot::Mutex;
 
 use crate::engine::app::appq::AppQueue;
 use crate::engine::app::dispatcher::Dispatcher;
-use crate::engine::app::env::{Env, Port};
+use crate::engine::app::path::{AppPath, Runner};
 use crate::engine::app::{App, Freer, Logger, Tlv};
 use crate::engine::backup::Backup;
 use crate::engine::config::Config;
@@ -31,7 +31,7 @@ use crate::engine::master::Master;
 use crate::engine::net::tokens;
 use crate::engine::queue::budget::counted_size;
 use crate::engine::queue::ring::Ring;
-use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Role};
+use crate::engine::runloop::{self, warn_if_exposed, Ctrl, Engine, LastRef, Published, Role};
 use crate::engine::shared::Shared;
 use crate::engine::status::{LinkState, Snapshot, Status};
 use crate::proto::wire::MAX_DATA_LEN;
@@ -294,20 +294,20 @@ impl<A: App> Context<A> {
         let port = match self.appq.lock().clone() {
             Some(q) => {
                 *self.app_side.lock() = Some(Box::new(AppSide::new(d)));
-                Port::Deferred(q)
+                Runner::AppThread(q)
             }
-            None => Port::Inline(Box::new(d)),
+            None => Runner::Inline(Box::new(d)),
         };
         let eng = Engine {
             poll,
-            env: Env::new(self.shared.clone(), port),
+            app: AppPath::new(self.shared.clone(), port),
             ring: self.ring.clone(),
             ctrl_rx,
             role,
             session: self.session,
             status_dir: self.status_dir.clone(),
             status: None,
-            published: (LinkState::Down, None, Instant::now()),
+            published: Published { state: LinkState::Down, peer: None, since: Instant::now() },
         };
         // Running from now on: the loop's callbacks may exit the context.
         self.shared.life.advance(State::Starting, State::Running);

@@ -7,18 +7,18 @@ use std::time::{Duration, Instant};
 
 use mio::Registry;
 
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::App;
 use crate::engine::config::keepalive_ms;
 use crate::engine::counters::Counters;
 use crate::engine::error::Fault;
+use crate::engine::log_limit::more;
 use crate::engine::master::backlog::Entry;
 use crate::engine::master::lobby::Arrival;
 use crate::engine::master::resume::{decide, Facts, Start};
 use crate::engine::master::walk::Walk;
 use crate::engine::net::tokens;
 use crate::engine::queue::budget::Held;
-use crate::engine::quiet::more;
 use crate::engine::status::Resync;
 use crate::proto::handshake::{Hello, Role, FLAG_NO_RESYNC, FLAG_RESUME};
 use crate::proto::wire::{FrameKind, REFUSE_OTHER};
@@ -28,9 +28,9 @@ use super::{Link, Master};
 impl<A: App> Master<A> {
     /// A backup that passed the handshake: it becomes the backup, unless a live one is there
     /// and it may not displace it.
-    pub(super) fn admit(&mut self, env: &mut Env<A>, reg: &Registry, a: Arrival, now: Instant) {
+    pub(super) fn admit(&mut self, app: &mut AppPath<A>, reg: &Registry, a: Arrival, now: Instant) {
         if a.keyed {
-            self.lobby.authenticated(&env.shared);
+            self.lobby.authenticated(&app.shared);
         }
         // What the HELLO claims is judged first: a claim that cannot be true must not cost the
         // live backup its connection.
@@ -46,10 +46,10 @@ impl<A: App> Master<A> {
         let start = decide(&a.hello, &facts);
         if let Start::Impossible(why) = start {
             let f = Fault::Violation(why);
-            f.count(&env.shared.counters);
+            f.count(&app.shared.counters);
             let forget = self.link.is_none();
             let then = if forget { "; that backup session will not resume" } else { "" };
-            env.log(&format!("junos-sync master: refused backup {}: {f}{then}", a.conn.peer_name()));
+            app.log(&format!("junos-sync master: refused backup {}: {f}{then}", a.conn.peer_name()));
             a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
             if forget {
                 // No live backup holds the session: the claim cannot be trusted to free
@@ -62,21 +62,21 @@ impl<A: App> Master<A> {
         }
         if let Some(cur) = &self.link {
             if let Err(f) = self.may_displace(cur, &a, now) {
-                f.count(&env.shared.counters);
+                f.count(&app.shared.counters);
                 if let Some(n) = self.refusals.note("busy", now) {
-                    env.log(&format!("junos-sync master: refused backup {}: {f}{}", a.conn.peer_name(), more(n)));
+                    app.log(&format!("junos-sync master: refused backup {}: {f}{}", a.conn.peer_name(), more(n)));
                 }
                 a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
                 return;
             }
-            env.log(&format!("junos-sync master: backup {} replaces the current one", a.conn.peer_name()));
-            self.drop_link(env, reg);
-            if env.halted() {
+            app.log(&format!("junos-sync master: backup {} replaces the current one", a.conn.peer_name()));
+            self.drop_link(app, reg);
+            if app.halted() {
                 a.conn.close(reg);
                 return;
             }
         }
-        self.promote(env, reg, a, start, now);
+        self.promote(app, reg, a, start, now);
     }
 
     /// Whether an arriving backup may take the place of the current one. One that proved it
@@ -97,55 +97,55 @@ impl<A: App> Master<A> {
         )))
     }
 
-    fn promote(&mut self, env: &mut Env<A>, reg: &Registry, a: Arrival, start: Start, now: Instant) {
+    fn promote(&mut self, app: &mut AppPath<A>, reg: &Registry, a: Arrival, start: Start, now: Instant) {
         let Arrival { mut conn, hello, keyed } = a;
         if let Err(e) = conn.retoken(reg, tokens::CONN) {
-            env.log(&format!("junos-sync master: cannot register backup connection: {e}"));
+            app.log(&format!("junos-sync master: cannot register backup connection: {e}"));
             conn.close(reg);
             return;
         }
         conn.keepalive = self.cfg.keepalive.min(Duration::from_millis(u64::from(hello.keepalive_ms.max(1000))));
-        Counters::bump(&env.shared.counters.connections);
+        Counters::bump(&app.shared.counters.connections);
         let mut flags = if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 };
         let name = conn.peer_name();
         let how = if keyed { ", authenticated" } else { "" };
         let resumed = start == Start::Resume;
         let after = match start {
             Start::Resume => {
-                self.acknowledge(env, hello.seq);
+                self.acknowledge(app, hello.seq);
                 self.backlog.rewind(hello.seq + 1);
                 flags |= FLAG_RESUME;
-                Counters::bump(&env.shared.counters.partial_resyncs);
-                env.log(&format!("junos-sync master: backup {name} resumes after sequence {}{how}", hello.seq));
+                Counters::bump(&app.shared.counters.partial_resyncs);
+                app.log(&format!("junos-sync master: backup {name} resumes after sequence {}{how}", hello.seq));
                 hello.seq
             }
             Start::Stream => {
-                let queued = self.purge(env);
+                let queued = self.purge(app);
                 for (tlv, ack) in queued {
                     self.push_queued(tlv, ack, Instant::now());
                 }
                 self.resume_from = Some(self.backlog.front_seq() - 1);
-                env.log(&format!("junos-sync master: backup {name} connected (no resync){how}"));
+                app.log(&format!("junos-sync master: backup {name} connected (no resync){how}"));
                 if self.dropped {
                     // Only a walk could carry what the overflow dropped, and this backup takes none.
-                    env.log(&format!(
+                    app.log(&format!(
                         "junos-sync master: WARNING: backup {name} has no_resync; changes dropped by the last backlog overflow are not replicated to it"
                     ));
                 }
                 self.backlog.front_seq() - 1
             }
             Start::Walk => {
-                let mut queued = self.purge(env);
-                queued.append(&mut self.deferred);
-                self.deferred = queued;
+                let mut queued = self.purge(app);
+                queued.append(&mut self.held_back);
+                self.held_back = queued;
                 let begin = self.backlog.push(Entry::SyncBegin);
                 self.walks = self.walks.wrapping_add(1);
                 self.walk = Some(Walk { id: self.walks, base: begin, requested: false });
                 self.resync = Some(Resync { walked: 0, acked: 0, running: true, complete: false });
                 self.resume_from = None;
                 self.dropped = false;
-                Counters::bump(&env.shared.counters.full_resyncs);
-                env.log(&format!("junos-sync master: backup {name} connected, full resync{how}"));
+                Counters::bump(&app.shared.counters.full_resyncs);
+                app.log(&format!("junos-sync master: backup {name} connected, full resync{how}"));
                 begin - 1
             }
             Start::Impossible(_) => unreachable!("refused in admit"),
@@ -168,19 +168,19 @@ impl<A: App> Master<A> {
         conn.out.control(FrameKind::Welcome, 0, &welcome.encode());
         conn.set_version(version);
         self.link = Some(Link { conn, since: now, base: after, acked: after });
-        env.conn_status(true);
+        app.conn_status(true);
     }
 
     /// Empties the backlog for a new session: walked entries are freed, queued ones returned
     /// in order to be sent again.
-    pub(super) fn purge(&mut self, env: &mut Env<A>) -> VecDeque<(Held<A::Tlv>, bool)> {
-        self.abort_walk(env);
+    pub(super) fn purge(&mut self, app: &mut AppPath<A>) -> VecDeque<(Held<A::Tlv>, bool)> {
+        self.abort_walk(app);
         let mut keep = VecDeque::new();
         self.walked_bytes = 0;
         for e in self.backlog.take_all() {
             match e {
                 Entry::Queued { tlv, ack } => keep.push_back((tlv, ack)),
-                Entry::Walked(t) => env.free(t),
+                Entry::Walked(t) => app.free(t),
                 Entry::SyncBegin | Entry::SyncEnd(_) => {}
             }
         }

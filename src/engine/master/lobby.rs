@@ -17,9 +17,9 @@ use mio::{Interest, Registry, Token};
 use crate::engine::config::Config;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
+use crate::engine::log_limit::{more, LogLimit};
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
-use crate::engine::quiet::{more, Quiet};
 use crate::engine::shared::Shared;
 use crate::proto::handshake::Hello;
 use crate::proto::noise;
@@ -55,13 +55,13 @@ pub(crate) struct Lobby {
     acceptable: bool,
     pending: Vec<Option<Pending>>,
     keepalive: Duration,
-    auth_log: Quiet,
+    auth_log: LogLimit,
 }
 
 impl Lobby {
     pub(crate) fn new(mut listener: TcpListener, reg: &Registry, keepalive: Duration) -> io::Result<Self> {
         reg.register(&mut listener, tokens::LISTENER, Interest::READABLE)?;
-        Ok(Lobby { listener, acceptable: true, pending: Vec::new(), keepalive, auth_log: Quiet::default() })
+        Ok(Lobby { listener, acceptable: true, pending: Vec::new(), keepalive, auth_log: LogLimit::default() })
     }
 
     pub(crate) fn port(&self) -> u16 {

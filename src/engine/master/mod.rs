@@ -12,18 +12,18 @@ use std::time::Instant;
 use mio::net::TcpListener;
 use mio::{Registry, Token};
 
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::{App, Tlv};
 use crate::engine::config::Config;
 use crate::engine::counters::Counters;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
+use crate::engine::log_limit::LogLimit;
 use crate::engine::master::backlog::{Backlog, Entry};
 use crate::engine::master::lobby::Lobby;
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::queue::budget::Held;
-use crate::engine::quiet::Quiet;
 use crate::engine::status::{LinkState, Resync, Snapshot, Stamps};
 
 mod admit;
@@ -63,7 +63,7 @@ pub(crate) struct Master<A: App> {
     link: Option<Link>,
     backlog: Backlog<Held<A::Tlv>>,
     /// Queued while a walk runs: sent after the walk's entries.
-    deferred: VecDeque<(Held<A::Tlv>, bool)>,
+    held_back: VecDeque<(Held<A::Tlv>, bool)>,
     walk: Option<Walk>,
     /// Resyncs walked so far: the id of the next.
     walks: u32,
@@ -84,7 +84,7 @@ pub(crate) struct Master<A: App> {
     /// connections: no resume point can be beyond it.
     session_delivered: u64,
     keys: Keys,
-    refusals: Quiet,
+    refusals: LogLimit,
     /// When sequence numbers were queued (for the lag), and the last full resync's progress:
     /// what the status reports.
     stamps: Stamps,
@@ -104,7 +104,7 @@ impl<A: App> Master<A> {
             lobby: Lobby::new(listener, registry, cfg.keepalive)?,
             link: None,
             backlog: Backlog::default(),
-            deferred: VecDeque::new(),
+            held_back: VecDeque::new(),
             walk: None,
             walks: 0,
             walked_bytes: 0,
@@ -116,7 +116,7 @@ impl<A: App> Master<A> {
             resume_from: None,
             session_delivered: 0,
             keys,
-            refusals: Quiet::default(),
+            refusals: LogLimit::default(),
             stamps: Stamps::default(),
             resync: None,
             cfg,
@@ -139,7 +139,7 @@ impl<A: App> Master<A> {
     /// A TLV from `junos_sync_queue`, taken at `now`.
     pub(crate) fn enqueue(&mut self, tlv: Held<A::Tlv>, ack: bool, now: Instant) {
         if self.walk.is_some() {
-            self.deferred.push_back((tlv, ack));
+            self.held_back.push_back((tlv, ack));
         } else {
             self.push_queued(tlv, ack, now);
         }
@@ -162,7 +162,7 @@ impl<A: App> Master<A> {
             since: None,
             keyed: self.is_keyed(),
             oldest: if front < next { self.stamps.oldest(front) } else { None },
-            unacked_entries: next - front + self.deferred.len() as u64,
+            unacked_entries: next - front + self.held_back.len() as u64,
             resync: self.resync,
         }
     }
@@ -184,73 +184,73 @@ impl<A: App> Master<A> {
     }
 
     /// Does all the work that is ready. Returns true if more is ready right away.
-    pub(crate) fn step(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) -> bool {
+    pub(crate) fn step(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) -> bool {
         if self.link.is_none() {
             // Walk replies that came back after the backup went: freed.
-            for r in env.take_walk() {
-                self.on_walked(env, r);
+            for r in app.take_walk() {
+                self.on_walked(app, r);
             }
         }
-        for a in self.lobby.step(&env.shared, &self.keys, reg, now) {
-            self.admit(env, reg, a, now);
-            if env.halted() {
+        for a in self.lobby.step(&app.shared, &self.keys, reg, now) {
+            self.admit(app, reg, a, now);
+            if app.halted() {
                 return false;
             }
         }
         let mut busy = self.lobby.busy();
         if self.link.is_some() {
-            match self.link_step(env) {
+            match self.link_step(app) {
                 Ok(more) => busy |= more,
-                Err(f) => self.end_link(env, reg, f),
+                Err(f) => self.end_link(app, reg, f),
             }
         }
-        self.timers(env, reg, now);
+        self.timers(app, reg, now);
         // A liveness check in `timers` may have read bytes that no event will announce.
         busy || self.link.as_ref().is_some_and(|l| l.conn.readable)
     }
 
     /// Frees the whole backlog (no ack notifications), drops the backup, and makes sure the
     /// next session is a full resync.
-    pub(crate) fn overflow(&mut self, env: &mut Env<A>, reg: &Registry) {
-        let limit = env.shared.budget.limit();
-        env.log(&format!(
+    pub(crate) fn overflow(&mut self, app: &mut AppPath<A>, reg: &Registry) {
+        let limit = app.shared.budget.limit();
+        app.log(&format!(
             "junos-sync master: backlog over its limit of {limit} bytes; dropping it, the backup gets a full resync"
         ));
-        Counters::bump(&env.shared.counters.overflows);
-        self.drop_link(env, reg);
-        for (tlv, _) in self.purge(env) {
-            env.free(tlv);
+        Counters::bump(&app.shared.counters.overflows);
+        self.drop_link(app, reg);
+        for (tlv, _) in self.purge(app) {
+            app.free(tlv);
         }
         self.resume_from = None;
         self.backup_session = 0;
         self.dropped = true;
     }
 
-    pub(super) fn end_link(&mut self, env: &mut Env<A>, reg: &Registry, f: Fault) {
-        f.count(&env.shared.counters);
+    pub(super) fn end_link(&mut self, app: &mut AppPath<A>, reg: &Registry, f: Fault) {
+        f.count(&app.shared.counters);
         let name = self.link.as_ref().map(|l| l.conn.peer_name()).unwrap_or_default();
-        env.log(&format!("junos-sync master: dropping backup {name}: {f}"));
-        self.drop_link(env, reg);
+        app.log(&format!("junos-sync master: dropping backup {name}: {f}"));
+        self.drop_link(app, reg);
     }
 
-    pub(super) fn drop_link(&mut self, env: &mut Env<A>, reg: &Registry) {
+    pub(super) fn drop_link(&mut self, app: &mut AppPath<A>, reg: &Registry) {
         if let Some(mut l) = self.link.take() {
             self.session_delivered = self.session_delivered.max(l.delivered());
             l.conn.close(reg);
-            self.abort_walk(env);
+            self.abort_walk(app);
             self.backlog.rewind(self.backlog.front_seq());
             if let Some(r) = self.resync.as_mut() {
                 r.running = false;
             }
-            env.conn_status(false);
+            app.conn_status(false);
         }
     }
 
-    fn timers(&mut self, env: &mut Env<A>, reg: &Registry, now: Instant) {
+    fn timers(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) {
         let Some(l) = self.link.as_mut() else { return };
         if l.conn.peer_dead(now) {
             self.end_link(
-                env,
+                app,
                 reg,
                 Fault::Silent("no complete frame from the backup for the keepalive time; declaring it dead"),
             );
@@ -258,7 +258,7 @@ impl<A: App> Master<A> {
         }
         l.conn.keepalive_due(now);
         if let Err(f) = self.flush() {
-            self.end_link(env, reg, f);
+            self.end_link(app, reg, f);
         }
     }
 
@@ -267,16 +267,16 @@ impl<A: App> Master<A> {
     }
 
     /// Ends the role: closes everything, frees every TLV held. `notify`: report DOWN if up.
-    pub(crate) fn shutdown(mut self, env: &mut Env<A>, reg: &Registry, notify: bool) {
+    pub(crate) fn shutdown(mut self, app: &mut AppPath<A>, reg: &Registry, notify: bool) {
         if notify {
-            self.drop_link(env, reg);
+            self.drop_link(app, reg);
         } else if let Some(l) = self.link.take() {
             l.conn.close(reg);
         }
-        self.abort_walk(env);
+        self.abort_walk(app);
         for e in self.backlog.take_all() {
             if let Entry::Queued { tlv: t, .. } | Entry::Walked(t) = e {
-                env.free(t);
+                app.free(t);
             }
         }
         self.lobby.shutdown(reg);

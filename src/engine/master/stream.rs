@@ -5,7 +5,7 @@
 use std::num::NonZeroU64;
 
 use crate::engine::app::calls::WalkTag;
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::{App, Tlv};
 use crate::engine::error::Fault;
 use crate::engine::master::backlog::Entry;
@@ -14,12 +14,12 @@ use crate::proto::wire::FrameKind;
 use super::{payload_of, Master, BATCH_BYTES, MAX_READS_PER_STEP, OUT_HIGH_WATER};
 
 impl<A: App> Master<A> {
-    pub(super) fn link_step(&mut self, env: &mut Env<A>) -> Result<bool, Fault> {
+    pub(super) fn link_step(&mut self, app: &mut AppPath<A>) -> Result<bool, Fault> {
         // Acknowledgements first: they free memory and may unpin the walk. Frames already
         // buffered (a liveness check may have read them) are taken before reading more.
         for _ in 0..MAX_READS_PER_STEP {
-            self.take_frames(env)?;
-            if env.halted() {
+            self.take_frames(app)?;
+            if app.halted() {
                 return Ok(false);
             }
             let l = self.link.as_mut().expect("connected");
@@ -27,15 +27,15 @@ impl<A: App> Master<A> {
                 break;
             }
         }
-        self.walk_step(env);
-        if env.halted() {
+        self.walk_step(app);
+        if app.halted() {
             return Ok(false);
         }
         self.fill();
         let done = self.flush()?;
         // A walk held back by its budget waits for acknowledgements (readable), not for us.
         let more_to_fill =
-            self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(env));
+            self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(app));
         let c = &self.link.as_ref().expect("connected").conn;
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
     }
@@ -48,14 +48,14 @@ impl<A: App> Master<A> {
     }
 
     /// Handles every complete frame the backup has sent.
-    fn take_frames(&mut self, env: &mut Env<A>) -> Result<(), Fault> {
+    fn take_frames(&mut self, app: &mut AppPath<A>) -> Result<(), Fault> {
         loop {
             let l = self.link.as_mut().expect("connected");
             let Some(f) = l.conn.next_frame()? else { return Ok(()) };
             match f.header.kind {
                 FrameKind::Ack => {
-                    self.on_ack(env, f.header.seq)?;
-                    if env.halted() {
+                    self.on_ack(app, f.header.seq)?;
+                    if app.halted() {
                         return Ok(());
                     }
                 }
@@ -71,7 +71,7 @@ impl<A: App> Master<A> {
 
     /// An acknowledgement: it may cover only what this connection delivered, and never go
     /// back.
-    fn on_ack(&mut self, env: &mut Env<A>, seq: u64) -> Result<(), Fault> {
+    fn on_ack(&mut self, app: &mut AppPath<A>, seq: u64) -> Result<(), Fault> {
         let l = self.link.as_mut().expect("connected");
         let delivered = l.delivered();
         if seq > delivered {
@@ -84,15 +84,15 @@ impl<A: App> Master<A> {
         }
         l.acked = seq;
         self.session_delivered = self.session_delivered.max(delivered);
-        self.acknowledge(env, seq);
+        self.acknowledge(app, seq);
         Ok(())
     }
 
     /// Frees (and notifies) everything the backup has applied up to `upto`.
-    pub(super) fn acknowledge(&mut self, env: &mut Env<A>, upto: u64) {
+    pub(super) fn acknowledge(&mut self, app: &mut AppPath<A>, upto: u64) {
         while let Some((seq, e)) = self.backlog.pop_acked(upto) {
             match e {
-                Entry::Queued { tlv, ack } => env.release(tlv, ack, None),
+                Entry::Queued { tlv, ack } => app.release(tlv, ack, None),
                 Entry::Walked(t) => {
                     // Of the walk going on, the application's cursor may point into it.
                     let tag = self
@@ -103,7 +103,7 @@ impl<A: App> Master<A> {
                     if let Some(r) = self.resync.as_mut() {
                         r.acked += 1;
                     }
-                    env.release(t, false, tag);
+                    app.release(t, false, tag);
                 }
                 Entry::SyncBegin => {}
                 Entry::SyncEnd(n) => {
@@ -111,11 +111,11 @@ impl<A: App> Master<A> {
                         r.running = false;
                         r.complete = true;
                     }
-                    env.sync_done(n);
+                    app.sync_done(n);
                 }
             }
         }
-        env.pump();
+        app.deliver();
     }
 
     /// Moves unsent backlog entries into the connection's output, up to the high-water mark:

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use super::{Master, OUT_HIGH_WATER};
 use crate::engine::app::calls::Reply;
-use crate::engine::app::env::Env;
+use crate::engine::app::path::AppPath;
 use crate::engine::app::App;
 use crate::engine::master::backlog::Entry;
 
@@ -20,10 +20,10 @@ pub(super) struct Walk {
 
 impl<A: App> Master<A> {
     /// Ends the walk in progress, if any: the TLVs queued during it join the queue.
-    pub(super) fn abort_walk(&mut self, env: &mut Env<A>) {
+    pub(super) fn abort_walk(&mut self, app: &mut AppPath<A>) {
         if let Some(w) = self.walk.take() {
-            env.walk_stop(w.id);
-            while let Some((tlv, ack)) = self.deferred.pop_front() {
+            app.walk_stop(w.id);
+            while let Some((tlv, ack)) = self.held_back.pop_front() {
                 self.push_queued(tlv, ack, Instant::now());
             }
         }
@@ -32,35 +32,35 @@ impl<A: App> Master<A> {
     /// Walks the database while there is room to send: asks for a budget's worth of entries
     /// and takes what came back (at once in thread mode, when the application dispatches in
     /// dispatch mode).
-    pub(super) fn walk_step(&mut self, env: &mut Env<A>) {
+    pub(super) fn walk_step(&mut self, app: &mut AppPath<A>) {
         loop {
-            for r in env.take_walk() {
-                self.on_walked(env, r);
+            for r in app.take_walk() {
+                self.on_walked(app, r);
             }
             // What was walked goes to the output first, so that the budget sees it: a thread
             // mode walk answers at once, and without this one loop turn would walk all that the
             // backlog limit allows, into a backup that reads nothing, answering nobody else.
             self.fill();
-            let budget = self.walk_budget(env);
+            let budget = self.walk_budget(app);
             let Some(w) = self.walk.as_mut() else { break };
-            if w.requested || budget == 0 || env.halted() {
+            if w.requested || budget == 0 || app.halted() {
                 break;
             }
             w.requested = true;
             let id = w.id;
-            env.walk(id, budget);
-            if env.deferred().is_some() {
+            app.walk(id, budget);
+            if app.app_thread().is_some() {
                 break;
             }
         }
         self.fill();
-        if self.walk_starved(env) && !self.walk_starving {
-            env.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
+        if self.walk_starved(app) && !self.walk_starving {
+            app.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
             self.walk_starving = true;
         }
     }
 
-    pub(super) fn on_walked(&mut self, env: &mut Env<A>, r: Reply<A::Tlv>) {
+    pub(super) fn on_walked(&mut self, app: &mut AppPath<A>, r: Reply<A::Tlv>) {
         let current = |w: &Option<Walk>, id: u32| w.as_ref().is_some_and(|w| w.id == id);
         match r {
             Reply::Walked { tag, tlv } if current(&self.walk, tag.id) => {
@@ -74,7 +74,7 @@ impl<A: App> Master<A> {
                 }
             }
             // A walk aborted while its entries were on their way.
-            Reply::Walked { tlv, .. } => env.free(tlv),
+            Reply::Walked { tlv, .. } => app.free(tlv),
             Reply::WalkPaused { id } if current(&self.walk, id) => {
                 if let Some(w) = self.walk.as_mut() {
                     w.requested = false;
@@ -84,7 +84,7 @@ impl<A: App> Master<A> {
                 self.walk = None;
                 let end = self.backlog.push(Entry::SyncEnd(count));
                 self.resume_from = Some(end);
-                while let Some((tlv, ack)) = self.deferred.pop_front() {
+                while let Some((tlv, ack)) = self.held_back.pop_front() {
                     self.push_queued(tlv, ack, Instant::now());
                 }
             }
@@ -95,26 +95,26 @@ impl<A: App> Master<A> {
     /// Bytes the walk may take now: room to send them, what it has in flight within half the
     /// backlog limit (the other half is for the queue), and the whole backlog within the
     /// limit (with one more entry sized like the last). 0: not now.
-    fn walk_budget(&self, env: &Env<A>) -> usize {
+    fn walk_budget(&self, app: &AppPath<A>) -> usize {
         let Some(l) = self.link.as_ref() else { return 0 };
-        let limit = env.shared.budget.limit();
-        let held = env.shared.budget.held() + self.last_walked_size;
+        let limit = app.shared.budget.limit();
+        let held = app.shared.budget.held() + self.last_walked_size;
         if l.conn.out.pending() >= OUT_HIGH_WATER || self.walked_bytes >= limit / 2 || held > limit {
             return 0;
         }
         (OUT_HIGH_WATER - l.conn.out.pending()).min(limit / 2 - self.walked_bytes).min(limit + 1 - held)
     }
 
-    pub(super) fn walk_may_go(&self, env: &Env<A>) -> bool {
-        self.walk.as_ref().is_some_and(|w| !w.requested) && self.walk_budget(env) > 0
+    pub(super) fn walk_may_go(&self, app: &AppPath<A>) -> bool {
+        self.walk.as_ref().is_some_and(|w| !w.requested) && self.walk_budget(app) > 0
     }
 
     /// The walk waits for room that only acknowledgements of its own entries can make; with
     /// none in flight, what fills the backlog is TLVs queued during the walk, which cannot
     /// move until it ends. That is an overflow: drop the backlog and walk again.
-    fn walk_starved(&self, env: &Env<A>) -> bool {
+    fn walk_starved(&self, app: &AppPath<A>) -> bool {
         self.walk.as_ref().is_some_and(|w| !w.requested)
             && self.walked_bytes == 0
-            && env.shared.budget.held() + self.last_walked_size > env.shared.budget.limit()
+            && app.shared.budget.held() + self.last_walked_size > app.shared.budget.limit()
     }
 }

@@ -7,13 +7,13 @@ use std::time::{Duration, Instant};
 const REMIND: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
-pub(crate) struct Quiet {
+pub(crate) struct LogLimit {
     /// The kind of the problem last said, and when.
     said: Option<(&'static str, Instant)>,
     unsaid: u64,
 }
 
-impl Quiet {
+impl LogLimit {
     /// An occurrence of problem `kind`: `Some(n)` if it is to be logged now (`n` occurrences
     /// were not logged since the last line), `None` to stay quiet.
     pub(crate) fn note(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
@@ -52,7 +52,7 @@ mod tests {
     #[test]
     fn once_per_outage_and_kind() {
         let t = Instant::now();
-        let mut q = Quiet::default();
+        let mut q = LogLimit::default();
         assert_eq!(q.note("auth", t), Some(0));
         assert_eq!(q.note("auth", t + Duration::from_secs(1)), None);
         assert_eq!(q.note("auth", t + Duration::from_secs(2)), None);

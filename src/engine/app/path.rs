@@ -1,7 +1,7 @@
-//! What a role needs from its surroundings while it runs on the loop thread: the shared flags,
-//! the log, and the way to the application. Roles make calls here; the port runs them at once
-//! on this thread (thread mode) or sends them to the application's thread (dispatch mode), and
-//! brings back what they produced.
+//! The path of calls into the application, as a role on the loop thread sees it (with the
+//! shared state and the log). Roles make calls here; the runner runs them at once on this
+//! thread (thread mode) or sends them to the application's thread (dispatch mode), and brings
+//! back what they produced.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -19,16 +19,16 @@ const MAX_IN_FLIGHT: usize = 4 << 20;
 /// Dispatch mode: a decode batch is sent once it holds this much.
 const BATCH_BYTES: usize = 64 << 10;
 
-pub(crate) enum Port<A: App> {
+pub(crate) enum Runner<A: App> {
     /// Thread mode: the application's callbacks, run here.
     Inline(Box<Dispatcher<A>>),
     /// Dispatch mode: the queue to the application's thread.
-    Deferred(Arc<AppQueue<A>>),
+    AppThread(Arc<AppQueue<A>>),
 }
 
-pub(crate) struct Env<A: App> {
+pub(crate) struct AppPath<A: App> {
     pub shared: Arc<Shared>,
-    port: Port<A>,
+    runner: Runner<A>,
     /// Calls made and not yet run or sent.
     calls: VecDeque<Call<A>>,
     /// Replies not yet taken by the role.
@@ -47,11 +47,11 @@ pub(crate) struct Env<A: App> {
     spare: Vec<Box<Batch>>,
 }
 
-impl<A: App> Env<A> {
-    pub(crate) fn new(shared: Arc<Shared>, port: Port<A>) -> Self {
-        Env {
+impl<A: App> AppPath<A> {
+    pub(crate) fn new(shared: Arc<Shared>, runner: Runner<A>) -> Self {
+        AppPath {
             shared,
-            port,
+            runner,
             calls: VecDeque::new(),
             replies: Vec::new(),
             applied: 0,
@@ -73,10 +73,10 @@ impl<A: App> Env<A> {
     }
 
     /// The queue to the application's thread, in dispatch mode.
-    pub(crate) fn deferred(&self) -> Option<&Arc<AppQueue<A>>> {
-        match &self.port {
-            Port::Deferred(q) => Some(q),
-            Port::Inline(_) => None,
+    pub(crate) fn app_thread(&self) -> Option<&Arc<AppQueue<A>>> {
+        match &self.runner {
+            Runner::AppThread(q) => Some(q),
+            Runner::Inline(_) => None,
         }
     }
 
@@ -87,13 +87,13 @@ impl<A: App> Env<A> {
 
     /// Runs (thread mode) or sends (dispatch mode) the calls made so far, and takes the
     /// replies that came back.
-    pub(crate) fn pump(&mut self) {
+    pub(crate) fn deliver(&mut self) {
         self.flush_batch();
-        match &mut self.port {
-            Port::Inline(d) => {
+        match &mut self.runner {
+            Runner::Inline(d) => {
                 d.run(&mut self.calls, &mut self.replies, None);
             }
-            Port::Deferred(q) => {
+            Runner::AppThread(q) => {
                 q.send(&mut self.calls);
                 q.receive(&mut self.replies);
             }
@@ -122,10 +122,10 @@ impl<A: App> Env<A> {
 
     /// A TLV leaves the library: acknowledged (`notify`) or dropped.
     pub(crate) fn release(&mut self, tlv: Held<A::Tlv>, notify: bool, walk: Option<WalkTag>) {
-        match &mut self.port {
+        match &mut self.runner {
             // Thread mode, nothing queued ahead of it: straight to the dispatcher (the hot path
             // of every acknowledged TLV).
-            Port::Inline(d) if self.calls.is_empty() => d.take_release(tlv, notify, walk),
+            Runner::Inline(d) if self.calls.is_empty() => d.take_release(tlv, notify, walk),
             _ => self.call(Call::Release { tlv, notify, walk }),
         }
     }
@@ -152,7 +152,7 @@ impl<A: App> Env<A> {
     /// Master: asks for more of walk `id`; what it yields comes back through `take_walk`.
     pub(crate) fn walk(&mut self, id: u32, budget: usize) {
         self.call(Call::Walk { id, budget });
-        self.pump();
+        self.deliver();
     }
 
     pub(crate) fn walk_stop(&mut self, id: u32) {
@@ -166,8 +166,8 @@ impl<A: App> Env<A> {
 
     /// Backup: applies one entry (sequence number `seq`), in stream order.
     pub(crate) fn decode(&mut self, payload: &mut [u8], seq: u64) {
-        match &mut self.port {
-            Port::Inline(d) => {
+        match &mut self.runner {
+            Runner::Inline(d) => {
                 if !self.calls.is_empty() {
                     d.run(&mut self.calls, &mut self.replies, None);
                 }
@@ -177,7 +177,7 @@ impl<A: App> Env<A> {
                 self.applied = seq;
                 self.marked = seq;
             }
-            Port::Deferred(_) => {
+            Runner::AppThread(_) => {
                 self.batch.push(payload);
                 self.batch_seq = seq;
                 if self.batch.bytes() >= BATCH_BYTES {
@@ -245,12 +245,12 @@ impl<A: App> Env<A> {
     /// At the loop's end: frees what the role never took back, including replies still on
     /// their way (an exit from inside get_next leaves the slice's last ones).
     pub(crate) fn drop_unread(&mut self) {
-        self.pump();
+        self.deliver();
         for r in std::mem::take(&mut self.replies) {
             if let Reply::Walked { tlv, .. } = r {
                 self.free(tlv);
             }
         }
-        self.pump();
+        self.deliver();
     }
 }
