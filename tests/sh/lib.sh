@@ -476,6 +476,25 @@ fs_pair_up() {
     fs_wait_match "$1" "$2" "$FS_WAIT"
 }
 
+# fs_switchover MASTER BACKUP: SIGKILL the master, then promote the backup in place
+# (switchover-master on a free port) once it has seen the master go; the backup must hold
+# DIGEST (the tables' common digest from fs_wait_match) before and after. Sets PORT to the
+# promoted master's.
+fs_switchover() {
+    local last=$DIGEST
+    local -a w
+    fs_kill9 "$1"
+    fs_ask "$2" "wait-conn down $FS_WAIT" $((FS_WAIT + 5))
+    fs_digest "$2"
+    [[ $DIGEST == "$last" ]] || fs_fail "backup $2 ($DIGEST) lost state: the master had $last"
+    fs_ask "$2" "switchover-master 0"
+    read -r -a w <<<"$ANSWER"
+    PORT=${w[2]:-}
+    [[ $PORT =~ ^[0-9]+$ && $PORT != 0 ]] || fs_fail "switchover: no port in '$ANSWER'"
+    fs_digest "$2"
+    [[ $DIGEST == "$last" ]] || fs_fail "switchover changed $2's table ($DIGEST, was $last)"
+}
+
 # fs_resync_kind MASTER MARK S0 S1: which resyncs the master did since MARK, from its log and
 # its stats (arrays S0 before, S1 after), which must agree. Sets KIND ("partial", "full",
 # "partial+full", "none"), RESUMES and FULLS.
