@@ -2,7 +2,8 @@
 #   make            library (build/lib), programs (build/bin) and examples (build/examples)
 #   make test       the one gate: header drift, fmt, clippy, ABI, man pages, cargo tests,
 #                   install, Debian packages, C tests plain, under valgrind memcheck, and
-#                   with ASan+UBSan, junos-sync-stat against flowd, process faults
+#                   with ASan+UBSan, junos-sync-stat against flowd, process faults, and
+#                   replication with release 1.1.0 in both roles (built from the history)
 #   make demo       master/backup daemons replicating a flow table on loopback
 #   make bench      benchmarks (not part of test)
 #   make install PREFIX=/usr/local   (also bindir, libdir, includedir, mandir, debugdir, DESTDIR)
@@ -77,10 +78,11 @@ NEED_c-test-asan   := $(NEED_c-tests)
 NEED_c-test-valgrind := $(NEED_c-tests) valgrind:valgrind
 NEED_stat-test     := $(NEED_examples) python3:python3
 NEED_fault-test    := $(NEED_examples)
+NEED_mixed-test    := $(NEED_examples) git:git
 NEED_demo          := $(NEED_examples)
 NEED_bench         := $(NEED_lib)
 NEED_test          := $(foreach t,abi-check man-check keygen-check install-check deb-check c-test-plain \
-                      c-test-asan c-test-valgrind stat-test fault-test,$(NEED_$(t)))
+                      c-test-asan c-test-valgrind stat-test fault-test mixed-test,$(NEED_$(t)))
 
 # The COMMAND:PACKAGE pairs of the goals $(1) that are not on PATH.
 needs_of    = $(sort $(foreach g,$(1),$(NEED_$(g))))
@@ -100,7 +102,7 @@ endif
 
 .PHONY: all lib programs man man-check deb deb-check examples header header-check test rust-test lint c-tests c-test-plain \
         c-test-valgrind c-test-asan demo bench install clean fuzz fuzz-check install-check fault-test \
-        abi-check abi-baseline keygen-check stat-test missing-packages
+        abi-check abi-baseline keygen-check stat-test mixed-test missing-packages
 
 FUZZ_SECONDS ?= 60
 # cargo-fuzz needs unstable compiler flags; the stable toolchain allows them with this.
@@ -374,7 +376,21 @@ fault-test: examples
 	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
 
-test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind stat-test fault-test
+# This library and release 1.1.0 replicate with each other in both roles, unkeyed and keyed
+# (tests/sh/mixed_versions.sh: resync, stream, partial resync after a cut, the upgrade by
+# switchover). 1.1.0 is built from this repository's history, its release commit below (the
+# full hash, so that neither a tag nor a message search is needed; a clone without it fails
+# saying so), with its own Makefile into $(COMPAT_DIR), once: scripts/build-release.sh reuses
+# a build of the same commit and toolchain.
+COMPAT_VERSION := 1.1.0
+COMPAT_COMMIT  := ecababba70f5f67edc7e5523a330adbdefeecc0e
+COMPAT_DIR     := $(BUILD)/compat/$(COMPAT_VERSION)
+mixed-test: examples
+	CARGO='$(CARGO)' CC='$(CC)' ./scripts/build-release.sh $(COMPAT_COMMIT) $(COMPAT_VERSION) $(COMPAT_DIR)
+	./tests/sh/mixed_versions.sh $(BUILD)/examples/flowd $(COMPAT_DIR)/build/examples/flowd
+	./tests/sh/with_key.sh ./tests/sh/mixed_versions.sh $(BUILD)/examples/flowd $(COMPAT_DIR)/build/examples/flowd
+
+test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind stat-test fault-test mixed-test
 
 demo: all
 	./examples/demo.sh $(BUILD)/examples/flowd

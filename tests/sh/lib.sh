@@ -176,12 +176,17 @@ fs_state() {
     PSTATE=${s%% *}
 }
 
-# fs_start KEY LABEL [--netns NS] FLOWD-ARGS...: starts flowd with FLOWD_NAME=LABEL, stdin and
-# stdout on FIFOs, stderr appended to the case's KEY.log; reads its `ready ...` line into ANSWER.
-# The FIFOs are opened read-write here first, so that neither side blocks opening them.
+# fs_start KEY LABEL [--flowd PATH] [--netns NS] FLOWD-ARGS...: starts flowd (PATH, else
+# FS_FLOWD) with FLOWD_NAME=LABEL, stdin and stdout on FIFOs, stderr appended to the case's
+# KEY.log; reads its `ready ...` line into ANSWER. The FIFOs are opened read-write here first, so
+# that neither side blocks opening them.
 fs_start() {
-    local key=$1 label=$2 ns="" in out fd dir=$FS_CASE_DIR
+    local key=$1 label=$2 ns="" flowd=$FS_FLOWD in out fd dir=$FS_CASE_DIR
     shift 2
+    if [[ ${1:-} == --flowd ]]; then
+        flowd=$2
+        shift 2
+    fi
     if [[ ${1:-} == --netns ]]; then
         ns=$2
         shift 2
@@ -199,9 +204,9 @@ fs_start() {
         export FLOWD_NAME=$label
         if [[ -n $ns ]]; then
             # `ip netns exec` execs the command: the pid stays the daemon's.
-            exec ip netns exec "$ns" "$FS_FLOWD" "$@" <"$dir/$key.in" >"$dir/$key.out" 2>>"${FS_LOG[$key]}"
+            exec ip netns exec "$ns" "$flowd" "$@" <"$dir/$key.in" >"$dir/$key.out" 2>>"${FS_LOG[$key]}"
         fi
-        exec "$FS_FLOWD" "$@" <"$dir/$key.in" >"$dir/$key.out" 2>>"${FS_LOG[$key]}"
+        exec "$flowd" "$@" <"$dir/$key.in" >"$dir/$key.out" 2>>"${FS_LOG[$key]}"
     ) &
     FS_PID[$key]=$!
     FS_IN[$key]=$in
@@ -440,8 +445,8 @@ fs_check_exactly_once() {
 FS_FLOWS=${FS_FLOWS:-20000}  # flows the master holds before the first backup attaches (+ 0..4999)
 FS_CHURN=${FS_CHURN:-3000}   # changes per churn round
 FS_WAIT=${FS_WAIT:-15}       # seconds any single wait may take
-# Extra words around flowd's arguments for fs_pair_up: before them (e.g. --netns NS) and after
-# them (e.g. --addr A).
+# Extra words around flowd's arguments for fs_pair_up: before them (e.g. --flowd PATH, --netns
+# NS) and after them (e.g. --addr A).
 FS_M_PRE=() FS_M_POST=() FS_B_PRE=() FS_B_POST=()
 
 # fs_churn KEY [N]: N (default FS_CHURN) seeded random add/update/delete operations on a master.
@@ -469,6 +474,25 @@ fs_pair_up() {
     fs_ask "$2" "wait-synced $FS_WAIT" $((FS_WAIT + 5))
     fs_barrier "$1"
     fs_wait_match "$1" "$2" "$FS_WAIT"
+}
+
+# fs_switchover MASTER BACKUP: SIGKILL the master, then promote the backup in place
+# (switchover-master on a free port) once it has seen the master go; the backup must hold
+# DIGEST (the tables' common digest from fs_wait_match) before and after. Sets PORT to the
+# promoted master's.
+fs_switchover() {
+    local last=$DIGEST
+    local -a w
+    fs_kill9 "$1"
+    fs_ask "$2" "wait-conn down $FS_WAIT" $((FS_WAIT + 5))
+    fs_digest "$2"
+    [[ $DIGEST == "$last" ]] || fs_fail "backup $2 ($DIGEST) lost state: the master had $last"
+    fs_ask "$2" "switchover-master 0"
+    read -r -a w <<<"$ANSWER"
+    PORT=${w[2]:-}
+    [[ $PORT =~ ^[0-9]+$ && $PORT != 0 ]] || fs_fail "switchover: no port in '$ANSWER'"
+    fs_digest "$2"
+    [[ $DIGEST == "$last" ]] || fs_fail "switchover changed $2's table ($DIGEST, was $last)"
 }
 
 # fs_resync_kind MASTER MARK S0 S1: which resyncs the master did since MARK, from its log and
