@@ -97,16 +97,17 @@ mv_pair_up() {
 }
 
 # mv_attached M MV MARK_M B BV MARK_B: since the marks, M logged a resync (full or resume) and B
-# a connection, all of them authenticated if the run is keyed, and each of B's connections used
-# the protocol version the pair must: 2 between two of this library's daemons, 1 with a 1.1.0
-# side. A 1.1.0 backup logs its connections without a version (and must not log one).
+# a connection, all of them authenticated if the run is keyed, and each of B's connections (and,
+# for this library's master, each of M's sessions) used the protocol version the pair must: 2
+# between two of this library's daemons, 1 with a 1.1.0 side. A 1.1.0 backup logs its
+# connections without a version (and must not log one).
 mv_attached() {
     local m=$1 mv=$2 mm=$3 b=$4 bv=$5 mb=$6 want=1 conns
     [[ $mv == new && $bv == new ]] && want=2
     fs_log_has "$m" "$mm" 'connected, full resync|resumes after sequence' ||
         fs_fail "$m logged no resync of $b"
     if (( KEYED )); then
-        ! fs_log_has "$m" "$mm" '(connected, full resync|resumes after sequence [0-9]+)$' ||
+        ! fs_log_has "$m" "$mm" '(connected, full resync|resumes after sequence [0-9]+)( \(protocol version [0-9]+\))?$' ||
             fs_fail "$m took an unauthenticated backup in a keyed run"
         ! fs_log_has "$b" "$mb" 'connected to master .*[0-9]\)?(, resuming)?$' ||
             fs_fail "$b connected without authentication in a keyed run"
@@ -114,6 +115,14 @@ mv_attached() {
     fs_log_count "$b" "$mb" 'connected to master '
     conns=$COUNT
     (( conns > 0 )) || fs_fail "$b logged no connection to its master"
+    if [[ $mv == new ]]; then
+        # This library's master names the version each session uses, on both kinds of start.
+        fs_log_count "$m" "$mm" '(connected, full resync|resumes after sequence [0-9]+) \(protocol version [0-9]+\)'
+        local named=$COUNT
+        fs_log_count "$m" "$mm" "(connected, full resync|resumes after sequence [0-9]+) \(protocol version $want\)"
+        (( named > 0 && COUNT == named )) ||
+            fs_fail "$m ($mv) with a $bv backup: $COUNT of its $named sessions say protocol version $want"
+    fi
     if [[ $bv == new ]]; then
         fs_log_count "$b" "$mb" "connected to master [^ ]+ \(protocol version $want\)"
         (( COUNT == conns )) ||

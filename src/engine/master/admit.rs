@@ -108,7 +108,8 @@ impl<A: App> Master<A> {
         Counters::bump(&app.shared.counters.connections);
         let mut flags = if self.cfg.no_resync { FLAG_NO_RESYNC } else { 0 };
         let name = conn.peer_name();
-        let how = if keyed { ", authenticated" } else { "" };
+        let version = hello.negotiate();
+        let how = format!(" (protocol version {version}){}", if keyed { ", authenticated" } else { "" });
         let resumed = start == Start::Resume;
         let after = match start {
             Start::Resume => {
@@ -154,7 +155,6 @@ impl<A: App> Master<A> {
             self.session_delivered = after;
         }
         self.backup_session = hello.session;
-        let version = hello.negotiate();
         let welcome = Hello {
             version,
             role: Role::Master,
