@@ -280,6 +280,10 @@ impl Backup {
             Ok(()) if w.flags & FLAG_RESUME != 0 && (self.master_session != w.session || w.seq != app.applied()) => {
                 Some(Fault::Violation(format!("resumes after sequence {} of another session or point", w.seq)))
             }
+            // Nothing can follow the last sequence number: a stream that starts there is none.
+            Ok(()) if w.seq == u64::MAX => {
+                Some(Fault::Violation("the stream would continue after the last sequence number".into()))
+            }
             Ok(()) => None,
         };
         if let Some(f) = refusal {
