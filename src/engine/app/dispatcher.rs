@@ -82,8 +82,8 @@ impl<A: App> Dispatcher<A> {
         self.shared.muted()
     }
 
-    /// A release that comes before any queued call (thread mode's shortcut past the queue).
-    /// The common one, a plain free, happens at once: `sync_free_func` may not call into the
+    /// A release, from the queue of calls or (thread mode) straight from the loop, ahead of
+    /// any call queued after it. The common one, a plain free, happens at once: `sync_free_func` may not call into the
     /// library, so it need not find the room it makes (the next `run` publishes it). One with
     /// an ack notification (which may queue) or of the walk (whose cursor may point into it)
     /// waits in order for `run`.
@@ -120,10 +120,13 @@ impl<A: App> Dispatcher<A> {
             match call {
                 Call::Conn(up) => self.conn(up),
                 Call::Release { tlv, notify, walk } => {
-                    self.releasing.push_back((tlv.release(&mut self.released), notify, walk));
+                    self.take_release(tlv, notify, walk);
                     while let Some(Call::Release { .. }) = q.front() {
+                        if slice.over() {
+                            return true;
+                        }
                         let Some(Call::Release { tlv, notify, walk }) = q.pop_front() else { unreachable!() };
-                        self.releasing.push_back((tlv.release(&mut self.released), notify, walk));
+                        self.take_release(tlv, notify, walk);
                     }
                 }
                 Call::SyncDone(n) if !self.muted() => self.app.init_sync_done(n as usize),
