@@ -35,6 +35,14 @@ impl Bell {
         unsafe { libc::write(self.fd(), std::ptr::addr_of!(one).cast(), 8) };
     }
 
+    /// Whether it is readable now (what the application's loop would see), for tests.
+    #[cfg(test)]
+    pub fn is_rung(&self) -> bool {
+        let mut p = libc::pollfd { fd: self.fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd, no timeout.
+        unsafe { libc::poll(&mut p, 1, 0) == 1 }
+    }
+
     /// Makes it unreadable until the next `ring`.
     pub fn clear(&self) {
         let mut n: u64 = 0;

@@ -115,3 +115,87 @@ impl<A: App> AppQueue<A> {
         std::mem::take(&mut *self.replies.lock())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use mio::{Events, Poll, Token};
+
+    use super::*;
+    use crate::engine::app::{Freer, Tlv};
+
+    struct T;
+    impl Tlv for T {
+        fn tlv_type(&self) -> u32 {
+            0
+        }
+        fn payload(&self) -> &[u8] {
+            &[]
+        }
+    }
+
+    struct A;
+    impl App for A {
+        type Tlv = T;
+        type Cursor = u32;
+        fn decode(&mut self, _: &mut [u8]) {}
+        fn ack_notify(&mut self, _: &T) {}
+        fn free(&mut self, _: T) {}
+        fn freer(&self) -> Freer<T> {
+            Arc::new(|_| {})
+        }
+        fn get_next(&mut self, _: Option<u32>) -> Option<(u32, Option<T>)> {
+            None
+        }
+        fn conn_status(&mut self, _: bool) {}
+        fn init_sync_done(&mut self, _: usize) {}
+        fn bind_done(&mut self, _: u16) {}
+        fn db_clear(&mut self) {}
+        fn can_walk(&self) -> bool {
+            true
+        }
+        fn can_decode(&self) -> bool {
+            true
+        }
+    }
+
+    fn marks(q: &VecDeque<Call<A>>) -> Vec<u64> {
+        q.iter().map(|c| if let Call::Mark(s) = c { *s } else { u64::MAX }).collect()
+    }
+
+    /// The bell is readable exactly while calls wait that the application has not taken, a
+    /// call made after a take rings it again, and replies wake the loop.
+    #[test]
+    fn the_bell_rings_for_calls_not_taken_and_replies_wake_the_loop() {
+        let mut poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
+        let q: AppQueue<A> = AppQueue::new(Bell::new().unwrap(), waker);
+        assert!(!q.bell.is_rung() && !q.calls_waiting());
+
+        let mut calls = VecDeque::from([Call::Mark(1), Call::Mark(2)]);
+        q.send(&mut calls);
+        assert!(calls.is_empty() && q.calls_waiting() && q.bell.is_rung());
+        q.send(&mut VecDeque::from([Call::Mark(3)]));
+        assert!(q.bell.is_rung(), "a second send before the take keeps it readable");
+
+        let mut got = VecDeque::new();
+        q.take(&mut got);
+        assert_eq!(marks(&got), [1, 2, 3], "in order");
+        assert!(!q.bell.is_rung() && !q.calls_waiting(), "taken: nothing more is due");
+        q.send(&mut VecDeque::from([Call::Mark(4)]));
+        assert!(q.bell.is_rung(), "a call made after the take rings again");
+        q.take(&mut got);
+        assert_eq!(marks(&got), [1, 2, 3, 4]);
+
+        let mut events = Events::with_capacity(4);
+        assert!(!q.replies_waiting());
+        q.answer(&mut vec![Reply::Applied(9)]);
+        assert!(q.replies_waiting());
+        poll.poll(&mut events, Some(Duration::from_secs(5))).unwrap();
+        assert!(events.iter().any(|e| e.token() == Token(7)), "the loop was not woken");
+        let mut replies = Vec::new();
+        q.receive(&mut replies);
+        assert!(matches!(replies[..], [Reply::Applied(9)]) && !q.replies_waiting());
+    }
+}
