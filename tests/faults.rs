@@ -134,9 +134,15 @@ fn seeded_fault_soak() {
         if std::env::var_os("JUNOS_SYNC_SOAK_VERBOSE").is_some() {
             eprintln!("fault {i}: {what}");
         }
-        // A shot stays armed until traffic carries it; keepalives do within a third of a second.
+        // A shot stays armed until traffic carries it (keepalives do within a third of a
+        // second) and the proxy has done its damage.
         wait_for("fault delivered", 10, || !proxy.shot_pending());
         proxy.set_mode(Mode::Forward);
+        // What breaks the link ends in a new connection; until the master has one, the old one
+        // may still look up (its end not noticed yet), and the next fault would find it gone.
+        if matches!(what, "cut" | "corrupt" | "truncate" | "blackhole") {
+            wait_for("a new connection", 15, || stat(&m, |s| s.connections) > conns_before);
+        }
         converge(&m, &b, what, seed);
         if restarted {
             restarts += 1;

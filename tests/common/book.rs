@@ -58,6 +58,8 @@ pub struct Book {
     /// Undelivered frees, by the path that allowed them.
     pub(crate) undelivered: HashMap<Undelivered, usize>,
     pub(crate) violations: Vec<String>,
+    /// The test failed: its nodes' teardown is not judged.
+    pub(crate) abandoned: bool,
 }
 
 impl Book {

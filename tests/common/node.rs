@@ -475,7 +475,11 @@ impl Node {
     /// violation the oracle saw and every TLV never freed.
     pub fn exit(&mut self) {
         let Some(ctx) = self.ctx.take() else { return };
-        self.book().exiting = true;
+        {
+            let mut b = self.book();
+            b.exiting = true;
+            b.abandoned = std::thread::panicking();
+        }
         match self.app_loop.take() {
             Some(l) => {
                 *self.exit_thread.lock() = *self.callback_thread.lock();
