@@ -213,7 +213,8 @@ impl Peer {
         }
     }
 
-    /// Whether the stream ends within `timeout` (what arrives meanwhile is kept).
+    /// Whether the stream ends within `timeout` (what arrives meanwhile is kept). A pause at
+    /// the test's own pace, not a deadline: not scaled.
     pub fn ends_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.eof {
