@@ -32,6 +32,8 @@ pub struct Book {
 
     // The ledger's state (tests/common/ledger.rs).
     pub(crate) lives: HashMap<u64, Life>,
+    /// Lives not freed yet.
+    pub(crate) live: usize,
     /// Queue positions handed out (the order of `queue` calls, from one thread).
     pub(crate) next_pos: u64,
     /// The id queued at each position.

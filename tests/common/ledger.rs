@@ -104,12 +104,15 @@ impl Book {
         self.next_pos += 1;
         self.pos_ids.push(id);
         self.made.push(id);
+        self.live += 1;
         self.lives.insert(id, Life { origin: Origin::Queued { pos, ack }, notified: false, frees: 0 });
     }
 
     /// `queue` refused it: it is the caller's again.
     pub(crate) fn on_refused(&mut self, id: u64) {
-        self.lives.remove(&id);
+        if self.lives.remove(&id).is_some_and(|l| l.frees == 0) {
+            self.live -= 1;
+        }
         if let Some(i) = self.made.iter().rposition(|&m| m == id) {
             self.made.remove(i);
         }
@@ -124,6 +127,7 @@ impl Book {
         let walk = self.walks;
         self.made.push(id);
         self.walk_ids.entry(walk).or_default().push(id);
+        self.live += 1;
         self.lives.insert(id, Life { origin: Origin::Walked { walk }, notified: false, frees: 0 });
     }
 
@@ -180,6 +184,7 @@ impl Book {
         if frees > 1 {
             return self.violation(format!("TLV {id:#x} freed {frees} times ({site:?})"));
         }
+        self.live -= 1;
         match origin {
             Origin::Walked { walk } => {
                 if !was_applied(id) && self.done_walks.contains(&walk) {
@@ -251,7 +256,7 @@ impl Book {
 
     /// TLVs made, not freed yet.
     pub fn unfreed(&self) -> usize {
-        self.lives.values().filter(|l| l.frees == 0).count()
+        self.live
     }
 
     pub fn freed(&self, id: u64) -> bool {
