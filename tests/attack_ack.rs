@@ -57,10 +57,15 @@ fn data_ids(frames: &[Got]) -> Vec<u64> {
     frames.iter().filter(|f| f.kind == FrameKind::Data).map(|f| id_of(&f.payload).expect("intact payload")).collect()
 }
 
-/// The connection ends (the master dropped it), and the master says why.
+/// The connection ends (the master dropped it), the master says why and tells its DOWN (in
+/// dispatch mode, after it said why).
 fn dropped(a: &mut Peer, m: &Node, why: &str) {
     a.read_to_end(T);
     wait_for("the violation logged", 5, || m.book().logged(why));
+    wait_for("the DOWN", 5, || {
+        let b = m.book();
+        b.ups == b.downs
+    });
 }
 
 /// Finding 1, the remote crash. The peer stops reading, so the master's output buffer fills

@@ -152,6 +152,8 @@ fn the_backups_own_session_displaces_it_at_most_once_per_keepalive_time() {
     let w2 = a.handshake(&copy);
     assert_eq!((w2.flags & FLAG_RESUME, w2.seq), (FLAG_RESUME, applied));
     wait_for("the real backup displaced", 5, || b.book().downs == 1);
+    // (In dispatch mode the master's DOWN for it comes when its application dispatches.)
+    wait_for("the master told", 5, || m.book().downs == 1);
     // ... but not again within the keepalive time: the second copy is refused, the first kept.
     let why = refused(m.port(), &hello_frame(&copy));
     assert!(why.contains("live backup"), "{why}");

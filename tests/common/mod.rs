@@ -1,9 +1,11 @@
-//! What the engine tests share: the one test application and its oracle (node.rs, book.rs,
-//! ledger.rs, tlv.rs), both modes for every test (mode.rs), scaled deadlines (time.rs), and
+//! What the engine tests share: the one test application and its oracle (app.rs, node.rs,
+//! book.rs, ledger.rs, tlv.rs), both modes for every test (mode.rs), scaled deadlines (time.rs), and
 //! tools for speaking the wire by hand (wire_peer.rs) or breaking it (proxy.rs).
 
-#![allow(dead_code, unused_imports)]
+// Each test binary uses some of it.
+#![allow(dead_code)]
 
+pub mod app;
 pub mod book;
 pub mod env;
 pub mod ledger;
@@ -14,13 +16,19 @@ pub mod time;
 pub mod tlv;
 pub mod wire_peer;
 
-pub use env::env_lock;
-pub use ledger::Undelivered;
+// What `use common::*` brings (each test binary uses some of it).
+#[allow(unused_imports)]
+pub use self::{
+    app::{PANIC_ACK, PANIC_DECODE},
+    env::env_lock,
+    ledger::Undelivered,
+    mode::Mode,
+    node::Node,
+    time::{deadline, scaled, secs, wait_for, wait_steady},
+    tlv::{id_of, Tag, OP_LEN},
+};
+#[allow(unused_imports)]
 pub(crate) use mode::engine_tests;
-pub use mode::Mode;
-pub use node::{Node, PANIC_ACK, PANIC_DECODE};
-pub use time::{deadline, scaled, secs, wait_for, wait_steady};
-pub use tlv::{id_of, Tag, OP_LEN};
 
 use junos_sync::Config;
 
