@@ -9,12 +9,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::tracked::{id_of, Node};
-use common::wait_for;
-use common::wire_peer::{hello, kernel_held, wait_steady, Got, Peer};
+use common::wire_peer::{hello, kernel_held, Got, Peer};
+use common::*;
 use junos_sync::proto::handshake::FLAG_RESUME;
 use junos_sync::proto::wire::{frame_size, FrameKind};
 use junos_sync::Config;
+
+engine_tests!(
+    ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing,
+    acks_going_backwards_or_beyond_anything_sent_are_violations,
+    no_resync_ack_beyond_what_was_sent_frees_only_what_was_delivered,
+    spoofed_resume_point_is_refused_and_the_session_starts_over,
+);
 
 const KEEPALIVE: u32 = 2;
 const T: Duration = Duration::from_secs(5);
@@ -51,22 +57,20 @@ fn data_ids(frames: &[Got]) -> Vec<u64> {
     frames.iter().filter(|f| f.kind == FrameKind::Data).map(|f| id_of(&f.payload).expect("intact payload")).collect()
 }
 
-/// Which of `ids` the master freed, in `ids` order.
-fn freed_among(m: &Node, ids: &[u64]) -> Vec<u64> {
-    let b = m.book.lock();
-    ids.iter().copied().filter(|id| b.freed.contains_key(id)).collect()
-}
-
-/// The connection ends (the master dropped it), and the master says why.
+/// The connection ends (the master dropped it), the master says why and tells its DOWN (in
+/// dispatch mode, after it said why).
 fn dropped(a: &mut Peer, m: &Node, why: &str) {
     a.read_to_end(T);
-    wait_for("the violation logged", 5, || m.book.lock().logged(why));
+    wait_for("the violation logged", 5, || m.book().logged(why));
+    wait_for("the DOWN", 5, || {
+        let b = m.book();
+        b.ups == b.downs
+    });
 }
 
 /// Finding 1, the remote crash. The peer stops reading, so the master's output buffer fills
 /// with frames whose 4 KiB payloads it writes straight from the TLVs (zero copy); then it
 /// acknowledges a sequence number whose frame is in that buffer but not yet written.
-#[test]
 fn ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing() {
     const WALKED: u64 = 50;
     const WALK_LEN: usize = 64;
@@ -126,7 +130,7 @@ fn ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing() 
     assert_eq!(s.frames_rejected, before.frames_rejected + 1);
     assert_eq!(s.handshakes_refused, before.handshakes_refused);
     {
-        let b = m.book.lock();
+        let b = m.book();
         assert_eq!(b.frees(), 0, "the master freed TLVs the peer never acknowledged validly");
         assert!(b.acked.is_empty(), "ack_notify for undelivered TLVs: {:?}", &b.acked[..b.acked.len().min(5)]);
         assert!(!b.logged("panicked"));
@@ -135,22 +139,20 @@ fn ack_of_a_frame_still_in_the_output_buffer_drops_the_peer_and_frees_nothing() 
 
     // The port still listens, and a real backup gets everything, in order.
     let mut b = backup_of(&m);
-    wait_for("the real backup has every TLV", 30, || b.book.lock().decoded.len() == WALKED as usize + N);
+    wait_for("the real backup has every TLV", 30, || b.book().decoded.len() == WALKED as usize + N);
     {
-        let bb = b.book.lock();
+        let bb = b.book();
         assert_eq!(bb.decoded[WALKED as usize..], ids[..], "the real backup's stream");
         assert_eq!((bb.clears, bb.sync_done.clone(), bb.ups), (1, vec![WALKED as usize], 1));
     }
-    wait_for("every TLV acknowledged", 30, || m.book.lock().acked.len() == N);
-    assert_eq!(m.book.lock().acked, ids, "ack notifications, in queue order");
+    wait_for("every TLV acknowledged", 30, || m.book().acked.len() == N);
+    assert_eq!(m.book().acked, ids, "ack notifications, in queue order");
     b.exit();
     m.exit();
-    m.book.lock().check_freed_exactly_once();
 }
 
 /// Finding 1, the other impossible acknowledgements: backwards, and of a sequence number never
 /// sent (the next one, and u64::MAX), on a master with resync.
-#[test]
 fn acks_going_backwards_or_beyond_anything_sent_are_violations() {
     let mut m = master(false);
     m.fill_db(5, 32);
@@ -163,9 +165,9 @@ fn acks_going_backwards_or_beyond_anything_sent_are_violations() {
     assert_eq!(data_ids(&got)[5..], ids[..]);
     let end_of_walk = base + 7;
     a.ack(end_of_walk + 4).unwrap();
-    wait_for("four TLVs freed", 5, || freed_among(&m, &ids).len() == 4);
-    assert_eq!(m.book.lock().acked, ids[..4]);
-    assert_eq!(m.book.lock().sync_done, vec![5]);
+    wait_for("four TLVs freed", 5, || m.book().freed_among(&ids).len() == 4);
+    assert_eq!(m.book().acked, ids[..4]);
+    assert_eq!(m.book().sync_done, vec![5]);
     a.ack(end_of_walk + 2).unwrap();
     dropped(&mut a, &m, &format!("acknowledges sequence {} after {}", end_of_walk + 2, end_of_walk + 4));
     assert_eq!(m.stats().frames_rejected, 1);
@@ -187,22 +189,20 @@ fn acks_going_backwards_or_beyond_anything_sent_are_violations() {
     dropped(&mut a, &m, &format!("acknowledges sequence {}", u64::MAX));
     let s = m.stats();
     assert_eq!((s.frames_rejected, s.handshakes_refused), (3, 0));
-    assert_eq!(freed_among(&m, &ids), ids[..4], "only what was validly acknowledged is freed");
-    assert_eq!(m.book.lock().acked, ids[..4]);
-    assert!(!m.book.lock().logged("panicked"));
+    assert_eq!(m.book().freed_among(&ids), ids[..4], "only what was validly acknowledged is freed");
+    assert_eq!(m.book().acked, ids[..4]);
+    assert!(!m.book().logged("panicked"));
 
     let mut b = backup_of(&m);
-    wait_for("every TLV acknowledged", 10, || m.book.lock().acked.len() == ids.len());
-    assert_eq!(m.book.lock().acked, ids);
-    assert_eq!(b.book.lock().decoded[5..], ids[4..]);
+    wait_for("every TLV acknowledged", 10, || m.book().acked.len() == ids.len());
+    assert_eq!(m.book().acked, ids);
+    assert_eq!(b.book().decoded[5..], ids[4..]);
     b.exit();
     m.exit();
-    m.book.lock().check_freed_exactly_once();
 }
 
 /// Finding 5: with no_resync and no real backup, a peer receives some TLVs, acknowledges part
 /// of them validly, then acknowledges beyond what it was sent.
-#[test]
 fn no_resync_ack_beyond_what_was_sent_frees_only_what_was_delivered() {
     let mut m = master(true);
     let ids: Vec<u64> = (0..10).map(|_| m.queue(700, true)).collect();
@@ -211,21 +211,20 @@ fn no_resync_ack_beyond_what_was_sent_frees_only_what_was_delivered() {
     let got = take_seq(&mut a, base + 1, 10);
     assert_eq!(data_ids(&got), ids);
     a.ack(base + 4).unwrap();
-    wait_for("four TLVs freed", 5, || freed_among(&m, &ids).len() == 4);
+    wait_for("four TLVs freed", 5, || m.book().freed_among(&ids).len() == 4);
     a.ack(base + 15).unwrap();
     dropped(&mut a, &m, &format!("acknowledges sequence {}", base + 15));
     assert_eq!(m.stats().frames_rejected, 1);
-    assert_eq!(freed_among(&m, &ids), ids[..4]);
-    assert_eq!(m.book.lock().acked, ids[..4], "ack_notify for TLVs never delivered");
-    assert_eq!(m.book.lock().frees(), 4);
+    assert_eq!(m.book().freed_among(&ids), ids[..4]);
+    assert_eq!(m.book().acked, ids[..4], "ack_notify for TLVs never delivered");
+    assert_eq!(m.book().frees(), 4);
 
     let mut b = backup_of(&m);
-    wait_for("every TLV acknowledged", 10, || m.book.lock().acked.len() == ids.len());
-    assert_eq!(b.book.lock().decoded, ids[4..]);
-    assert_eq!(m.book.lock().acked, ids);
+    wait_for("every TLV acknowledged", 10, || m.book().acked.len() == ids.len());
+    assert_eq!(b.book().decoded, ids[4..]);
+    assert_eq!(m.book().acked, ids);
     b.exit();
     m.exit();
-    m.book.lock().check_freed_exactly_once();
 }
 
 /// Finding 5, the spoofed resume: a HELLO naming the right backup and master sessions (the
@@ -233,7 +232,6 @@ fn no_resync_ack_beyond_what_was_sent_frees_only_what_was_delivered() {
 /// delivered. Refused as a violation, nothing freed or notified, and the session's next
 /// connection gets a full resync rather than being locked out. A genuine resume just before
 /// shows that the same session ids would have resumed.
-#[test]
 fn spoofed_resume_point_is_refused_and_the_session_starts_over() {
     const WALKED: u64 = 20;
     let mut m = master(false);
@@ -248,15 +246,15 @@ fn spoofed_resume_point_is_refused_and_the_session_starts_over() {
         let walk = take_seq(&mut a, base + 1, WALKED as usize + 2);
         let end = walk.last().unwrap().seq;
         a.ack(end).unwrap();
-        wait_for("the walk acknowledged", 5, || m.book.lock().sync_done.len() == 2 * round + 1);
+        wait_for("the walk acknowledged", 5, || m.book().sync_done.len() == 2 * round + 1);
         // Ten TLVs delivered, five acknowledged.
         let ids: Vec<u64> = (0..10).map(|_| m.queue(100, true)).collect();
         let got = take_seq(&mut a, end + 1, 10);
         assert_eq!(data_ids(&got), ids);
         a.ack(end + 5).unwrap();
-        wait_for("five freed", 5, || freed_among(&m, &ids).len() == 5);
+        wait_for("five freed", 5, || m.book().freed_among(&ids).len() == 5);
         a.close();
-        wait_for("the master noticed", 5, || m.book.lock().downs == 3 * round + 1);
+        wait_for("the master noticed", 5, || m.book().downs == 3 * round + 1);
 
         // A genuine resume of the same session: what it had not acknowledged is sent again.
         let mut a = Peer::connect(m.port());
@@ -264,7 +262,7 @@ fn spoofed_resume_point_is_refused_and_the_session_starts_over() {
         assert_eq!((w.flags & FLAG_RESUME, w.seq), (FLAG_RESUME, end + 5));
         assert_eq!(data_ids(&take_seq(&mut a, end + 6, 5)), ids[5..]);
         a.close();
-        wait_for("the master noticed", 5, || m.book.lock().downs == 3 * round + 2);
+        wait_for("the master noticed", 5, || m.book().downs == 3 * round + 2);
 
         // The spoof: one beyond the last sequence number delivered (or u64::MAX).
         let claim = spoof.unwrap_or(end + 11);
@@ -275,9 +273,9 @@ fn spoofed_resume_point_is_refused_and_the_session_starts_over() {
         assert!(a.next_frame(T).is_none(), "the master kept talking after its REFUSE");
         let s = m.stats();
         assert_eq!((s.frames_rejected, s.partial_resyncs), (rejected + 1, round as u64 + 1));
-        assert_eq!(freed_among(&m, &ids), ids[..5], "the spoofed resume freed TLVs");
-        assert_eq!(m.book.lock().acked.iter().filter(|id| ids.contains(id)).count(), 5);
-        assert!(m.book.lock().logged("will not resume"));
+        assert_eq!(m.book().freed_among(&ids), ids[..5], "the spoofed resume freed TLVs");
+        assert_eq!(m.book().acked.iter().filter(|id| ids.contains(id)).count(), 5);
+        assert!(m.book().logged("will not resume"));
 
         // The session is not locked out: it starts over with a full resync.
         let mut a = Peer::connect(m.port());
@@ -288,11 +286,10 @@ fn spoofed_resume_point_is_refused_and_the_session_starts_over() {
         assert_eq!(data_ids(&again)[WALKED as usize..], ids[5..]);
         let last = again.last().unwrap().seq;
         a.ack(last).unwrap();
-        wait_for("everything acknowledged", 5, || freed_among(&m, &ids).len() == 10);
+        wait_for("everything acknowledged", 5, || m.book().freed_among(&ids).len() == 10);
         assert_eq!(m.stats().full_resyncs, full + 2);
         a.close();
-        wait_for("the master noticed", 5, || m.book.lock().downs == 3 * round + 3);
+        wait_for("the master noticed", 5, || m.book().downs == 3 * round + 3);
     }
     m.exit();
-    m.book.lock().check_freed_exactly_once();
 }

@@ -10,12 +10,17 @@ use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::tracked::{payload, Node};
-use common::wait_for;
+use common::tlv::payload;
 use common::wire_peer::{bare_header, frame, loopback, parse_frames, welcome, Peer};
+use common::*;
 use junos_sync::proto::handshake::{Hello, Role};
 use junos_sync::proto::wire::FrameKind;
 use junos_sync::Config;
+
+engine_tests!(
+    a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keepalive_times,
+    a_backup_counts_refused_handshakes_apart_from_rejected_frames,
+);
 
 const T: Duration = Duration::from_secs(5);
 
@@ -28,11 +33,11 @@ fn backup(port: u16, keepalive: u32) -> Node {
 /// The next connection to the fake master within `timeout`, and its HELLO.
 fn accept(l: &TcpListener, timeout: Duration) -> (Peer, Hello) {
     l.set_nonblocking(true).unwrap();
-    let deadline = Instant::now() + timeout;
+    let end = deadline(timeout);
     let s = loop {
         match l.accept() {
             Ok((s, _)) => break s,
-            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < deadline => {
+            Err(e) if e.kind() == ErrorKind::WouldBlock && Instant::now() < end => {
                 std::thread::sleep(Duration::from_millis(5))
             }
             Err(e) => panic!("no connection from the backup within {timeout:?}: {e}"),
@@ -48,7 +53,6 @@ fn accept(l: &TcpListener, timeout: Duration) -> (Peer, Hello) {
 /// DATA frame and sends one byte of it every 200 ms. Bytes keep arriving, frames do not: the
 /// backup declares the master dead within 1.5 keepalive times of the last complete frame, says
 /// so, and reconnects.
-#[test]
 fn a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keepalive_times() {
     const KA: u32 = 2;
     const MASTER: u64 = 0x3a57_e500;
@@ -80,7 +84,7 @@ fn a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keep
             Ok(end) => break end,
             Err(mpsc::RecvTimeoutError::Timeout) => {
                 let alive = last_complete.elapsed();
-                assert!(alive < Duration::from_secs(u64::from(KA) * 5), "still connected after {alive:?}");
+                assert!(alive < scaled(Duration::from_secs(u64::from(KA) * 5)), "still connected after {alive:?}");
                 // A write to a connection the backup just closed may fail: the reader says when.
                 let _ = a.send(&[0x11]);
             }
@@ -90,14 +94,14 @@ fn a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keep
     let dead_after = closed - last_complete;
     eprintln!("declared dead {dead_after:?} after the last complete frame (keepalive {KA} s)");
     assert!(
-        dead_after <= Duration::from_millis(u64::from(KA) * 1500),
+        dead_after <= scaled(Duration::from_millis(u64::from(KA) * 1500)),
         "a master sending one byte per 200 ms of a frame that never completes stayed alive for {dead_after:?}"
     );
     let (acks, _) = parse_frames(&from_backup).unwrap();
     assert!(acks.iter().any(|f| f.kind == FrameKind::Ack && f.seq == 3), "the resync was not applied: {acks:?}");
-    wait_for("the DOWN", 5, || b.book.lock().downs == 1);
+    wait_for("the DOWN", 5, || b.book().downs == 1);
     {
-        let bb = b.book.lock();
+        let bb = b.book();
         assert_eq!((bb.ups, bb.clears, bb.sync_done.clone(), bb.decoded.clone()), (1, 1, vec![1], vec![1]));
         assert!(bb.logged("declaring it dead"), "no log line");
     }
@@ -108,9 +112,9 @@ fn a_master_trickling_one_huge_frame_is_declared_dead_within_one_and_a_half_keep
 }
 
 /// A backup counts the WELCOMEs it refuses (another protocol version, two backups) in
-/// `handshakes_refused` and tells the fake master why; malformed frames and protocol
-/// violations (a WELCOME echoing another session) count in `frames_rejected`.
-#[test]
+/// `handshakes_refused` and tells the fake master why; malformed frames and protocol violations
+/// (a WELCOME echoing another session) count in `frames_rejected`. It logs the outage once,
+/// with its first reason, and never goes up.
 fn a_backup_counts_refused_handshakes_apart_from_rejected_frames() {
     let l = TcpListener::bind(loopback(0)).unwrap();
     let mut b = backup(l.local_addr().unwrap().port(), 2);
@@ -153,6 +157,11 @@ fn a_backup_counts_refused_handshakes_apart_from_rejected_frames() {
             (s.handshakes_refused, s.frames_rejected, s.auth_failures) == (*refused, *rejected, 0)
         });
     }
-    assert_eq!(b.book.lock().ups, 0);
+    // One outage, said once (its retries must not flood the log), with its first reason.
+    let bb = b.book();
+    assert!(bb.logged("lost: refused: protocol version 7"), "the first refusal was not logged: {:?}", bb.logs);
+    assert_eq!(bb.count_logged("connection to master"), 1, "{:?}", bb.logs);
+    assert_eq!(bb.ups, 0);
+    drop(bb);
     b.exit();
 }

@@ -12,6 +12,8 @@ use std::sync::atomic::Ordering;
 use common::*;
 use junos_sync::LinkState;
 
+engine_tests!(status_socket_follows_a_resync_and_goes_at_exit);
+
 fn ask(path: &Path) -> String {
     let mut s = String::new();
     UnixStream::connect(path).unwrap().read_to_string(&mut s).unwrap();
@@ -38,18 +40,23 @@ fn socket(dir: &Path, role: &str, port: u16) -> PathBuf {
     found.expect("found")
 }
 
-#[test]
 fn status_socket_follows_a_resync_and_goes_at_exit() {
-    let dir = std::env::temp_dir().join(format!("jsync-status-{}", std::process::id()));
+    let which = common::mode::running().mode;
+    let dir = std::env::temp_dir().join(format!("jsync-status-{}-{which:?}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::env::set_var("JUNOS_SYNC_STATUS_DIR", &dir);
     const N: u32 = 20_000;
-    let mut m = Side::new(master_cfg(false));
-    for k in 1..=N {
-        m.db.lock().insert(k, k);
-    }
-    m.ctx().start().unwrap();
-    let port = m.rec.lock().port;
+    // Both contexts read the directory at init, while this test holds the environment.
+    let (mut m, mut b) = {
+        let _env = env_lock();
+        std::env::set_var("JUNOS_SYNC_STATUS_DIR", &dir);
+        let m = Node::new(master_cfg(false));
+        m.fill_db(N, OP_LEN);
+        m.start();
+        let b = Node::new(backup_cfg(m.port(), false));
+        std::env::remove_var("JUNOS_SYNC_STATUS_DIR");
+        (m, b)
+    };
+    let port = m.port();
     let ms = socket(&dir, "master", port);
     wait_for("master's socket", 10, || ms.exists());
     let mode = std::fs::metadata(&ms).unwrap().permissions().mode() & 0o777;
@@ -58,9 +65,8 @@ fn status_socket_follows_a_resync_and_goes_at_exit() {
     assert!(idle.contains("\"role\":\"master\"") && idle.contains("\"state\":\"down\""), "{idle}");
     assert_eq!(num(&idle, "pid"), u64::from(std::process::id()));
 
-    let mut b = Side::new(backup_cfg(port, false));
     b.decode_delay_us.store(20, Ordering::SeqCst); // a walk slow enough to watch
-    b.ctx().start().unwrap();
+    b.start();
     let bs = socket(&dir, "backup", port);
     wait_for("backup's socket", 10, || bs.exists());
     let mut seen = Vec::new();
@@ -82,13 +88,12 @@ fn status_socket_follows_a_resync_and_goes_at_exit() {
     assert_eq!(num(&back, "walked"), u64::from(N));
 
     // Live traffic drains: the lag comes back to (about) nothing.
-    for k in 1..=1000 {
-        m.put(k, k + 1, false);
-    }
-    wait_for("acknowledged", 10, || m.ctx().stats().unwrap().backlog_bytes == 0);
+    let ids: Vec<u64> = (1..=1000).map(|k| m.put(k, k + 1, false)).collect();
+    wait_for("acknowledged", 10, || m.stats().backlog_bytes == 0 && m.book().all_freed(&ids));
+    assert_eq!(b.book().decoded[N as usize..], ids[..]);
     let calm = ask(&ms);
     assert_eq!((num(&calm, "lag_ms"), num(&calm, "unacked_entries")), (0, 0), "{calm}");
-    let st = m.ctx().status().unwrap();
+    let st = m.status();
     assert_eq!((st.state, st.is_master, st.keyed, st.port), (LinkState::Up, true, false, port));
     assert!(st.peer.is_some());
 

@@ -6,56 +6,55 @@ mod common;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
-use std::sync::Mutex;
 
 use common::*;
 use junos_sync::LinkState;
 
-/// The tests change process-wide state (the environment, the working directory): one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+engine_tests!(
+    a_backups_walk_interrupted_by_the_master_is_not_running,
+    a_backups_status_shows_its_resync_under_way,
+    a_relative_status_dir_is_taken_from_the_directory_at_init,
+);
 
 /// A master with `n` entries and a backup that takes `delay_us` to apply each, both started.
-fn pair(n: u32, delay_us: usize) -> (Side, Side) {
-    let m = Side::new(master_cfg(false));
-    for k in 1..=n {
-        m.db.lock().insert(k, k);
-    }
-    m.ctx().start().unwrap();
-    let b = Side::new(backup_cfg(m.rec.lock().port, false));
+fn pair(n: u32, delay_us: usize) -> (Node, Node) {
+    let m = Node::new(master_cfg(false));
+    m.fill_db(n, OP_LEN);
+    m.start();
+    let b = Node::new(backup_cfg(m.port(), false));
     b.decode_delay_us.store(delay_us, Ordering::SeqCst);
-    b.ctx().start().unwrap();
+    b.start();
     (m, b)
 }
 
-#[test]
 fn a_backups_walk_interrupted_by_the_master_is_not_running() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: u32 = 20_000;
     let (mut m, mut b) = pair(N, 50); // a walk of a second or more
                                       // The master's status, not the backup's: see the next test.
     wait_for("the walk under way", 10, || {
-        m.ctx().status().unwrap().resync.is_some_and(|r| r.running && r.acked > 0 && r.acked < u64::from(N) / 2)
+        m.status().resync.is_some_and(|r| r.running && r.acked > 0 && r.acked < u64::from(N) / 2)
     });
     m.exit(); // the master goes away mid-walk
-    wait_for("the backup to see it", 10, || b.ctx().status().unwrap().state != LinkState::Up);
+    wait_for("the backup to see it", 10, || b.status().state != LinkState::Up);
     // What was delivered before is still applied (in dispatch mode, after the connection went):
     // then the status must say whether the walk completed, and never that it still runs.
-    wait_for("the resync to stop running", 30, || b.ctx().status().unwrap().resync.is_some_and(|r| !r.running));
-    let st = b.ctx().status().unwrap();
+    wait_for("the resync to stop running", 30, || b.status().resync.is_some_and(|r| !r.running));
+    let st = b.status();
     let r = st.resync.expect("the walk's progress");
     assert_eq!(r.complete, r.walked == u64::from(N), "{r:?}");
-    assert_eq!(r.walked, b.rec.lock().decoded.len() as u64, "walked counts what was applied: {r:?}");
+    let decoded = b.book().decoded.clone();
+    assert_eq!(r.walked, decoded.len() as u64, "walked counts what was applied: {r:?}");
+    let walked = m.book().made.clone();
+    assert_eq!(decoded, walked[..decoded.len()], "the backup applied the walk's entries, in order");
     b.exit();
 }
 
-#[test]
 fn a_backups_status_shows_its_resync_under_way() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     const N: u32 = 20_000;
     let (mut m, mut b) = pair(N, 50);
     let mut seen = Vec::new();
     wait_for("the resync to complete on the backup", 30, || {
-        let r = b.ctx().status().unwrap().resync;
+        let r = b.status().resync;
         if seen.last() != Some(&r) {
             seen.push(r);
         }
@@ -65,27 +64,31 @@ fn a_backups_status_shows_its_resync_under_way() {
         seen.iter().flatten().any(|r| r.running && r.walked > 0),
         "the backup's status never showed its resync under way: {seen:?}"
     );
+    assert_eq!(b.book().decoded, m.book().made, "the whole walk, in order");
     b.exit();
     m.exit();
 }
 
-#[test]
 fn a_relative_status_dir_is_taken_from_the_directory_at_init() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let base = std::env::temp_dir().join(format!("jsync-status-rel-{}", std::process::id()));
+    // The working directory and the environment are the process's: held for the whole test.
+    let _env = env_lock();
+    let which = common::mode::running().mode;
+    let base = std::env::temp_dir().join(format!("jsync-status-rel-{}-{which:?}", std::process::id()));
     let (first, second) = (base.join("first"), base.join("second"));
     std::fs::create_dir_all(first.join("status")).unwrap();
     std::fs::create_dir_all(&second).unwrap();
     let cwd = std::env::current_dir().unwrap();
     std::env::set_current_dir(&first).unwrap();
     std::env::set_var("JUNOS_SYNC_STATUS_DIR", "status");
-    let mut m = Side::new(master_cfg(false));
+    let mut m = Node::new(master_cfg(false));
     std::env::remove_var("JUNOS_SYNC_STATUS_DIR");
-    m.ctx().start().unwrap();
-    let port = m.rec.lock().port;
-    let opened = |r: &Record| r.logs.iter().find_map(|l| l.strip_prefix("junos-sync: status on ").map(PathBuf::from));
-    wait_for("the master's socket", 10, || opened(&m.rec.lock()).is_some());
-    let sock = opened(&m.rec.lock()).expect("opened");
+    m.start();
+    let port = m.port();
+    let opened = |b: &common::book::Book| {
+        b.logs.iter().find_map(|l| l.strip_prefix("junos-sync: status on ").map(PathBuf::from))
+    };
+    wait_for("the master's socket", 10, || opened(&m.book()).is_some());
+    let sock = opened(&m.book()).expect("opened");
     assert!(sock.starts_with(first.join("status")) && sock.to_string_lossy().contains(&format!(".master.{port}.")));
     // The daemon moves on (as a daemon changing to its working directory does).
     std::env::set_current_dir(&second).unwrap();

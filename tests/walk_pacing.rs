@@ -8,11 +8,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::tracked::Node;
-use common::wait_for;
-use common::wire_peer::{hello, kernel_held, wait_steady, Peer};
+use common::wire_peer::{hello, kernel_held, Peer};
+use common::*;
 use junos_sync::proto::wire::{frame_size, FrameKind};
 use junos_sync::Config;
+
+engine_tests!(a_walk_into_a_backup_that_reads_nothing_waits_for_the_socket);
 
 /// Entries of the database and their payload bytes: 29 MB walked, far more than loopback
 /// socket buffers and the output buffer hold.
@@ -21,7 +22,6 @@ const LEN: usize = 64;
 /// The master's output buffer (1 MiB past what it wrote), plus one walk budget's overshoot.
 const SLACK: u64 = 2 << 20;
 
-#[test]
 fn a_walk_into_a_backup_that_reads_nothing_waits_for_the_socket() {
     let mut m = Node::new(Config::new(true, false, 0x7f00_0001, 0, 2));
     // A limit that would let the whole walk in at once.
@@ -48,9 +48,9 @@ fn a_walk_into_a_backup_that_reads_nothing_waits_for_the_socket() {
         "walked {walked_bytes} bytes with {written} in the kernel: the walk ran ahead of the socket"
     );
 
-    // Reading again, the backup gets the whole walk.
-    let mut seen = 0u32;
-    let end = Instant::now() + Duration::from_secs(60);
+    // Reading again, the backup gets the whole walk, in order.
+    let mut seen = Vec::new();
+    let end = deadline(Duration::from_secs(60));
     let mut alive = Instant::now();
     loop {
         if alive.elapsed() > Duration::from_millis(200) {
@@ -59,14 +59,14 @@ fn a_walk_into_a_backup_that_reads_nothing_waits_for_the_socket() {
         }
         let f = a.next_frame(Duration::from_secs(5)).expect("the stream stopped");
         match f.kind {
-            FrameKind::Data => seen += 1,
+            FrameKind::Data => seen.push(id_of(&f.payload).expect("an intact entry")),
             FrameKind::SyncEnd => break,
             _ => {}
         }
         assert!(Instant::now() < end, "the walk did not end");
     }
-    assert_eq!(seen, N);
+    assert_eq!(seen, m.book().made, "every entry of the walk, once, in order");
+    assert_eq!(seen.len(), N as usize);
     a.close();
     m.exit();
-    m.book.lock().check_freed_exactly_once();
 }

@@ -151,10 +151,14 @@ impl<A: App> Engine<A> {
 
     /// Whether the context is exiting: Some(whether to tell the DOWN owed), from outside
     /// (Stopping) or from inside a callback (Halting, no DOWN).
+    /// Also when a callback panicked inside `dispatch` (dispatch mode: the loop itself is
+    /// sound, but the context failed): the peer must see the connection go, and the DOWN owed
+    /// was told on the dispatching thread.
     fn exit_asked(&self) -> Option<bool> {
         match self.app.shared.life.state() {
             State::Stopping => Some(true),
             State::Halting => Some(false),
+            State::Dying | State::Failed if self.app.app_thread().is_some() => Some(false),
             _ => None,
         }
     }

@@ -163,25 +163,27 @@ fn pump(mut from: TcpStream, mut to: TcpStream, dir: Dir, gen: u64, st: Arc<Stat
         if let Mode::Delay(d) = mode {
             std::thread::sleep(d);
         }
-        let shot = {
-            let mut s = st.shot.lock();
-            match *s {
-                Some((d, shot)) if d == dir => {
-                    *s = None;
-                    Some(shot)
-                }
-                _ => None,
-            }
+        // A shot stays pending until it has done its damage: whoever waits for it then knows
+        // the connection is broken (a truncation closed it, a corruption was sent).
+        let shot = match *st.shot.lock() {
+            Some((d, shot)) if d == dir => Some(shot),
+            _ => None,
         };
+        let fired = || *st.shot.lock() = None;
         match shot {
             Some(Shot::Corrupt(at)) => buf[at % n] ^= 0x20,
             Some(Shot::Truncate(keep)) => {
                 let _ = to.write_all(&buf[..keep.min(n)]);
-                return close(&from, &to);
+                close(&from, &to);
+                return fired();
             }
             None => {}
         }
-        if to.write_all(&buf[..n]).is_err() {
+        let sent = to.write_all(&buf[..n]);
+        if shot.is_some() {
+            fired();
+        }
+        if sent.is_err() {
             return close(&from, &to);
         }
     }

@@ -2,6 +2,9 @@
 //! raw `std::net::TcpStream`, to attack a live `Context` in the same process; a fake master
 //! listener; a tap that forwards a real pair's connection and records both directions; and
 //! the kernel's view of a loopback connection's queues.
+//!
+//! A hand-written peer is a backup to the oracle (tests/common/ledger.rs): every DATA frame it
+//! takes (`next_frame`) counts as applied, so that what it then acknowledges may be freed.
 
 #![allow(dead_code)]
 
@@ -17,6 +20,10 @@ use junos_sync::proto::noise::{Initiator, Psk};
 use junos_sync::proto::seal::{Opener, Sealer};
 use junos_sync::proto::wire::{self, push_frame, FrameError, FrameKind, HEADER_LEN};
 use parking_lot::Mutex;
+
+use crate::common::ledger;
+use crate::common::time::deadline;
+use crate::common::tlv::id_of;
 
 /// A frame as received.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,20 +94,37 @@ pub fn hello_frame(h: &Hello) -> Vec<u8> {
     frame(FrameKind::Hello, 0, 0, &h.encode())
 }
 
+/// A frame a peer took: a DATA frame's TLV is applied, as far as the oracle knows.
+fn taken(f: Got) -> Got {
+    if f.kind == FrameKind::Data {
+        if let Some(id) = id_of(&f.payload) {
+            ledger::applied(id);
+        }
+    }
+    f
+}
+
+/// The first frame of `bytes`, if it is complete (cheap: one frame, however much follows).
+pub fn first_frame(bytes: &[u8]) -> Result<Option<Got>, FrameError> {
+    if bytes.len() < HEADER_LEN {
+        return Ok(None);
+    }
+    let h = wire::decode_header(bytes[..HEADER_LEN].try_into().unwrap())?;
+    if bytes.len() < wire::frame_size(h.len) {
+        return Ok(None);
+    }
+    let p = &bytes[HEADER_LEN..HEADER_LEN + h.len as usize];
+    wire::verify(&h, p)?;
+    Ok(Some(Got { kind: h.kind, aux: h.aux, seq: h.seq, payload: p.to_vec() }))
+}
+
 /// Cuts `bytes` into frames: the complete ones and the length of a partial one at the end.
 pub fn parse_frames(bytes: &[u8]) -> Result<(Vec<Got>, usize), FrameError> {
     let mut out = Vec::new();
     let mut at = 0;
-    while bytes.len() - at >= HEADER_LEN {
-        let h = wire::decode_header(bytes[at..at + HEADER_LEN].try_into().unwrap())?;
-        let size = wire::frame_size(h.len);
-        if bytes.len() - at < size {
-            break;
-        }
-        let p = &bytes[at + HEADER_LEN..at + HEADER_LEN + h.len as usize];
-        wire::verify(&h, p)?;
-        out.push(Got { kind: h.kind, aux: h.aux, seq: h.seq, payload: p.to_vec() });
-        at += size;
+    while let Some(f) = first_frame(&bytes[at..])? {
+        at += wire::frame_size(f.payload.len() as u32);
+        out.push(f);
     }
     Ok((out, bytes.len() - at))
 }
@@ -174,12 +198,11 @@ impl Peer {
     /// The next frame, waiting up to `timeout`; None at end of stream. Panics on a bad frame
     /// or on the deadline.
     pub fn next_frame(&mut self, timeout: Duration) -> Option<Got> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline(timeout);
         loop {
-            let (frames, _) = parse_frames(&self.buf).expect("the peer sent a valid frame");
-            if let Some(f) = frames.into_iter().next() {
+            if let Some(f) = first_frame(&self.buf).expect("the peer sent a valid frame") {
                 self.buf.drain(..wire::frame_size(f.payload.len() as u32));
-                return Some(f);
+                return Some(taken(f));
             }
             if self.eof {
                 return None;
@@ -200,7 +223,8 @@ impl Peer {
         }
     }
 
-    /// Whether the stream ends within `timeout` (what arrives meanwhile is kept).
+    /// Whether the stream ends within `timeout` (what arrives meanwhile is kept). A pause at
+    /// the test's own pace, not a deadline: not scaled.
     pub fn ends_within(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while !self.eof {
@@ -216,7 +240,7 @@ impl Peer {
     /// Reads until the end of the stream, waiting up to `timeout` in all; what was not taken
     /// as frames yet. Panics if the stream does not end in time.
     pub fn read_to_end(&mut self, timeout: Duration) -> Vec<u8> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline(timeout);
         while !self.eof {
             if let Err(e) = self.read_once(deadline) {
                 panic!("the stream did not end within {timeout:?}: {e}");
@@ -334,12 +358,11 @@ impl KeyedPeer {
 
     /// The next frame, waiting up to `timeout`; None at end of stream.
     pub fn next_frame(&mut self, timeout: Duration) -> Option<Got> {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline(timeout);
         loop {
-            let (frames, _) = parse_frames(&self.plain).expect("the peer sent a valid frame");
-            if let Some(f) = frames.into_iter().next() {
+            if let Some(f) = first_frame(&self.plain).expect("the peer sent a valid frame") {
                 self.plain.drain(..wire::frame_size(f.payload.len() as u32));
-                return Some(f);
+                return Some(taken(f));
             }
             if self.eof {
                 return None;
@@ -361,7 +384,7 @@ impl KeyedPeer {
 
     /// Reads and opens until the end of the stream (a record that does not open ends it too).
     pub fn read_to_end(&mut self, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
+        let deadline = deadline(timeout);
         while !self.eof {
             match self.read_once(deadline) {
                 Ok(()) => {}
@@ -395,23 +418,6 @@ pub fn kernel_held(mine: u16, theirs: u16) -> u64 {
     let (tx, _) = tcp_queues(theirs, mine).expect("the master's end in /proc/net/tcp");
     let (_, rx) = tcp_queues(mine, theirs).expect("our end in /proc/net/tcp");
     tx + rx
-}
-
-/// Takes `measure` every 20 ms until it gives the same value 10 times in a row (a writer that
-/// stalled), and returns it; fails after `secs` seconds. `measure` may also keep the
-/// connection alive (a keepalive) each time.
-pub fn wait_steady<T: PartialEq + Copy + std::fmt::Debug>(what: &str, secs: u64, mut measure: impl FnMut() -> T) -> T {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let (mut last, mut steady) = (None, 0);
-    loop {
-        let now = measure();
-        (last, steady) = if last == Some(now) { (last, steady + 1) } else { (Some(now), 0) };
-        if steady >= 10 {
-            return now;
-        }
-        assert!(Instant::now() < deadline, "{what} never stood still (last {now:?})");
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Bytes a connection carried one way, recorded as they pass.

@@ -104,9 +104,16 @@ impl<A: App> Dispatcher<A> {
         out: &mut Vec<Reply<A::Tlv>>,
         until: Option<Instant>,
     ) -> bool {
-        let mut slice = Slice { until, ticks: 0 };
-        // What `take_release` freed at once is published first of all.
+        // What `take_release` freed at once is published first of all, and what this run
+        // frees before it returns (no later run may come to publish it).
         self.released.settle(&self.shared.budget);
+        let more = self.run_calls(q, out, until);
+        self.released.settle(&self.shared.budget);
+        more
+    }
+
+    fn run_calls(&mut self, q: &mut VecDeque<Call<A>>, out: &mut Vec<Reply<A::Tlv>>, until: Option<Instant>) -> bool {
+        let mut slice = Slice { until, ticks: 0 };
         loop {
             if !self.releasing.is_empty() {
                 // Uncounted before the application sees any of them: a callback may queue, and
