@@ -230,6 +230,8 @@ impl<A: App> Engine<A> {
             None => format!("backup of {}", addr::list(cfg.sock_addrs())),
         };
         self.env.log(&format!("junos-sync: switched over to {role}"));
+        // The caller reads the new role's status (junos_sync_get_peer_info) once this returns.
+        self.publish(Instant::now());
         self.open_status();
         // Thread mode: bind_done (and the old role's frees) run before the switchover returns.
         self.env.pump();
