@@ -59,20 +59,6 @@ typedef struct { void *opaque; } evContext;
 #define JUNOS_SYNC_ADDRSTRLEN 64
 
 /**
- * Connection state reported through `sync_conn_status_change_func`.
- */
-enum junos_sync_conn_status_e {
-    /**
-     * The connection to the peer has ended (always follows exactly one `JUNOS_SYNC_CONN_UP`).
-     */
-    JUNOS_SYNC_CONN_DOWN = 0,
-    /**
-     * A connection to the peer is established and has passed the handshake.
-     */
-    JUNOS_SYNC_CONN_UP = 1,
-};
-
-/**
  * Result of every API call. The values are stable across releases.
  */
 enum junos_sync_status_e {
@@ -107,6 +93,20 @@ enum junos_sync_status_e {
 };
 
 /**
+ * Connection state reported through `sync_conn_status_change_func`.
+ */
+enum junos_sync_conn_status_e {
+    /**
+     * The connection to the peer has ended (always follows exactly one `JUNOS_SYNC_CONN_UP`).
+     */
+    JUNOS_SYNC_CONN_DOWN = 0,
+    /**
+     * A connection to the peer is established and has passed the handshake.
+     */
+    JUNOS_SYNC_CONN_UP = 1,
+};
+
+/**
  * State of the connection to the peer, in `junos_sync_peer_info_t`.
  */
 enum junos_sync_link_state_e {
@@ -136,6 +136,11 @@ enum junos_sync_link_state_e {
  * same context (it frees it).
  */
 struct junos_sync_context_s;
+
+/**
+ * Result of every API call (see `enum junos_sync_status_e`).
+ */
+typedef enum junos_sync_status_e junos_sync_status_t;
 
 /**
  * Opaque handle to one replication context (see `struct junos_sync_context_s`).
@@ -355,11 +360,6 @@ struct junos_sync_callbacks_s {
 typedef struct junos_sync_callbacks_s junos_sync_callbacks_t;
 
 /**
- * Result of every API call (see `enum junos_sync_status_e`).
- */
-typedef enum junos_sync_status_e junos_sync_status_t;
-
-/**
  * Counters of one context, from `junos_sync_get_stats`.
  *
  * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
@@ -505,6 +505,50 @@ typedef struct junos_sync_peer_info_s junos_sync_peer_info_t;
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
+
+/**
+ * Gives the context its address as text: IPv4, IPv6, link-local with its interface, or a host
+ * name (since 1.2).
+ *
+ * The address and `port` replace `server_addr` and `server_port` of the `junos_sync_state_t`,
+ * which hold IPv4 only, for the next role the context takes up (see "Which role" below).
+ *
+ * `address` is a NUL-terminated string, copied; one of:
+ * - an IPv4 address, `192.0.2.1`;
+ * - an IPv6 address, `2001:db8::1` (or `[2001:db8::1]`); a link-local one names its
+ *   interface after `%`, by name or index: `fe80::1%eth1`, `fe80::1%3`;
+ * - a host name, `sync-a.example.net`, looked up (getaddrinfo) when the role starts.
+ *
+ * Master: where to listen; `port` 0 for any free port, which `sync_bind_done_func` reports as
+ * before. `::` listens on IPv6 and IPv4 both (IPv4 peers show as IPv4 addresses), `0.0.0.0` on
+ * IPv4 only; a host name listens on the first of its addresses that it can bind. Backup: the
+ * master's address and port; a host name's addresses are tried in turn (the next after one
+ * that fails to connect, the one that worked first again after a lost connection). A backup
+ * with port 0, or an unspecified address (`::`, `0.0.0.0`), is refused by the start.
+ *
+ * Which role: called before `junos_sync_start`, the one the start starts; once started, the
+ * one the next `junos_sync_switchover` switches to, whose `junos_sync_state_t` then gives the
+ * role but not the address (the running role is not touched). A switchover with no call
+ * before it takes `server_addr` and `server_port` of its state, as always. A call replaces the
+ * address of an earlier one that no start or switchover took yet; one that fails (a bind
+ * error, a name that does not resolve) leaves it set for the next attempt.
+ *
+ * A host name is looked up once, during `junos_sync_start` (or `junos_sync_switchover`), never
+ * by the loop thread: that call waits for the system's resolver (getaddrinfo, on a thread of
+ * its own) for at most 5 seconds, and returns `JUNOS_SYNC_ERR_INVALID` (logged, the context
+ * unchanged) for a name that does not resolve or has not resolved by then; a backup's start
+ * still does not wait for the master. The addresses are kept for the life of the role: a
+ * changed DNS record is seen by the next start or switchover.
+ *
+ * Any thread. Returns `JUNOS_SYNC_ERR_INVALID`, with a log line saying why, for a NULL `ctx`
+ * or `address`, text that is neither an IP address nor a host name, a link-local address
+ * without its interface, an interface that does not exist, a multicast address;
+ * `JUNOS_SYNC_ERR_STATE` once the context is exiting; `JUNOS_SYNC_ERR_INTERNAL` if it failed.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `address` is NULL or a NUL-terminated string.
+ */
+junos_sync_status_t junos_sync_set_address(junos_sync_context_t *ctx, const char *address, uint16_t port);
 
 /**
  * Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
@@ -745,47 +789,6 @@ junos_sync_status_t junos_sync_get_peer_info(junos_sync_context_t *ctx, junos_sy
  * `ctx` is NULL or a live context, not used by any other thread during or after this call.
  */
 void junos_sync_exit(junos_sync_context_t *ctx);
-
-/**
- * Sets the address of the next role the context takes up, in place of `server_addr` and
- * `server_port` of its `junos_sync_state_t`, which hold IPv4 only (since 1.2).
- *
- * `address` is a NUL-terminated string, copied; one of:
- * - an IPv4 address, `192.0.2.1`;
- * - an IPv6 address, `2001:db8::1` (or `[2001:db8::1]`); a link-local one names its
- *   interface after `%`, by name or index: `fe80::1%eth1`, `fe80::1%3`;
- * - a host name, `sync-a.example.net`, looked up (getaddrinfo) when the role starts.
- *
- * Master: where to listen; `port` 0 for any free port, which `sync_bind_done_func` reports as
- * before. `::` listens on IPv6 and IPv4 both (IPv4 peers show as IPv4 addresses), `0.0.0.0` on
- * IPv4 only; a host name listens on the first of its addresses that it can bind. Backup: the
- * master's address and port; a host name's addresses are tried in turn (the next after one
- * that fails to connect, the one that worked first again after a lost connection). A backup
- * with port 0, or an unspecified address (`::`, `0.0.0.0`), is refused by the start.
- *
- * Which role: called before `junos_sync_start`, the one the start starts; once started, the
- * one the next `junos_sync_switchover` switches to, whose `junos_sync_state_t` then gives the
- * role but not the address (the running role is not touched). A switchover with no call
- * before it takes `server_addr` and `server_port` of its state, as always. A call replaces the
- * address of an earlier one that no start or switchover took yet; one that fails (a bind
- * error, a name that does not resolve) leaves it set for the next attempt.
- *
- * A host name is looked up once, during `junos_sync_start` (or `junos_sync_switchover`), never
- * by the loop thread: that call waits for the system's resolver (getaddrinfo, on a thread of
- * its own) for at most 5 seconds, and returns `JUNOS_SYNC_ERR_INVALID` (logged, the context
- * unchanged) for a name that does not resolve or has not resolved by then; a backup's start
- * still does not wait for the master. The addresses are kept for the life of the role: a
- * changed DNS record is seen by the next start or switchover.
- *
- * Any thread. Returns `JUNOS_SYNC_ERR_INVALID`, with a log line saying why, for a NULL `ctx`
- * or `address`, text that is neither an IP address nor a host name, a link-local address
- * without its interface, an interface that does not exist, a multicast address;
- * `JUNOS_SYNC_ERR_STATE` once the context is exiting; `JUNOS_SYNC_ERR_INTERNAL` if it failed.
- *
- * # Safety
- * `ctx` is NULL or a live context; `address` is NULL or a NUL-terminated string.
- */
-junos_sync_status_t junos_sync_set_address(junos_sync_context_t *ctx, const char *address, uint16_t port);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -11,8 +11,11 @@ use super::types::{junos_sync_context_t, junos_sync_status_t};
 /// (253 bytes), and a bound on the scan of a string that lacks its NUL.
 const MAX_ADDRESS: usize = 1024;
 
-/// Sets the address of the next role the context takes up, in place of `server_addr` and
-/// `server_port` of its `junos_sync_state_t`, which hold IPv4 only (since 1.2).
+/// Gives the context its address as text: IPv4, IPv6, link-local with its interface, or a host
+/// name (since 1.2).
+///
+/// The address and `port` replace `server_addr` and `server_port` of the `junos_sync_state_t`,
+/// which hold IPv4 only, for the next role the context takes up (see "Which role" below).
 ///
 /// `address` is a NUL-terminated string, copied; one of:
 /// - an IPv4 address, `192.0.2.1`;
