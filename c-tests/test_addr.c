@@ -47,25 +47,30 @@ H_CB_CONN(m_conn, mcs)
 H_CB_SYNC_DONE(m_sync_done, mcs, m_sync_n, m_sync_done_calls)
 H_CB_BIND(m_bind, mport, m_bind_calls)
 
+/* A backup's decode: the record applied to `tab`, or counted in `bad`. */
+static void decode_into(h_cbstat_t *cs, h_table_t *tab, long *bad, const void *data, size_t len)
+{
+    h_wire_t w;
+    h_cb_enter(cs);
+    if (h_wire_decode(data, len, &w))
+        h_table_apply(tab, &w);
+    else
+        H_INC(*bad);
+    h_cb_leave(cs);
+}
+
 /* ---- backup B (promoted to master in test_switchover_takes_the_address_set_after_start) -- */
 
 static h_table_t btab;
 static h_cbstat_t bcs;
 static junos_sync_context_t *bctx;
 static in_port_t bport;
-static long b_decodes, b_bad, b_sync_done_calls, b_db_clears, b_bind_calls, b_walk_bad;
+static long b_bad, b_sync_done_calls, b_db_clears, b_bind_calls, b_walk_bad;
 static size_t b_sync_n;
 
 static void b_decode(void *data, size_t len)
 {
-    h_wire_t w;
-    h_cb_enter(&bcs);
-    H_INC(b_decodes);
-    if (h_wire_decode(data, len, &w))
-        h_table_apply(&btab, &w);
-    else
-        H_INC(b_bad);
-    h_cb_leave(&bcs);
+    decode_into(&bcs, &btab, &b_bad, data, len);
 }
 
 H_CB_CONN(b_conn, bcs)
@@ -84,13 +89,7 @@ static size_t c_sync_n;
 
 static void c_decode(void *data, size_t len)
 {
-    h_wire_t w;
-    h_cb_enter(&ccs);
-    if (h_wire_decode(data, len, &w))
-        h_table_apply(&ctab, &w);
-    else
-        H_INC(c_bad);
-    h_cb_leave(&ccs);
+    decode_into(&ccs, &ctab, &c_bad, data, len);
 }
 
 H_CB_CONN(c_conn, ccs)
