@@ -77,7 +77,7 @@ NEED_c-test-plain  := $(NEED_c-tests)
 NEED_c-test-asan   := $(NEED_c-tests)
 NEED_c-test-valgrind := $(NEED_c-tests) valgrind:valgrind
 NEED_stat-test     := $(NEED_examples) python3:python3
-NEED_fault-test    := $(NEED_examples)
+NEED_fault-test    := $(NEED_examples) python3:python3
 NEED_mixed-test    := $(NEED_examples) git:git
 NEED_demo          := $(NEED_examples)
 NEED_bench         := $(NEED_lib)
@@ -366,14 +366,18 @@ deb-check: deb
 	@echo "deb-check: lintian reports no errors"
 	./scripts/check-deb-install.sh $(BUILD)/deb
 
-# Process faults (SIGKILL, SIGSTOP of either side, switchover) and a network-namespace partition,
-# on real flowd daemons; the partition reports itself skipped where namespaces are not allowed.
-# Both run twice: unkeyed, and keyed through JUNOS_SYNC_AUTH_KEY_FILE (tests/sh/with_key.sh).
+# Process faults (SIGKILL, SIGSTOP of either side, switchover), a network-namespace partition,
+# and addresses between namespaces (link-local, dual stack, host names, a resolver that hangs),
+# on real flowd daemons; the namespace tests report themselves skipped where namespaces are not
+# allowed. All run twice: unkeyed, and keyed through JUNOS_SYNC_AUTH_KEY_FILE
+# (tests/sh/with_key.sh).
 fault-test: examples
 	./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
+	./tests/sh/netns_addresses.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/process_faults.sh $(BUILD)/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/netns_partition.sh $(BUILD)/examples/flowd
+	./tests/sh/with_key.sh ./tests/sh/netns_addresses.sh $(BUILD)/examples/flowd
 
 # This library and release 1.1.0 replicate with each other in both roles, unkeyed and keyed
 # (tests/sh/mixed_versions.sh: resync, stream, partial resync after a cut, the upgrade by

@@ -2,12 +2,14 @@
 # demo.sh FLOWD -- junos-sync end to end on loopback, driven through flowd's stdin/stdout.
 #
 # A master fills a flow table, backup A resyncs while the master keeps changing, live changes
-# stream, the master is killed with SIGKILL, A is promoted with junos_sync_switchover, backup B
-# attaches to A and resyncs, and every table is compared by an order-independent digest.
+# stream, the master is killed with SIGKILL, A is promoted with junos_sync_switchover onto ::
+# (IPv6 and IPv4: junos_sync_set_address), backup B attaches to A over IPv4 and resyncs, then
+# backup C over IPv6 (::1), and every table is compared by an order-independent digest.
 # The three daemons run the three ways an application can: the master with the library's own
 # thread calling back (--loop=thread), A single-threaded on an ISC eventlib loop
 # (--loop=eventlib, junos_sync_set_event_context), B single-threaded on epoll (--loop=epoll,
-# junos_sync_get_fd + junos_sync_dispatch).
+# junos_sync_get_fd + junos_sync_dispatch). Without IPv6 on loopback, A listens on 127.0.0.1
+# and the IPv6 step says it is skipped.
 # Exits 0 and prints PASS when all tables match, non-zero and FAIL otherwise.
 # Works from any directory: `make demo` or `examples/demo.sh build/examples/flowd`.
 
@@ -43,7 +45,7 @@ T_START=${EPOCHREALTIME//[!0-9]/}
 now_ms() { local t=${EPOCHREALTIME//[!0-9]/}; echo $(( (t - T_START) / 1000 )); }
 
 STEP=0
-step() { STEP=$((STEP + 1)); printf '\n[%d/8] %s\n' "$STEP" "$*"; }
+step() { STEP=$((STEP + 1)); printf '\n[%d/9] %s\n' "$STEP" "$*"; }
 say() { printf '      %s\n' "$*"; }
 fail() {
     printf '\nFAIL: %s\n' "$*"
@@ -133,6 +135,25 @@ barrier() {
     say "${NAME[$1]}: backup acknowledged everything queued so far ($(( $(now_ms) - t0 )) ms, sync_ack_notify_func)"
 }
 
+# quit KEY: the daemon exits cleanly, with no queue errors, malformed records, or callbacks
+# off its loop thread (off_loop: the single-threaded modes).
+quit() {
+    local rc
+    ask "$1" quit
+    say "${NAME[$1]} exit: ${ANSWER#bye }"
+    wait "${PID[$1]}"
+    rc=$?
+    unset "PID[$1]"
+    (( rc == 0 )) || fail "${NAME[$1]} exited with status $rc"
+    set -- "$1" $ANSWER
+    [[ $8 == 0 && ${25} == 0 ]] || fail "${NAME[$1]} had queue errors or malformed records: ${ANSWER#bye }"
+    [[ ${26} == off_loop && ${27} == 0 ]] || fail "${NAME[$1]} ran callbacks off its loop thread: ${ANSWER#bye }"
+}
+
+# Whether this machine has IPv6 on loopback: a master can listen on ::1.
+IPV6=0
+echo quit | timeout 10 "$FLOWD" master 0 --addr ::1 >/dev/null 2>&1 && IPV6=1
+
 cat <<EOF
 junos-sync demo: a flow-monitoring daemon replicated master -> backup on 127.0.0.1
   binary : $FLOWD
@@ -189,15 +210,22 @@ show "backup A" "$DIGEST"
 say "=> backup A still holds exactly the master's last table"
 
 # ------------------------------------------------------------------------------------------
-step "Promote backup A to master in place (junos_sync_switchover, port 0)"
-ask A "switchover-master 0"
+if (( IPV6 )); then
+    step "Promote backup A to master in place on :: (junos_sync_set_address, then junos_sync_switchover, port 0)"
+    ask A "switchover-master 0 ::"
+else
+    step "Promote backup A to master in place (junos_sync_switchover, port 0)"
+    ask A "switchover-master 0"
+fi
 set -- $ANSWER
 PORT2=$3
 NAME[A]="master A"
 say "A is now master on port $PORT2 with its $5 flows untouched"
+(( IPV6 )) && say "it listens on [::]:$PORT2: IPv6 and IPv4 both, one socket (unkeyed there, hence the warning)"
+
 
 # ------------------------------------------------------------------------------------------
-step "Attach backup B, on epoll, to the new master; A keeps changing while B resyncs"
+step "Attach backup B, on epoll, to the new master over IPv4 (127.0.0.1); A keeps changing while B resyncs"
 NAME[B]="backup B"
 start B B --loop=epoll backup "$PORT2"
 set -- $ANSWER
@@ -215,28 +243,50 @@ churn A "$CHURN" 31
 churn A "$CHURN" 32
 barrier A
 wait_match A B
+ask A peer
+set -- $ANSWER
+[[ $2 == up && $3 == 127.0.0.1 ]] || fail "master A reports its IPv4 backup as '$ANSWER'"
+say "master A sees backup B at $3 (junos_sync_get_peer_info), an IPv4 address even on ::"
+
+# ------------------------------------------------------------------------------------------
+LAST=B
+if (( IPV6 )); then
+    step "IPv6: backup B leaves; backup C attaches to A over ::1 (junos_sync_set_address) and resyncs"
+    quit B
+    ask A "wait-conn down $WAIT"
+    NAME[C]="backup C"
+    start C C --loop=thread backup "$PORT2" --addr ::1
+    churn A "$CHURN" 41
+    ask C "wait-synced $WAIT"
+    set -- $ANSWER
+    say "backup C: initial resync complete over IPv6 ($2 flows walked from A's table)"
+    churn A "$CHURN" 42
+    barrier A
+    wait_match A C
+    ask A peer
+    set -- $ANSWER
+    [[ $2 == up && $3 == ::1 ]] || fail "master A reports its IPv6 backup as '$ANSWER'"
+    ask C peer
+    set -- $ANSWER
+    [[ $2 == up && $3 == ::1 && $4 == "$PORT2" ]] || fail "backup C reports its master as '$ANSWER'"
+    say "master A sees backup C at ::1, backup C its master at [::1]:$PORT2"
+    LAST=C
+else
+    step "IPv6: skipped (no IPv6 on loopback here: a master cannot listen on ::1)"
+fi
 
 # ------------------------------------------------------------------------------------------
 printf '\nFinal check\n'
 digest A
 DA=$DIGEST
-digest B
-DB=$DIGEST
+digest "$LAST"
+DL=$DIGEST
 show "master A" "$DA"
-show "backup B" "$DB"
-[[ $DA == "$DB" ]] || fail "master A and backup B differ"
+show "${NAME[$LAST]}" "$DL"
+[[ $DA == "$DL" ]] || fail "master A and ${NAME[$LAST]} differ"
 
-for k in A B; do
-    ask "$k" quit
-    say "${NAME[$k]} exit: ${ANSWER#bye }"
-    wait "${PID[$k]}"
-    rc=$?
-    unset "PID[$k]"
-    (( rc == 0 )) || fail "${NAME[$k]} exited with status $rc"
-    set -- $ANSWER
-    [[ $7 == 0 && ${24} == 0 ]] || fail "${NAME[$k]} had queue errors or malformed records: ${ANSWER#bye }"
-    # off_loop: callbacks that ran off the daemon's one thread (single-threaded modes).
-    [[ ${25} == off_loop && ${26} == 0 ]] || fail "${NAME[$k]} ran callbacks off its loop thread: ${ANSWER#bye }"
+for k in A "$LAST"; do
+    quit "$k"
 done
 say "=> A (eventlib) and B (epoll) ran every callback on their one thread, without a lock"
 

@@ -8,8 +8,11 @@
  *
  *   flowd master [port]     listen on 127.0.0.1:port (0 or absent: any free port)
  *   flowd backup <port>     replicate from the master on 127.0.0.1:port
- *   ... --addr A            either role, last: the address to bind (master, 0.0.0.0 = all) or
- *                           the master's address (backup), instead of 127.0.0.1
+ *   ... --addr A            either role, last: the address to bind (master, 0.0.0.0 = all
+ *                           IPv4, :: = all IPv6 and IPv4) or the master's address (backup),
+ *                           instead of 127.0.0.1. An IPv4 address goes in the state's
+ *                           server_addr, as 1.0 programs give it; anything else (IPv6,
+ *                           fe80::1%eth1, a host name) through junos_sync_set_address
  *   flowd --loop=MODE ...   first: how the daemon runs (below); thread if absent
  *
  * It is driven by line commands on stdin and answers each with exactly one line on stdout, so a
@@ -22,7 +25,11 @@
  *   digest                  "digest <entries> <order-independent 64-bit hex digest>"
  *   wait-synced [SECS]      backup: wait for the initial resync to complete
  *   wait-conn up|down [SECS] wait until the connection to the peer is up or down
- *   switchover-master PORT  backup: become master on 127.0.0.1:PORT (0 = any free port)
+ *   switchover-master PORT [ADDR]  backup: become master on ADDR:PORT (0 = any free port;
+ *                           ADDR through junos_sync_set_address, else the state's address:
+ *                           127.0.0.1, or --addr's if IPv4)
+ *   peer                    "peer <state> <address> <port>" of junos_sync_get_peer_info
+ *                           (address "-" when not connected)
  *   stats                   library counters
  *   quit                    junos_sync_exit, print final counters, exit 0 (also on EOF)
  *
@@ -65,9 +72,21 @@
 
 #include "flowd.h"
 
-/* The address to bind (master) or of the master (backup), host byte order; --addr sets it. */
+/* The address to bind (master) or of the master (backup), as --addr gave it (addr_text); in
+ * host byte order when it is IPv4 (flowd_addr), else given with junos_sync_set_address
+ * (addr_by_name). listen_text: what the master listens on, for its log. */
 static uint32_t flowd_addr = INADDR_LOOPBACK;
-static char addr_text[INET_ADDRSTRLEN] = "127.0.0.1";
+static char addr_text[256] = "127.0.0.1";
+static bool addr_by_name;
+static char listen_text[256] = "127.0.0.1";
+
+/* "A:PORT", or "[A]:PORT" for an IPv6 address. */
+static const char *
+addr_port (char *buf, size_t cap, const char *a, unsigned port)
+{
+    snprintf(buf, cap, strchr(a, ':') != NULL ? "[%s]:%u" : "%s:%u", a, port);
+    return buf;
+}
 
 #define FLOWD_KEEPALIVE   2            /* seconds: a dead or hung peer is noticed quickly */
 #define FT_BUCKETS        (1u << 16)   /* fixed, so a resync walk's order never changes */
@@ -550,7 +569,9 @@ flowd_bind_done (in_port_t port)
     bound_port = port;
     flowd_wake();
     table_unlock();
-    flowd_log("listening on %s:%u", addr_text, (unsigned)port);
+    char where[300];
+
+    flowd_log("listening on %s", addr_port(where, sizeof(where), listen_text, (unsigned)port));
 }
 
 /* Master: a record queued with ack_requested was applied by the backup. */
@@ -877,12 +898,20 @@ cmd_wait_conn (bool up, unsigned secs)
 /* Answered with the new port once bind_done has reported it: before junos_sync_switchover
  * returns with --loop=thread, at the next dispatch in the single-threaded modes. */
 static void
-cmd_switchover_master (uint16_t port)
+cmd_switchover_master (uint16_t port, const char *addr)
 {
     junos_sync_state_t state;
     junos_sync_callbacks_t callbacks;
     junos_sync_status_t st;
+    struct in_addr a;
 
+    /* Given after the start, the address is for the next switchover: this one. */
+    if (addr != NULL && (st = junos_sync_set_address(sync_ctx, addr, port)) != JUNOS_SYNC_OK) {
+        printf("error switchover address status %d\n", (int)st);
+        return;
+    }
+    a.s_addr = htonl(flowd_addr);
+    snprintf(listen_text, sizeof(listen_text), "%s", addr != NULL ? addr : inet_ntoa(a));
     sync_state(&state, true, port);
     master_callbacks(&callbacks);
     table_lock();
@@ -1165,6 +1194,23 @@ print_stats (const char *what)
            s.overflows, s.backlog_bytes);
 }
 
+/* The peer as junos_sync_get_peer_info has it (peer_address: since 1.2). */
+static void
+cmd_peer (void)
+{
+    static const char *const states[] = {"down", "connecting", "handshake", "up"};
+    junos_sync_peer_info_t pi;
+
+    bzero(&pi, sizeof(pi));
+    pi.size = sizeof(pi);
+    if (junos_sync_get_peer_info(sync_ctx, &pi) != JUNOS_SYNC_OK || (unsigned)pi.state > 3) {
+        printf("error peer\n");
+        return;
+    }
+    printf("peer %s %s %u\n", states[pi.state], pi.peer_address[0] != '\0' ? pi.peer_address : "-",
+           (unsigned)pi.peer_port);
+}
+
 static void
 cmd_quit (void)
 {
@@ -1234,9 +1280,11 @@ run_command (char *line)
     } else if (!is_master && strcmp(cmd, "wait-synced") == 0 &&
                arg_num(a1, DEFAULT_WAIT_SECS) >= 0) {
         cmd_wait_synced((unsigned)arg_num(a1, DEFAULT_WAIT_SECS));
+    } else if (strcmp(cmd, "peer") == 0) {
+        cmd_peer();
     } else if (!is_master && strcmp(cmd, "switchover-master") == 0 &&
                arg_num(a1, -1) >= 0 && arg_num(a1, -1) <= 65535) {
-        cmd_switchover_master((uint16_t)arg_num(a1, 0));
+        cmd_switchover_master((uint16_t)arg_num(a1, 0), a2);
     } else if (is_master && strcmp(cmd, "fill") == 0 && arg_num(a1, -1) >= 0 &&
                arg_num(a2, 0) >= 0) {
         if (a2 != NULL)
@@ -1263,8 +1311,8 @@ usage (void)
     fprintf(stderr, "usage: flowd [--loop=thread|eventlib|epoll] master [port] [--addr A]\n"
                     "       flowd [--loop=thread|eventlib|epoll] backup <port> [--addr A]\n"
                     "commands on stdin: fill N [SEED], churn N [SEED], barrier [SECS], digest,\n"
-                    "  wait-synced [SECS], wait-conn up|down [SECS], switchover-master PORT,\n"
-                    "  stats, quit\n");
+                    "  wait-synced [SECS], wait-conn up|down [SECS],\n"
+                    "  switchover-master PORT [ADDR], peer, stats, quit\n");
     exit(2);
 }
 
@@ -1297,10 +1345,14 @@ main (int argc, char **argv)
     if (argc >= 4 && strcmp(argv[argc - 2], "--addr") == 0) {
         struct in_addr a;
 
-        if (inet_pton(AF_INET, argv[argc - 1], &a) != 1)
+        if (strlen(argv[argc - 1]) >= sizeof(addr_text))
             usage();
-        flowd_addr = ntohl(a.s_addr);
+        if (inet_pton(AF_INET, argv[argc - 1], &a) == 1)
+            flowd_addr = ntohl(a.s_addr);
+        else
+            addr_by_name = true;
         snprintf(addr_text, sizeof(addr_text), "%s", argv[argc - 1]);
+        snprintf(listen_text, sizeof(listen_text), "%s", argv[argc - 1]);
         argc -= 2;
     }
     if (argc < 2 || argc > 3)
@@ -1337,6 +1389,12 @@ main (int argc, char **argv)
     sync_ctx = junos_sync_init(&state, &callbacks);
     if (sync_ctx == NULL) {
         flowd_log("junos_sync_init failed");
+        return 1;
+    }
+    if (addr_by_name &&
+        (st = junos_sync_set_address(sync_ctx, addr_text, (uint16_t)port)) != JUNOS_SYNC_OK) {
+        flowd_log("junos_sync_set_address(\"%s\") failed (status %d)", addr_text, (int)st);
+        junos_sync_exit(sync_ctx);
         return 1;
     }
     /* Dispatch mode is chosen before the start. */
@@ -1384,7 +1442,10 @@ main (int argc, char **argv)
         printf("ready master port %u keepalive %d loop %s\n", (unsigned)bound_port,
                FLOWD_KEEPALIVE, loop_names[loop_mode]);
     } else {
-        flowd_log("replicating from master %s:%ld", addr_text, port);
+        char where[300];
+
+        flowd_log("replicating from master %s",
+                  addr_port(where, sizeof(where), addr_text, (unsigned)port));
         printf("ready backup port %ld keepalive %d loop %s\n", port, FLOWD_KEEPALIVE,
                loop_names[loop_mode]);
     }

@@ -5,6 +5,8 @@
 # COPIES of the header, the map and the compatibility entries (and libraries linked from the
 # real staticlib with them):
 #   fail: a field added to struct junos_sync_state_s
+#   fail: a field inserted inside struct junos_sync_peer_info_s (abi/suppressions lets only
+#         fields appended to it through: it is size-versioned)
 #   fail: junos_sync_set_backlog_limit taking uint32_t instead of size_t
 #   fail: junos_sync_switchover removed (from header, map and library alike)
 #   fail: a new function put into the already released node JUNOS_SYNC_1.0
@@ -105,6 +107,9 @@ edit "$compatdir/$stats.h" "$tmp/compat-impl/$stats.h" "s.replace('junos_sync_ge
 echo "abi-selftest: incompatible changes must fail"
 edit "$header" "$tmp/field.h" "s.replace('    bool no_resync;\n', '    bool no_resync;\n    uint32_t added_field;\n', 1)"
 expect fail "a field added to struct junos_sync_state_s" abi "$tmp/field.h" "$map" "$compatdir"
+
+edit "$header" "$tmp/peer.h" "s.replace('    uint16_t peer_port;\n', '    uint16_t peer_port;\n    uint32_t inserted_field;\n', 1)"
+expect fail "a field inserted inside struct junos_sync_peer_info_s" abi "$tmp/peer.h" "$map" "$compatdir"
 
 edit "$header" "$tmp/sig.h" "s.replace('junos_sync_set_backlog_limit(junos_sync_context_t *ctx, size_t bytes)', 'junos_sync_set_backlog_limit(junos_sync_context_t *ctx, uint32_t bytes)')"
 expect fail "junos_sync_set_backlog_limit(ctx, uint32_t) instead of size_t" abi "$tmp/sig.h" "$map" "$compatdir"

@@ -1,9 +1,12 @@
 //! The few platform calls the safe core needs and std does not offer: the SIGPIPE mask of the
 //! loop thread, the eventfd an application's loop watches in dispatch mode, the effective user
-//! id and a Unix socket private from its creation (status sockets), and the CPU's CRC32C
+//! id and a Unix socket private from its creation (status sockets), a master's TCP listener
+//! (dual stack on `::`) and the interface names of IPv6 scopes, and the CPU's CRC32C
 //! instruction for the short inputs of the frame path.
 
+use std::ffi::{CStr, CString};
 use std::io;
+use std::net::{SocketAddr, TcpListener};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixListener;
@@ -108,6 +111,99 @@ pub fn unix_listener_with_mode(path: &Path, mode: u32) -> io::Result<UnixListene
         return Err(e);
     }
     Ok(UnixListener::from(fd))
+}
+
+/// A non-blocking TCP listener on `addr` with SO_REUSEADDR, as mio's `TcpListener::bind`
+/// makes it, and on the IPv6 unspecified address `::` with IPV6_V6ONLY off: it accepts IPv4
+/// connections too (as IPv4-mapped addresses), whatever `net.ipv6.bindv6only` says. A system
+/// that refuses that (no IPv4) keeps the socket IPv6 only.
+pub fn tcp_listener(addr: SocketAddr) -> io::Result<TcpListener> {
+    let family = if addr.is_ipv4() { libc::AF_INET } else { libc::AF_INET6 };
+    // SAFETY: socket takes no pointers; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor nothing else owns (closed when this drops).
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let set = |level, name, on: bool| {
+        let v: libc::c_int = on.into();
+        // SAFETY: an int option, read from a live local of the size given, on our descriptor.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd.as_raw_fd(),
+                level,
+                name,
+                (&raw const v).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    set(libc::SOL_SOCKET, libc::SO_REUSEADDR, true)?;
+    if addr.ip().is_unspecified() && addr.is_ipv6() {
+        let _ = set(libc::IPPROTO_IPV6, libc::IPV6_V6ONLY, false);
+    }
+    // SAFETY: sockaddr_storage is plain data; all zeroes is a valid value of it.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: a.port().to_be(),
+                sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: sockaddr_storage is larger than and aligned for any sockaddr.
+            unsafe { (&raw mut ss).cast::<libc::sockaddr_in>().write(sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: a.flowinfo(),
+                sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { (&raw mut ss).cast::<libc::sockaddr_in6>().write(sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    // SAFETY: `ss` holds a valid sockaddr of `len` bytes.
+    if unsafe { libc::bind(fd.as_raw_fd(), (&raw const ss).cast::<libc::sockaddr>(), len as libc::socklen_t) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: listen on our own bound descriptor (1024: mio's backlog).
+    if unsafe { libc::listen(fd.as_raw_fd(), 1024) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(TcpListener::from(fd))
+}
+
+/// The index of the network interface named `name` (an IPv6 scope), if there is one.
+pub fn interface_index(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    // SAFETY: a NUL-terminated string that lives across the call.
+    let i = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    (i != 0).then_some(i)
+}
+
+/// The name of network interface `index`, if there is one.
+pub fn interface_name(index: u32) -> Option<String> {
+    let mut buf = [0 as libc::c_char; libc::IF_NAMESIZE];
+    // SAFETY: `buf` has the IF_NAMESIZE bytes if_indextoname may write.
+    let p = unsafe { libc::if_indextoname(index, buf.as_mut_ptr()) };
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: on success `buf` holds a NUL-terminated name.
+    Some(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
 }
 
 /// Blocks SIGPIPE on the calling thread.

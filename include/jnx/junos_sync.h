@@ -53,18 +53,10 @@ typedef struct { void *opaque; } evContext;
 #define JUNOS_SYNC_MIN_KEY_LEN 16
 
 /**
- * Connection state reported through `sync_conn_status_change_func`.
+ * Size of `junos_sync_peer_info_t.peer_address`: the longest IPv6 address (45 characters), `%`,
+ * an interface name (15) and the NUL, rounded up.
  */
-enum junos_sync_conn_status_e {
-    /**
-     * The connection to the peer has ended (always follows exactly one `JUNOS_SYNC_CONN_UP`).
-     */
-    JUNOS_SYNC_CONN_DOWN = 0,
-    /**
-     * A connection to the peer is established and has passed the handshake.
-     */
-    JUNOS_SYNC_CONN_UP = 1,
-};
+#define JUNOS_SYNC_ADDRSTRLEN 64
 
 /**
  * Result of every API call. The values are stable across releases.
@@ -101,6 +93,20 @@ enum junos_sync_status_e {
 };
 
 /**
+ * Connection state reported through `sync_conn_status_change_func`.
+ */
+enum junos_sync_conn_status_e {
+    /**
+     * The connection to the peer has ended (always follows exactly one `JUNOS_SYNC_CONN_UP`).
+     */
+    JUNOS_SYNC_CONN_DOWN = 0,
+    /**
+     * A connection to the peer is established and has passed the handshake.
+     */
+    JUNOS_SYNC_CONN_UP = 1,
+};
+
+/**
  * State of the connection to the peer, in `junos_sync_peer_info_t`.
  */
 enum junos_sync_link_state_e {
@@ -130,6 +136,11 @@ enum junos_sync_link_state_e {
  * same context (it frees it).
  */
 struct junos_sync_context_s;
+
+/**
+ * Result of every API call (see `enum junos_sync_status_e`).
+ */
+typedef enum junos_sync_status_e junos_sync_status_t;
 
 /**
  * Opaque handle to one replication context (see `struct junos_sync_context_s`).
@@ -349,11 +360,6 @@ struct junos_sync_callbacks_s {
 typedef struct junos_sync_callbacks_s junos_sync_callbacks_t;
 
 /**
- * Result of every API call (see `enum junos_sync_status_e`).
- */
-typedef enum junos_sync_status_e junos_sync_status_t;
-
-/**
  * Counters of one context, from `junos_sync_get_stats`.
  *
  * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
@@ -413,7 +419,7 @@ typedef enum junos_sync_link_state_e junos_sync_link_state_t;
  *
  * Set `size` to `sizeof(junos_sync_peer_info_t)` before the call: the library fills only the
  * fields that fit in `size` bytes, so a program built against this header keeps working
- * when later releases append fields.
+ * when later releases append fields. Release 1.2 appended `peer_address`.
  */
 struct junos_sync_peer_info_s {
     /**
@@ -433,7 +439,8 @@ struct junos_sync_peer_info_s {
      */
     uint16_t peer_port;
     /**
-     * The peer's IPv4 address in HOST byte order, 0 when not connected.
+     * The peer's IPv4 address in HOST byte order, 0 when not connected or the peer is IPv6
+     * (see `peer_address`).
      */
     uint32_t peer_addr;
     /**
@@ -481,6 +488,13 @@ struct junos_sync_peer_info_s {
      * Master: walked entries the backup acknowledged; backup: as `resync_walked`.
      */
     uint64_t resync_acked;
+    /**
+     * The peer's address as text, NUL-terminated, "" when not connected (since 1.2):
+     * `192.0.2.2` (an IPv4 peer, also of a master listening on `::`), `2001:db8::2`,
+     * `fe80::2%eth1` (a link-local one with its interface, or the interface's index when its
+     * name is not plain letters, digits and `.-_@+`). Without brackets or port (`peer_port`).
+     */
+    char peer_address[JUNOS_SYNC_ADDRSTRLEN];
 };
 
 /**
@@ -493,12 +507,60 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * Gives the context its address as text: IPv4, IPv6, link-local with its interface, or a host
+ * name (since 1.2).
+ *
+ * The address and `port` replace `server_addr` and `server_port` of the `junos_sync_state_t`,
+ * which hold IPv4 only, for the next role the context takes up (see "Which role" below).
+ *
+ * `address` is a NUL-terminated string, copied; one of:
+ * - an IPv4 address, `192.0.2.1`;
+ * - an IPv6 address, `2001:db8::1` (or `[2001:db8::1]`); a link-local one names its
+ *   interface after `%`, by name or index: `fe80::1%eth1`, `fe80::1%3`;
+ * - a host name, `sync-a.example.net`, looked up (getaddrinfo) when the role starts.
+ *
+ * Master: where to listen; `port` 0 for any free port, which `sync_bind_done_func` reports as
+ * before. `::` listens on IPv6 and IPv4 both (IPv4 peers show as IPv4 addresses), `0.0.0.0` on
+ * IPv4 only; a host name listens on the first of its addresses that it can bind. Backup: the
+ * master's address and port; a host name's addresses are tried in turn (the next after one
+ * that fails to connect, the one that worked first again after a lost connection). A backup
+ * with port 0, or an unspecified address (`::`, `0.0.0.0`), is refused by the start. (A
+ * backup's `junos_sync_state_t` must still name an address and a port for `junos_sync_init`,
+ * as with libjunos-sync: any, say 127.0.0.1 and 1, when this call gives the real ones.)
+ *
+ * Which role: called before `junos_sync_start`, the one the start starts; once started, the
+ * one the next `junos_sync_switchover` switches to, whose `junos_sync_state_t` then gives the
+ * role but not the address (the running role is not touched). A switchover with no call
+ * before it takes `server_addr` and `server_port` of its state, as always. A call replaces the
+ * address of an earlier one that no start or switchover took yet; one that fails (a bind
+ * error, a name that does not resolve) leaves it set for the next attempt.
+ *
+ * A host name is looked up once, during `junos_sync_start` (or `junos_sync_switchover`), never
+ * by the loop thread: that call waits for the system's resolver (getaddrinfo, on a thread of
+ * its own) for at most 5 seconds, and returns `JUNOS_SYNC_ERR_INVALID` (logged, the context
+ * unchanged) for a name that does not resolve or has not resolved by then; a backup's start
+ * still does not wait for the master. The addresses are kept for the life of the role: a
+ * changed DNS record is seen by the next start or switchover.
+ *
+ * Any thread. Returns `JUNOS_SYNC_ERR_INVALID`, with a log line saying why, for a NULL `ctx`
+ * or `address`, text that is neither an IP address nor a host name, a link-local address
+ * without its interface, an interface that does not exist, a multicast address;
+ * `JUNOS_SYNC_ERR_STATE` once the context is exiting; `JUNOS_SYNC_ERR_INTERNAL` if it failed.
+ *
+ * # Safety
+ * `ctx` is NULL or a live context; `address` is NULL or a NUL-terminated string.
+ */
+junos_sync_status_t junos_sync_set_address(junos_sync_context_t *ctx, const char *address, uint16_t port);
+
+/**
  * Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
  *
- * Returns NULL on bad input (NULL arguments, a backup without `server_addr`/`server_port` or
- * `sync_data_decode_func`, a master with resync but no `sync_data_get_next_func`), after saying
- * why through `sync_log_msg_func` when it is set. NULL `sync_malloc_func`/`sync_free_func` mean
- * libc's. Nothing runs until `junos_sync_start`. Free the context with `junos_sync_exit`.
+ * Returns NULL on bad input (NULL arguments, a backup without `sync_data_decode_func`, a master
+ * with resync but no `sync_data_get_next_func`), after saying why through `sync_log_msg_func`
+ * when it is set. NULL `sync_malloc_func`/`sync_free_func` mean libc's. Nothing runs until
+ * `junos_sync_start`. Free the context with `junos_sync_exit`. A backup's `server_addr` and
+ * `server_port` are checked by `junos_sync_start` (since 1.2: `junos_sync_set_address` may
+ * give them instead).
  *
  * The environment is read here, and fails closed: a `JUNOS_SYNC_*` variable that is set but
  * cannot be used as it says makes this return NULL, with a log line naming the variable, its
@@ -587,13 +649,17 @@ junos_sync_status_t junos_sync_dispatch(junos_sync_context_t *ctx);
  * Calling `junos_sync_exit` from inside `sync_bind_done_func` here is allowed: nothing starts,
  * queued TLVs are freed, and this returns `JUNOS_SYNC_ERR_STATE`.
  *
- * Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
- * and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
- * `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
- * be started again). A master bound to an address other than loopback without a key logs a
- * warning: anyone who reaches the port could read the replicated state. Backup: starts
- * connecting in the background (retrying with capped backoff until connected or exited) and
- * returns at once. A second start is `JUNOS_SYNC_ERR_STATE`.
+ * Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), or the
+ * address of `junos_sync_set_address`, listens, and calls `sync_bind_done_func(port)` once, on
+ * this thread, before returning; returns `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound
+ * (the context stays unstarted and may be started again). A master bound to an address other
+ * than loopback (`127.0.0.0/8`, `::1`) without a key logs a warning: anyone who reaches the
+ * port could read the replicated state. Backup: starts connecting to `server_addr:server_port`,
+ * or the address of `junos_sync_set_address`, in the background (retrying with capped backoff
+ * until connected or exited) and returns at once; `JUNOS_SYNC_ERR_INVALID` (logged) if it has
+ * no master's address or port (0). A host name given to `junos_sync_set_address` is looked up
+ * here first, on this thread, for at most 5 seconds (`JUNOS_SYNC_ERR_INVALID` if it does not
+ * resolve; the context stays unstarted). A second start is `JUNOS_SYNC_ERR_STATE`.
  *
  * # Safety
  * `ctx` is NULL or a live context.
@@ -636,6 +702,12 @@ junos_sync_status_t junos_sync_queue(junos_sync_context_t *ctx, junos_sync_tlv_t
  * it. Master to backup: frees every TLV it holds (with the old `sync_free_func`, no ack
  * notification) and connects to `server_addr:server_port`. Not allowed from inside a callback
  * (`JUNOS_SYNC_ERR_STATE`). On `JUNOS_SYNC_ERR_SOCKET` nothing changed.
+ *
+ * The new role's address is `server_addr:server_port` of `state`, unless
+ * `junos_sync_set_address` was called after the start or switchover that made the current
+ * role: then it is that call's (see there), a host name looked up here, on this thread. An
+ * address that does not resolve, and a backup with no master's address or port, are
+ * `JUNOS_SYNC_ERR_INVALID` (logged; nothing changed).
  *
  * # Safety
  * `ctx` is NULL or a live context; `state` and `callbacks` are NULL or valid.
@@ -693,10 +765,11 @@ junos_sync_status_t junos_sync_add_auth_key(junos_sync_context_t *ctx, const voi
 /**
  * Copies the context's replication state into `*info` (since 1.1): role, peer, connection
  * state and its age, whether it is keyed, the master's lag (age of the oldest unacknowledged
- * TLV) and unacknowledged entries and bytes, and the current full resync's progress. Any
- * thread; never waits for the loop (which publishes it every turn). Set `info->size` to
- * `sizeof(junos_sync_peer_info_t)` first: only the fields within `size` bytes are written.
- * `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
+ * TLV) and unacknowledged entries and bytes, the current full resync's progress, and (since
+ * 1.2) the peer's address as text, IPv6 included. Any thread; never waits for the loop
+ * (which publishes it every turn). Set `info->size` to `sizeof(junos_sync_peer_info_t)` first:
+ * only the fields within `size` bytes are written (a `size` of release 1.1's struct gets no
+ * `peer_address`). `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
  *
  * # Safety
  * `ctx` is NULL or a live context; `info` is NULL or writable for `info->size` bytes.

@@ -6,6 +6,7 @@
 //! TLV is freed.
 
 use std::any::Any;
+use std::net::SocketAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
 use crate::engine::master::Master;
+use crate::engine::net::addr;
 use crate::engine::net::tokens;
 use crate::engine::queue::ring::Ring;
 use crate::engine::shared::Shared;
@@ -205,8 +207,8 @@ impl<A: App> Engine<A> {
         let listener = if cfg.is_master {
             match lobby::bind(&cfg) {
                 Ok(l) => Some(l),
-                Err(e) => {
-                    self.app.log(&format!("junos-sync: switchover cannot bind {}: {e}", cfg.sock_addr()));
+                Err(why) => {
+                    self.app.log(&format!("junos-sync: switchover cannot bind {why}"));
                     return Err(Error::Socket);
                 }
             }
@@ -219,10 +221,11 @@ impl<A: App> Engine<A> {
         let keys = self.end_role(true);
         self.app.install(app);
         let reg = self.poll.registry();
+        let listener_at = listener.as_ref().map(|(_, at)| *at);
         self.role = match listener {
-            Some(l) => match Master::new(l, reg, cfg, self.session, keys) {
+            Some((l, bound)) => match Master::new(l, reg, cfg, self.session, keys) {
                 Ok(m) => {
-                    warn_if_exposed(&self.app.shared, &cfg, m.is_keyed());
+                    warn_if_exposed(&self.app.shared, bound, m.is_keyed());
                     self.app.bind_done(m.port());
                     Role::Master(m)
                 }
@@ -233,11 +236,13 @@ impl<A: App> Engine<A> {
             },
             None => Role::Backup(Backup::new(cfg, self.session, keys)),
         };
-        let role = match &self.role {
-            Role::Master(m) => format!("master listening on {}:{}", cfg.addr, m.port()),
-            Role::Backup(_) => format!("backup of {}", cfg.sock_addr()),
+        let role = match listener_at {
+            Some(at) => format!("master listening on {}", addr::show(at)),
+            None => format!("backup of {}", addr::list(cfg.sock_addrs())),
         };
         self.app.log(&format!("junos-sync: switched over to {role}"));
+        // The caller reads the new role's status (junos_sync_get_peer_info) once this returns.
+        self.publish(Instant::now());
         self.open_status();
         // Thread mode: bind_done (and the old role's frees) run before the switchover returns.
         self.app.deliver();
@@ -334,11 +339,12 @@ impl<A: App> Engine<A> {
 }
 
 /// A master reachable from other hosts with no key: anyone there can read its database.
-pub(crate) fn warn_if_exposed(shared: &Shared, cfg: &Config, keyed: bool) {
-    if cfg.is_master && !keyed && !cfg.addr.is_loopback() {
+/// `bound`: where it listens (`::1` and 127/8 are loopback, `::` and 0.0.0.0 are not).
+pub(crate) fn warn_if_exposed(shared: &Shared, bound: SocketAddr, keyed: bool) {
+    if !keyed && !addr::canonical(bound).ip().is_loopback() {
         shared.log(&format!(
             "junos-sync master: WARNING: listening on {} without an authentication key; anyone who reaches this port can read the replicated state and take the backup's place (set JUNOS_SYNC_AUTH_KEY_FILE or call junos_sync_set_auth_key)",
-            cfg.sock_addr()
+            addr::show(bound)
         ));
     }
 }

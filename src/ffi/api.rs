@@ -12,7 +12,7 @@ use super::panic::ffi_boundary;
 use super::types::*;
 use crate::{Config, Context, Error, Stats};
 
-type Ctx = Context<CApp>;
+pub(super) type Ctx = Context<CApp>;
 
 impl From<Error> for junos_sync_status_t {
     fn from(e: Error) -> Self {
@@ -27,7 +27,7 @@ impl From<Error> for junos_sync_status_t {
     }
 }
 
-fn status(r: Result<(), Error>) -> junos_sync_status_t {
+pub(super) fn status(r: Result<(), Error>) -> junos_sync_status_t {
     r.map_or_else(Into::into, |()| junos_sync_status_t::JUNOS_SYNC_OK)
 }
 
@@ -42,7 +42,7 @@ fn config(s: &junos_sync_state_t) -> Config {
 ///
 /// # Safety
 /// `ctx` is NULL or a live context from `junos_sync_init`.
-unsafe fn ctx_ref<'a>(ctx: *mut junos_sync_context_t) -> Option<&'a Ctx> {
+pub(super) unsafe fn ctx_ref<'a>(ctx: *mut junos_sync_context_t) -> Option<&'a Ctx> {
     // SAFETY: per this function's contract, a non-NULL `ctx` is an `Arc<Ctx>` from init.
     unsafe { ctx.cast::<Ctx>().cast_const().as_ref() }
 }
@@ -93,13 +93,16 @@ macro_rules! context {
         }
     };
 }
+pub(super) use context;
 
 /// Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
 ///
-/// Returns NULL on bad input (NULL arguments, a backup without `server_addr`/`server_port` or
-/// `sync_data_decode_func`, a master with resync but no `sync_data_get_next_func`), after saying
-/// why through `sync_log_msg_func` when it is set. NULL `sync_malloc_func`/`sync_free_func` mean
-/// libc's. Nothing runs until `junos_sync_start`. Free the context with `junos_sync_exit`.
+/// Returns NULL on bad input (NULL arguments, a backup without `sync_data_decode_func`, a master
+/// with resync but no `sync_data_get_next_func`), after saying why through `sync_log_msg_func`
+/// when it is set. NULL `sync_malloc_func`/`sync_free_func` mean libc's. Nothing runs until
+/// `junos_sync_start`. Free the context with `junos_sync_exit`. A backup's `server_addr` and
+/// `server_port` are checked by `junos_sync_start` (since 1.2: `junos_sync_set_address` may
+/// give them instead).
 ///
 /// The environment is read here, and fails closed: a `JUNOS_SYNC_*` variable that is set but
 /// cannot be used as it says makes this return NULL, with a log line naming the variable, its
@@ -255,13 +258,17 @@ pub unsafe extern "C" fn junos_sync_dispatch(ctx: *mut junos_sync_context_t) -> 
 /// Calling `junos_sync_exit` from inside `sync_bind_done_func` here is allowed: nothing starts,
 /// queued TLVs are freed, and this returns `JUNOS_SYNC_ERR_STATE`.
 ///
-/// Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), listens,
-/// and calls `sync_bind_done_func(port)` once, on this thread, before returning; returns
-/// `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound (the context stays unstarted and may
-/// be started again). A master bound to an address other than loopback without a key logs a
-/// warning: anyone who reaches the port could read the replicated state. Backup: starts
-/// connecting in the background (retrying with capped backoff until connected or exited) and
-/// returns at once. A second start is `JUNOS_SYNC_ERR_STATE`.
+/// Master: binds `server_addr:server_port` (SO_REUSEADDR; port 0 = any free port), or the
+/// address of `junos_sync_set_address`, listens, and calls `sync_bind_done_func(port)` once, on
+/// this thread, before returning; returns `JUNOS_SYNC_ERR_SOCKET` if the address cannot be bound
+/// (the context stays unstarted and may be started again). A master bound to an address other
+/// than loopback (`127.0.0.0/8`, `::1`) without a key logs a warning: anyone who reaches the
+/// port could read the replicated state. Backup: starts connecting to `server_addr:server_port`,
+/// or the address of `junos_sync_set_address`, in the background (retrying with capped backoff
+/// until connected or exited) and returns at once; `JUNOS_SYNC_ERR_INVALID` (logged) if it has
+/// no master's address or port (0). A host name given to `junos_sync_set_address` is looked up
+/// here first, on this thread, for at most 5 seconds (`JUNOS_SYNC_ERR_INVALID` if it does not
+/// resolve; the context stays unstarted). A second start is `JUNOS_SYNC_ERR_STATE`.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context.
@@ -328,6 +335,12 @@ pub unsafe extern "C" fn junos_sync_queue(
 /// it. Master to backup: frees every TLV it holds (with the old `sync_free_func`, no ack
 /// notification) and connects to `server_addr:server_port`. Not allowed from inside a callback
 /// (`JUNOS_SYNC_ERR_STATE`). On `JUNOS_SYNC_ERR_SOCKET` nothing changed.
+///
+/// The new role's address is `server_addr:server_port` of `state`, unless
+/// `junos_sync_set_address` was called after the start or switchover that made the current
+/// role: then it is that call's (see there), a host name looked up here, on this thread. An
+/// address that does not resolve, and a backup with no master's address or port, are
+/// `JUNOS_SYNC_ERR_INVALID` (logged; nothing changed).
 ///
 /// # Safety
 /// `ctx` is NULL or a live context; `state` and `callbacks` are NULL or valid.
@@ -504,10 +517,11 @@ pub unsafe extern "C" fn junos_sync_add_auth_key(
 
 /// Copies the context's replication state into `*info` (since 1.1): role, peer, connection
 /// state and its age, whether it is keyed, the master's lag (age of the oldest unacknowledged
-/// TLV) and unacknowledged entries and bytes, and the current full resync's progress. Any
-/// thread; never waits for the loop (which publishes it every turn). Set `info->size` to
-/// `sizeof(junos_sync_peer_info_t)` first: only the fields within `size` bytes are written.
-/// `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
+/// TLV) and unacknowledged entries and bytes, the current full resync's progress, and (since
+/// 1.2) the peer's address as text, IPv6 included. Any thread; never waits for the loop
+/// (which publishes it every turn). Set `info->size` to `sizeof(junos_sync_peer_info_t)` first:
+/// only the fields within `size` bytes are written (a `size` of release 1.1's struct gets no
+/// `peer_address`). `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context; `info` is NULL or writable for `info->size` bytes.
@@ -534,8 +548,14 @@ pub unsafe extern "C" fn junos_sync_get_peer_info(
         let stats = c.stats().unwrap_or_default();
         let (peer_addr, peer_port) = match s.peer {
             Some(std::net::SocketAddr::V4(a)) => (u32::from(*a.ip()), a.port()),
-            _ => (0, 0),
+            Some(a) => (0, a.port()),
+            None => (0, 0),
         };
+        let mut peer_address = [0 as libc::c_char; JUNOS_SYNC_ADDRSTRLEN];
+        let text = s.peer_address().unwrap_or_default();
+        for (d, b) in peer_address.iter_mut().zip(text.bytes().take(JUNOS_SYNC_ADDRSTRLEN - 1)) {
+            *d = b as libc::c_char;
+        }
         let full = junos_sync_peer_info_t {
             size: size as u32,
             state: match s.state {
@@ -558,8 +578,14 @@ pub unsafe extern "C" fn junos_sync_get_peer_info(
             unacked_bytes: stats.backlog_bytes,
             resync_walked: s.resync.map_or(0, |r| r.walked),
             resync_acked: s.resync.map_or(0, |r| r.acked),
+            peer_address,
         };
-        let n = size.min(std::mem::size_of::<junos_sync_peer_info_t>());
+        let mut n = size.min(std::mem::size_of::<junos_sync_peer_info_t>());
+        // Text is written whole or not at all: a caller's string always ends in its NUL.
+        let text_at = std::mem::offset_of!(junos_sync_peer_info_t, peer_address);
+        if n < text_at + JUNOS_SYNC_ADDRSTRLEN {
+            n = n.min(text_at);
+        }
         // SAFETY: `info` is writable for `size` bytes (contract) and we write `n <= size` from
         // a local of at least `n` bytes; the regions are distinct.
         unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), info.cast::<u8>(), n) };

@@ -3,6 +3,7 @@
 //! Every `unsafe` block here says why it is sound (`clippy::undocumented_unsafe_blocks` holds
 //! it); no C type reaches `crate::engine`.
 
+pub mod addr;
 pub mod api;
 pub mod app;
 pub mod eventlib;

@@ -245,6 +245,10 @@ pub struct junos_sync_stats_s {
 /// Counters of one context (see `struct junos_sync_stats_s`).
 pub type junos_sync_stats_t = junos_sync_stats_s;
 
+/// Size of `junos_sync_peer_info_t.peer_address`: the longest IPv6 address (45 characters), `%`,
+/// an interface name (15) and the NUL, rounded up.
+pub const JUNOS_SYNC_ADDRSTRLEN: usize = 64;
+
 /// State of the connection to the peer, in `junos_sync_peer_info_t`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -266,7 +270,7 @@ pub type junos_sync_link_state_t = junos_sync_link_state_e;
 ///
 /// Set `size` to `sizeof(junos_sync_peer_info_t)` before the call: the library fills only the
 /// fields that fit in `size` bytes, so a program built against this header keeps working
-/// when later releases append fields.
+/// when later releases append fields. Release 1.2 appended `peer_address`.
 #[repr(C)]
 #[derive(Clone, Copy)]
 pub struct junos_sync_peer_info_s {
@@ -278,7 +282,8 @@ pub struct junos_sync_peer_info_s {
     pub port: u16,
     /// The peer's port (master: the backup's; backup: the master's), 0 when not connected.
     pub peer_port: u16,
-    /// The peer's IPv4 address in HOST byte order, 0 when not connected.
+    /// The peer's IPv4 address in HOST byte order, 0 when not connected or the peer is IPv6
+    /// (see `peer_address`).
     pub peer_addr: u32,
     /// true: the context is a master.
     pub is_master: bool,
@@ -303,6 +308,11 @@ pub struct junos_sync_peer_info_s {
     pub resync_walked: u64,
     /// Master: walked entries the backup acknowledged; backup: as `resync_walked`.
     pub resync_acked: u64,
+    /// The peer's address as text, NUL-terminated, "" when not connected (since 1.2):
+    /// `192.0.2.2` (an IPv4 peer, also of a master listening on `::`), `2001:db8::2`,
+    /// `fe80::2%eth1` (a link-local one with its interface, or the interface's index when its
+    /// name is not plain letters, digits and `.-_@+`). Without brackets or port (`peer_port`).
+    pub peer_address: [c_char; JUNOS_SYNC_ADDRSTRLEN],
 }
 
 /// A context's replication (see `struct junos_sync_peer_info_s`).

@@ -2,7 +2,6 @@
 //! key when it has one, applies what the master sends in sequence order, and acknowledges what
 //! it applied in batches.
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
@@ -14,6 +13,7 @@ use crate::engine::config::{keepalive_ms, Config};
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
 use crate::engine::log_limit::{more, LogLimit};
+use crate::engine::net::addr;
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::status::{LinkState, Resync, Snapshot};
@@ -61,6 +61,9 @@ pub(crate) struct Backup {
     keys: Keys,
     /// The key tried next: the one that worked last, or the next after one that failed.
     key_at: usize,
+    /// The master's address tried next (of `cfg`'s): the one that worked last, or the next
+    /// after one that did not.
+    host_at: usize,
     /// Connection problems, said once per outage.
     outage: LogLimit,
     /// The last full resync, for the status.
@@ -93,6 +96,7 @@ impl Backup {
             walked: None,
             keys,
             key_at: 0,
+            host_at: 0,
             outage: LogLimit::default(),
             resync: None,
         }
@@ -192,7 +196,7 @@ impl Backup {
     }
 
     fn connect<A: App>(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) {
-        let addr = SocketAddr::V4(self.cfg.sock_addr());
+        let addr = self.cfg.sock_addr(self.host_at);
         let r = TcpStream::connect(addr)
             .and_then(|s| Conn::new(s, tokens::CONN, reg, (READ_CAP, MAX_BATCH_LEN), self.cfg.keepalive));
         match r {
@@ -204,8 +208,9 @@ impl Backup {
             }
             Err(e) => {
                 if let Some(n) = self.outage.note("connect", now) {
-                    app.log(&format!("junos-sync backup: cannot connect to {addr}: {e}{}", more(n)));
+                    app.log(&format!("junos-sync backup: cannot connect to {}: {e}{}", addr::show(addr), more(n)));
                 }
+                self.host_at = (self.host_at + 1) % self.cfg.hosts.len();
                 self.retry_later();
             }
         }
@@ -310,7 +315,7 @@ impl Backup {
         let _ = self.outage.clear();
         app.log(&format!(
             "junos-sync backup: connected to master {} (protocol version {}){}{}",
-            self.cfg.sock_addr(),
+            addr::show(self.cfg.sock_addr(self.host_at)),
             w.version,
             if w.flags & FLAG_RESUME != 0 { ", resuming" } else { "" },
             if sealed { ", authenticated and encrypted" } else { "" }
@@ -501,7 +506,11 @@ impl Backup {
             let _ = self.outage.clear();
         }
         if let Some(n) = self.outage.note(kind, now) {
-            app.log(&format!("junos-sync backup: connection to master {} lost: {f}{}", self.cfg.sock_addr(), more(n)));
+            let master = addr::show(self.cfg.sock_addr(self.host_at));
+            app.log(&format!("junos-sync backup: connection to master {master} lost: {f}{}", more(n)));
+        }
+        if !was_up && !f.is_auth() {
+            self.host_at = (self.host_at + 1) % self.cfg.hosts.len();
         }
         self.retry_later();
         if was_up {

@@ -28,6 +28,7 @@ use crate::engine::error::Error;
 use crate::engine::keys::Keys;
 use crate::engine::master::lobby;
 use crate::engine::master::Master;
+use crate::engine::net::addr::{self, Spec};
 use crate::engine::net::tokens;
 use crate::engine::queue::budget::counted_size;
 use crate::engine::queue::ring::Ring;
@@ -48,10 +49,15 @@ struct Unstarted<A: App> {
     keys: Keys,
 }
 
+type Kit<A> = Box<Unstarted<A>>;
+
+/// `set_address`'s address and port, if it gave one no role took yet.
+type NextAddr = Option<(Spec, u16)>;
+
 /// What the lifecycle's state owns: the unstarted kit (Ready), the loop thread (Running and
 /// after), or nothing (during `start`, and once exited).
 enum Stage<A: App> {
-    Unstarted(Box<Unstarted<A>>),
+    Unstarted(Kit<A>),
     Loop(JoinHandle<()>),
     None,
 }
@@ -80,6 +86,8 @@ pub struct Context<A: App> {
     exit_hook: Mutex<Option<Box<dyn FnOnce() + Send>>>,
     /// `JUNOS_SYNC_STATUS_DIR`, read at init.
     status_dir: Option<std::path::PathBuf>,
+    /// `set_address`'s, for the next role the context takes up.
+    next_addr: Mutex<NextAddr>,
 }
 
 /// A random, non-zero session id.
@@ -90,11 +98,9 @@ fn new_session_id() -> u64 {
     h.finish() | 1
 }
 
-/// Why `cfg` and `app` cannot work together, if they cannot.
+/// Why `app` cannot play the role of `cfg`, if it cannot. (Its addresses are checked when the
+/// role starts: `set_address` may replace them.)
 fn check<A: App>(cfg: &Config, app: &A) -> Option<&'static str> {
-    if let Some(p) = cfg.problem() {
-        return Some(p);
-    }
     if cfg.is_master && !cfg.no_resync && !app.can_walk() {
         return Some("a master with resync needs sync_data_get_next_func");
     }
@@ -107,7 +113,9 @@ fn check<A: App>(cfg: &Config, app: &A) -> Option<&'static str> {
 impl<A: App> Context<A> {
     /// A context for `cfg`, with what the `JUNOS_SYNC_*` environment variables ask (`env_vars`).
     pub fn new(cfg: Config, app: A, logger: Logger) -> Result<Self, Error> {
-        if let Some(why) = check(&cfg, &app) {
+        // The state's own address is checked here too, as libjunos-sync did (a daemon relies
+        // on init refusing a backup with no master to go to); `set_address` may replace it later.
+        if let Some(why) = cfg.problem().or_else(|| check(&cfg, &app)) {
             logger(&format!("junos_sync_init: {why}"));
             return Err(Error::Invalid);
         }
@@ -141,6 +149,7 @@ impl<A: App> Context<A> {
             app_side: Mutex::new(None),
             exit_hook: Mutex::new(None),
             status_dir,
+            next_addr: Mutex::new(None),
         })
     }
 
@@ -219,6 +228,61 @@ impl<A: App> Context<A> {
         }
     }
 
+    /// The address and port of the next role the context takes up: the one `start` starts, or,
+    /// once started, the one the next `switchover` switches to (the running role keeps its
+    /// own). They replace that role's `Config` addresses and port. Checked here (a literal, its
+    /// scope, a name's form); a name is looked up when the role starts. Replaces an address set
+    /// before that no role took yet.
+    pub fn set_address(&self, address: &str, port: u16) -> Result<(), Error> {
+        const CALL: &str = "junos_sync_set_address";
+        self.usable(CALL)?;
+        let spec = addr::parse(address).map_err(|why| {
+            self.log(&format!("{CALL}: {why}"));
+            Error::Invalid
+        })?;
+        if !matches!(self.shared.life.state(), State::Ready | State::Starting | State::Running) {
+            self.log(&format!("{CALL}: the context is exiting"));
+            return Err(Error::State);
+        }
+        *self.next_addr.lock() = Some((spec, port));
+        Ok(())
+    }
+
+    /// `cfg` at the address `set_address` gave for the next role, if it gave one (a name looked
+    /// up here, on the caller's thread, waiting at most `addr::RESOLVE_LIMIT`), checked; and the
+    /// address it took, for `address_taken` once the role started.
+    fn addressed(&self, cfg: Config, call: &str) -> Result<(Config, NextAddr), Error> {
+        let next = self.next_addr.lock().clone();
+        let cfg = match &next {
+            None => cfg,
+            Some((spec, port)) => {
+                let hosts = spec.resolve(addr::RESOLVE_LIMIT).map_err(|why| {
+                    self.log(&format!("{call}: {why}"));
+                    Error::Invalid
+                })?;
+                let cfg = cfg.at(hosts, *port);
+                if let Spec::Name(name) = spec {
+                    self.log(&format!("{call}: {name:?} is {}", addr::list(cfg.sock_addrs())));
+                }
+                cfg
+            }
+        };
+        if let Some(why) = cfg.problem() {
+            self.log(&format!("{call}: {why}"));
+            return Err(Error::Invalid);
+        }
+        Ok((cfg, next))
+    }
+
+    /// A role started at the address `set_address` gave: it is no longer pending (unless set
+    /// again meanwhile).
+    fn address_taken(&self, taken: NextAddr) {
+        let mut next = self.next_addr.lock();
+        if taken.is_some() && *next == taken {
+            *next = None;
+        }
+    }
+
     /// Fails every call after the loop thread died, saying so.
     fn usable(&self, call: &str) -> Result<(), Error> {
         if self.shared.life.failed() {
@@ -239,13 +303,13 @@ impl<A: App> Context<A> {
         let Stage::Unstarted(kit) = std::mem::replace(&mut *self.stage.lock(), Stage::None) else {
             unreachable!("a Ready context holds its kit")
         };
-        match self.launch(*kit) {
+        match self.launch(kit) {
             Ok(h) => {
                 *self.stage.lock() = Stage::Loop(h);
                 Ok(())
             }
             Err((e, Some(kit))) => {
-                *self.stage.lock() = Stage::Unstarted(Box::new(kit));
+                *self.stage.lock() = Stage::Unstarted(kit);
                 self.shared.life.advance(State::Starting, State::Ready);
                 Err(e)
             }
@@ -258,20 +322,24 @@ impl<A: App> Context<A> {
         }
     }
 
-    fn launch(&self, mut kit: Unstarted<A>) -> Result<JoinHandle<()>, (Error, Option<Unstarted<A>>)> {
-        let role = if kit.cfg.is_master {
-            let listener = match lobby::bind(&kit.cfg) {
+    fn launch(&self, mut kit: Kit<A>) -> Result<JoinHandle<()>, (Error, Option<Kit<A>>)> {
+        let (cfg, taken) = match self.addressed(kit.cfg, "junos_sync_start") {
+            Ok(c) => c,
+            Err(e) => return Err((e, Some(kit))),
+        };
+        let role = if cfg.is_master {
+            let (listener, bound) = match lobby::bind(&cfg) {
                 Ok(l) => l,
-                Err(e) => {
-                    self.log(&format!("junos_sync_start: cannot bind {}: {e}", kit.cfg.sock_addr()));
+                Err(why) => {
+                    self.log(&format!("junos_sync_start: cannot bind {why}"));
                     return Err((Error::Socket, Some(kit)));
                 }
             };
             let keys = std::mem::take(&mut kit.keys);
             let keyed = !keys.is_empty();
-            match Master::new(listener, kit.poll.registry(), kit.cfg, self.session, keys) {
+            match Master::new(listener, kit.poll.registry(), cfg, self.session, keys) {
                 Ok(m) => {
-                    warn_if_exposed(&self.shared, &kit.cfg, keyed);
+                    warn_if_exposed(&self.shared, bound, keyed);
                     kit.app.bind_done(m.port());
                     if self.shared.life.state() == State::Stopping {
                         // bind_done called junos_sync_exit: no loop, nothing held but what
@@ -287,9 +355,10 @@ impl<A: App> Context<A> {
                 }
             }
         } else {
-            Role::Backup(Backup::new(kit.cfg, self.session, std::mem::take(&mut kit.keys)))
+            Role::Backup(Backup::new(cfg, self.session, std::mem::take(&mut kit.keys)))
         };
-        let Unstarted { poll, app, ctrl_rx, .. } = kit;
+        self.address_taken(taken);
+        let Unstarted { poll, app, ctrl_rx, .. } = *kit;
         let d = Dispatcher::new(app, self.shared.clone());
         let port = match self.appq.lock().clone() {
             Some(q) => {
@@ -386,6 +455,7 @@ impl<A: App> Context<A> {
                 }
             }
         }
+        let (cfg, taken) = self.addressed(cfg, "junos_sync_switchover")?;
         let (tx, rx) = crossbeam_channel::bounded(1);
         let freer = app.freer();
         if self.ctrl_tx.send(Ctrl::Switchover { cfg, app, reply: tx }).is_err() {
@@ -394,6 +464,7 @@ impl<A: App> Context<A> {
         let _ = self.waker.wake();
         let r = rx.recv().unwrap_or(Err(Error::Internal));
         if r.is_ok() {
+            self.address_taken(taken);
             *self.freer.lock() = freer;
         }
         r

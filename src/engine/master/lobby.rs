@@ -18,6 +18,7 @@ use crate::engine::config::Config;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
 use crate::engine::log_limit::{more, LogLimit};
+use crate::engine::net::addr;
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::shared::Shared;
@@ -30,9 +31,21 @@ const MAX_PENDING: usize = 64;
 /// Read buffer of a connection in its handshake: one largest control frame and change.
 const LOBBY_READ_CAP: usize = 512;
 
-/// Binds the master's listening socket (SO_REUSEADDR is set by mio).
-pub(crate) fn bind(cfg: &Config) -> io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::V4(cfg.sock_addr()))
+/// Binds the master's listening socket (SO_REUSEADDR; `::` takes IPv4 too) on the first of
+/// the configured addresses that binds, and says where it is bound (the port chosen for 0);
+/// otherwise says why each did not.
+pub(crate) fn bind(cfg: &Config) -> Result<(TcpListener, SocketAddr), String> {
+    let mut why = Vec::new();
+    for a in cfg.sock_addrs() {
+        match crate::sys::tcp_listener(a) {
+            Ok(l) => {
+                let at = l.local_addr().unwrap_or(a);
+                return Ok((TcpListener::from_std(l), at));
+            }
+            Err(e) => why.push(format!("{}: {e}", addr::show(a))),
+        }
+    }
+    Err(why.join("; "))
 }
 
 /// A connection that finished its handshake.

@@ -13,6 +13,7 @@ use mio::{Interest, Registry, Token};
 use snow::TransportState;
 
 use crate::engine::error::Fault;
+use crate::engine::net::addr;
 use crate::proto::inbuf::{Frame, InBuf};
 use crate::proto::out::Out;
 use crate::proto::seal::{Opener, Sealer};
@@ -60,7 +61,7 @@ impl Conn {
         let _ = stream.set_nodelay(true);
         let now = Instant::now();
         Ok(Conn {
-            peer: stream.peer_addr().ok(),
+            peer: stream.peer_addr().ok().map(addr::canonical),
             stream,
             token,
             inbuf: InBuf::new(read_cap, max_payload),
@@ -96,7 +97,7 @@ impl Conn {
     }
 
     pub(crate) fn peer_name(&self) -> String {
-        self.peer.map_or_else(|| "unknown peer".to_string(), |a| a.to_string())
+        self.peer.map_or_else(|| "unknown peer".to_string(), addr::show)
     }
 
     /// Whether a non-blocking connect has completed; Err if it failed.
@@ -109,7 +110,7 @@ impl Conn {
         }
         match self.stream.peer_addr() {
             Ok(a) => {
-                self.peer = Some(a);
+                self.peer = Some(addr::canonical(a));
                 Ok(true)
             }
             Err(e) if e.kind() == io::ErrorKind::NotConnected => {

@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::engine::counters::Stats;
+use crate::engine::net::addr;
 
 /// The state of the connection to the peer.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -67,6 +68,13 @@ pub struct Status {
     /// Master: TLVs (and walked entries) held unacknowledged.
     pub unacked_entries: u64,
     pub resync: Option<Resync>,
+}
+
+impl Status {
+    /// The peer's address as text, without port: `192.0.2.2`, `2001:db8::2`, `fe80::2%eth1`.
+    pub fn peer_address(&self) -> Option<String> {
+        self.peer.map(addr::show_ip)
+    }
 }
 
 /// What the loop publishes: a `Status` with instants instead of ages.
@@ -144,7 +152,8 @@ pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize)
         "{{\"version\":1,\"pid\":{pid},\"role\":\"{}\",\"port\":{},\"peer\":{},\"state\":\"{}\",\"since_ms\":{},\"keyed\":{},\"lag_ms\":{},\"unacked_entries\":{},\"unacked_bytes\":{},\"backlog_limit\":{backlog_limit}",
         if s.is_master { "master" } else { "backup" },
         s.port,
-        s.peer.map_or_else(|| "null".to_string(), |p| format!("\"{p}\"")),
+        // `show` writes no quote, backslash or control character (see there).
+        s.peer.map_or_else(|| "null".to_string(), |p| format!("\"{}\"", addr::show(p))),
         s.state.name(),
         s.since.as_millis(),
         s.keyed,
@@ -233,5 +242,23 @@ mod tests {
             assert!(j.contains(want), "{want} missing from {j}");
         }
         assert!(j.ends_with("}}\n"));
+    }
+
+    #[test]
+    fn json_and_text_show_ipv6_peers() {
+        let lo = crate::sys::interface_index("lo").unwrap();
+        let ll = std::net::SocketAddrV6::new("fe80::2".parse().unwrap(), 5555, 0, lo);
+        for (peer, json, text) in [
+            (SocketAddr::from(([192, 0, 2, 2], 5555)), "192.0.2.2:5555", "192.0.2.2"),
+            ("[2001:db8::2]:5555".parse().unwrap(), "[2001:db8::2]:5555", "2001:db8::2"),
+            ("[::ffff:192.0.2.2]:5555".parse().unwrap(), "192.0.2.2:5555", "192.0.2.2"),
+            (SocketAddr::V6(ll), "[fe80::2%lo]:5555", "fe80::2%lo"),
+        ] {
+            let s = Status { peer: Some(peer), ..Status::default() };
+            let j = to_json(&s, &Stats::default(), 1, 1);
+            assert!(j.contains(&format!("\"peer\":\"{json}\"")), "{peer}: {j}");
+            assert_eq!(s.peer_address().as_deref(), Some(text));
+        }
+        assert_eq!(Status::default().peer_address(), None);
     }
 }

@@ -228,6 +228,14 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_peer_is_one_label() {
+        let json = MASTER.replace("127.0.0.1:5555", "[fe80::2%eth1]:5555");
+        let out = render(&[probe(&json, "junos-sync.42.master.4000.sock")]);
+        let want = r#"junos_sync_peer_info{pid="42",role="master",port="4000",peer="[fe80::2%eth1]:5555"} 1"#;
+        assert!(out.lines().any(|l| l == want), "no line {want:?} in\n{out}");
+    }
+
+    #[test]
     fn exposition() {
         let probes = [
             probe(MASTER, "junos-sync.42.master.4000.sock"),

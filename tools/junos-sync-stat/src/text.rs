@@ -373,6 +373,19 @@ mod tests {
     }
 
     #[test]
+    fn ipv6_peers_as_the_library_writes_them() {
+        for (peer, line) in [
+            ("[2001:db8::2]:5555", "  peer        [2001:db8::2]:5555 (the backup)"),
+            ("[fe80::2%eth1]:5555", "  peer        [fe80::2%eth1]:5555 (the backup)"),
+        ] {
+            let json = MASTER.replace("127.0.0.1:5555", peer);
+            let mut out = String::new();
+            render(&mut out, Path::new("/run/junos-sync"), &[probe(&json)], None);
+            assert!(out.lines().any(|l| l == line), "no line {line:?} in\n{out}");
+        }
+    }
+
+    #[test]
     fn watch_shows_a_bar_and_rates() {
         let p = probe(MASTER);
         let t0 = Instant::now();
