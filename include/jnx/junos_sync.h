@@ -360,56 +360,6 @@ struct junos_sync_callbacks_s {
 typedef struct junos_sync_callbacks_s junos_sync_callbacks_t;
 
 /**
- * Counters of one context, from `junos_sync_get_stats`.
- *
- * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
- * 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
- * which fills only the first six fields, so their smaller struct is never overrun.
- */
-struct junos_sync_stats_s {
-    /**
-     * Master: sessions that started with a full resync (database walk).
-     */
-    uint64_t full_resyncs;
-    /**
-     * Master: sessions where a returning backup resumed after its last applied entry.
-     */
-    uint64_t partial_resyncs;
-    /**
-     * Master: backup connections that passed the handshake.
-     */
-    uint64_t connections;
-    /**
-     * Connections ended for malformed input or a protocol violation (an acknowledgement of
-     * what was never sent, a sequence gap, an impossible resume point).
-     */
-    uint64_t frames_rejected;
-    /**
-     * Master: times the backlog went over its limit and was dropped for a full resync.
-     */
-    uint64_t overflows;
-    /**
-     * Master: TLV bytes held (queued, in flight, unacknowledged).
-     */
-    uint64_t backlog_bytes;
-    /**
-     * Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one,
-     * or a handshake that was not completed with our key (a replayed one). Since 1.1.
-     */
-    uint64_t auth_failures;
-    /**
-     * Well-formed handshakes refused: another protocol version, two masters or two backups,
-     * or a new backup while a live one is connected. Since 1.1.
-     */
-    uint64_t handshakes_refused;
-};
-
-/**
- * Counters of one context (see `struct junos_sync_stats_s`).
- */
-typedef struct junos_sync_stats_s junos_sync_stats_t;
-
-/**
  * State of the connection to the peer (see `enum junos_sync_link_state_e`).
  */
 typedef enum junos_sync_link_state_e junos_sync_link_state_t;
@@ -501,6 +451,56 @@ struct junos_sync_peer_info_s {
  * A context's replication (see `struct junos_sync_peer_info_s`).
  */
 typedef struct junos_sync_peer_info_s junos_sync_peer_info_t;
+
+/**
+ * Counters of one context, from `junos_sync_get_stats`.
+ *
+ * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
+ * 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
+ * which fills only the first six fields, so their smaller struct is never overrun.
+ */
+struct junos_sync_stats_s {
+    /**
+     * Master: sessions that started with a full resync (database walk).
+     */
+    uint64_t full_resyncs;
+    /**
+     * Master: sessions where a returning backup resumed after its last applied entry.
+     */
+    uint64_t partial_resyncs;
+    /**
+     * Master: backup connections that passed the handshake.
+     */
+    uint64_t connections;
+    /**
+     * Connections ended for malformed input or a protocol violation (an acknowledgement of
+     * what was never sent, a sequence gap, an impossible resume point).
+     */
+    uint64_t frames_rejected;
+    /**
+     * Master: times the backlog went over its limit and was dropped for a full resync.
+     */
+    uint64_t overflows;
+    /**
+     * Master: TLV bytes held (queued, in flight, unacknowledged).
+     */
+    uint64_t backlog_bytes;
+    /**
+     * Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one,
+     * or a handshake that was not completed with our key (a replayed one). Since 1.1.
+     */
+    uint64_t auth_failures;
+    /**
+     * Well-formed handshakes refused: another protocol version, two masters or two backups,
+     * or a new backup while a live one is connected. Since 1.1.
+     */
+    uint64_t handshakes_refused;
+};
+
+/**
+ * Counters of one context (see `struct junos_sync_stats_s`).
+ */
+typedef struct junos_sync_stats_s junos_sync_stats_t;
 
 #ifdef __cplusplus
 extern "C" {
@@ -726,12 +726,20 @@ junos_sync_status_t junos_sync_switchover(junos_sync_context_t *ctx, junos_sync_
 junos_sync_status_t junos_sync_set_backlog_limit(junos_sync_context_t *ctx, size_t bytes);
 
 /**
- * Copies the context's counters into `*stats`. Any thread.
+ * Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
+ * holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
+ * wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.
+ *
+ * From inside a callback it returns at once; the loop thread then frees the remaining TLVs
+ * (with `sync_free_func` only, no other callback, no DOWN) as soon as that callback returns,
+ * and ends. `ctx` is invalid for the application from the moment this is called; a second
+ * `junos_sync_exit` of it from a callback that the first one causes (the DOWN it reports, a
+ * free) does nothing.
  *
  * # Safety
- * `ctx` is NULL or a live context; `stats` is NULL or writable.
+ * `ctx` is NULL or a live context, not used by any other thread during or after this call.
  */
-junos_sync_status_t junos_sync_get_stats(junos_sync_context_t *ctx, junos_sync_stats_t *stats);
+void junos_sync_exit(junos_sync_context_t *ctx);
 
 /**
  * Keys the context, before `junos_sync_start`: from then on both sides prove they hold the
@@ -777,20 +785,12 @@ junos_sync_status_t junos_sync_add_auth_key(junos_sync_context_t *ctx, const voi
 junos_sync_status_t junos_sync_get_peer_info(junos_sync_context_t *ctx, junos_sync_peer_info_t *info);
 
 /**
- * Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
- * holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
- * wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.
- *
- * From inside a callback it returns at once; the loop thread then frees the remaining TLVs
- * (with `sync_free_func` only, no other callback, no DOWN) as soon as that callback returns,
- * and ends. `ctx` is invalid for the application from the moment this is called; a second
- * `junos_sync_exit` of it from a callback that the first one causes (the DOWN it reports, a
- * free) does nothing.
+ * Copies the context's counters into `*stats`. Any thread.
  *
  * # Safety
- * `ctx` is NULL or a live context, not used by any other thread during or after this call.
+ * `ctx` is NULL or a live context; `stats` is NULL or writable.
  */
-void junos_sync_exit(junos_sync_context_t *ctx);
+junos_sync_status_t junos_sync_get_stats(junos_sync_context_t *ctx, junos_sync_stats_t *stats);
 
 #ifdef __cplusplus
 }  // extern "C"

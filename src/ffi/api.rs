@@ -4,13 +4,13 @@
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use libc::{c_void, size_t};
+use libc::c_void;
 
 use super::app::{logger_for, CApp, CTlv};
 use super::eventlib::EventLib;
 use super::panic::ffi_boundary;
 use super::types::*;
-use crate::{Config, Context, Error, Stats};
+use crate::{Config, Context, Error};
 
 pub(super) type Ctx = Context<CApp>;
 
@@ -383,216 +383,6 @@ pub unsafe extern "C" fn junos_sync_set_backlog_limit(
     }
 }
 
-/// The counters a statistics call reports into `out` (checked for NULL here, first).
-///
-/// # Safety
-/// `ctx` is NULL or a live context.
-unsafe fn stats_of<T>(ctx: *mut junos_sync_context_t, out: *mut T) -> Result<Stats, junos_sync_status_t> {
-    if out.is_null() {
-        return Err(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID);
-    }
-    let c = context!(ctx, Err(junos_sync_status_t::JUNOS_SYNC_ERR_INVALID));
-    c.stats().map_err(Into::into)
-}
-
-/// Copies the context's counters into `*stats`. Any thread.
-///
-/// # Safety
-/// `ctx` is NULL or a live context; `stats` is NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn junos_sync_get_stats(
-    ctx: *mut junos_sync_context_t,
-    stats: *mut junos_sync_stats_t,
-) -> junos_sync_status_t {
-    ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx, stats) } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        // SAFETY: non-NULL and writable per the contract; the struct is exactly the counters
-        // of the list, u64 after u64 in its order (checked below: `the_c_struct_is_the_list`).
-        unsafe { stats.cast::<[u64; Stats::COUNT]>().write(s.values()) };
-        junos_sync_status_t::JUNOS_SYNC_OK
-    }
-}
-
-/// `junos_sync_get_stats` as release 1.0 had it, for programs built against the 1.0 header:
-/// their `junos_sync_stats_t` has six fields, so only those are written. The shared library
-/// exports it as `junos_sync_get_stats@JUNOS_SYNC_1.0`; it is not in the header.
-///
-/// # Safety
-/// As `junos_sync_get_stats`, with `stats` pointing to the six fields of release 1.0.
-#[no_mangle]
-pub unsafe extern "C" fn junos_sync_get_stats_1_0(
-    ctx: *mut junos_sync_context_t,
-    stats: *mut [u64; 6],
-) -> junos_sync_status_t {
-    ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx, stats) } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        let mut v = [0u64; 6];
-        v.copy_from_slice(&s.values()[..6]);
-        // SAFETY: non-NULL and writable for the six u64 fields of the 1.0 layout (contract),
-        // which are the list's first six (release 1.1 appended the rest).
-        unsafe { stats.write_unaligned(v) };
-        junos_sync_status_t::JUNOS_SYNC_OK
-    }
-}
-
-// `junos_sync_stats_t` holds the counters of `engine/counters_list.rs`, nothing else.
-const _: () = assert!(std::mem::size_of::<junos_sync_stats_t>() == 8 * Stats::COUNT);
-
-// Binaries linked against release 1.0 bind `junos_sync_get_stats@JUNOS_SYNC_1.0`.
-std::arch::global_asm!(".symver junos_sync_get_stats_1_0, junos_sync_get_stats@JUNOS_SYNC_1.0");
-
-/// A key call: NULL checks, then `f` with the `len` key bytes at `key`.
-///
-/// # Safety
-/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
-unsafe fn with_key(
-    ctx: *mut junos_sync_context_t,
-    key: *const c_void,
-    len: size_t,
-    call: &str,
-    f: impl FnOnce(&Ctx, &[u8]) -> Result<(), Error>,
-) -> junos_sync_status_t {
-    let c = context!(ctx);
-    if key.is_null() {
-        c.log(&format!("{call}: key is NULL"));
-        return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-    }
-    // SAFETY: non-NULL with `len` readable bytes per the contract; read at once, not kept.
-    let k = unsafe { std::slice::from_raw_parts(key.cast::<u8>(), len) };
-    status(f(c, k))
-}
-
-/// Keys the context, before `junos_sync_start`: from then on both sides prove they hold the
-/// same key before any application byte moves, and everything they exchange is encrypted and
-/// authenticated with keys fresh for each connection (Noise NNpsk0, see docs/PROTOCOL.md). A
-/// keyed side and an unkeyed one, or two different keys, never connect: each side logs it once
-/// per outage and counts it in `junos_sync_stats_t.auth_failures`.
-///
-/// `key` is `len` bytes of secret, at least `JUNOS_SYNC_MIN_KEY_LEN` (`junos-sync-keygen`
-/// writes 32 random bytes). The library keeps a copy (the caller may wipe its own at once)
-/// and wipes it at `junos_sync_exit`. Replaces any key set before, including one from
-/// `JUNOS_SYNC_AUTH_KEY_FILE`. Returns `JUNOS_SYNC_ERR_INVALID` for a NULL or short key,
-/// `JUNOS_SYNC_ERR_STATE` once started.
-///
-/// # Safety
-/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn junos_sync_set_auth_key(
-    ctx: *mut junos_sync_context_t,
-    key: *const c_void,
-    len: size_t,
-) -> junos_sync_status_t {
-    ffi_boundary! {
-        // SAFETY: as this function's contract.
-        unsafe { with_key(ctx, key, len, "junos_sync_set_auth_key", |c, k| c.set_auth_key(k)) }
-    }
-}
-
-/// Adds a key the context also accepts, before `junos_sync_start`, for a key rotation without
-/// downtime (see the README): a master accepts a backup holding any of its keys; a backup
-/// tries its keys in order, moving to the next after an authentication failure. At most 4
-/// keys. Same arguments, copy and errors as `junos_sync_set_auth_key`.
-///
-/// # Safety
-/// `ctx` is NULL or a live context; `key` is NULL or points to `len` readable bytes.
-#[no_mangle]
-pub unsafe extern "C" fn junos_sync_add_auth_key(
-    ctx: *mut junos_sync_context_t,
-    key: *const c_void,
-    len: size_t,
-) -> junos_sync_status_t {
-    ffi_boundary! {
-        // SAFETY: as this function's contract.
-        unsafe { with_key(ctx, key, len, "junos_sync_add_auth_key", |c, k| c.add_auth_key(k)) }
-    }
-}
-
-/// Copies the context's replication state into `*info` (since 1.1): role, peer, connection
-/// state and its age, whether it is keyed, the master's lag (age of the oldest unacknowledged
-/// TLV) and unacknowledged entries and bytes, the current full resync's progress, and (since
-/// 1.2) the peer's address as text, IPv6 included. Any thread; never waits for the loop
-/// (which publishes it every turn). Set `info->size` to `sizeof(junos_sync_peer_info_t)` first:
-/// only the fields within `size` bytes are written (a `size` of release 1.1's struct gets no
-/// `peer_address`). `JUNOS_SYNC_ERR_INVALID` for NULL arguments or a `size` under 8.
-///
-/// # Safety
-/// `ctx` is NULL or a live context; `info` is NULL or writable for `info->size` bytes.
-#[no_mangle]
-pub unsafe extern "C" fn junos_sync_get_peer_info(
-    ctx: *mut junos_sync_context_t,
-    info: *mut junos_sync_peer_info_t,
-) -> junos_sync_status_t {
-    ffi_boundary! {
-        let c = context!(ctx);
-        if info.is_null() {
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
-        // SAFETY: non-NULL and (contract) at least `size` bytes, so its first 4 are readable.
-        let size = unsafe { std::ptr::addr_of!((*info).size).read_unaligned() } as usize;
-        if size < 8 {
-            c.log("junos_sync_get_peer_info: set info->size to sizeof(junos_sync_peer_info_t)");
-            return junos_sync_status_t::JUNOS_SYNC_ERR_INVALID;
-        }
-        let s = match c.status() {
-            Ok(s) => s,
-            Err(e) => return e.into(),
-        };
-        let stats = c.stats().unwrap_or_default();
-        let (peer_addr, peer_port) = match s.peer {
-            Some(std::net::SocketAddr::V4(a)) => (u32::from(*a.ip()), a.port()),
-            Some(a) => (0, a.port()),
-            None => (0, 0),
-        };
-        let mut peer_address = [0 as libc::c_char; JUNOS_SYNC_ADDRSTRLEN];
-        let text = s.peer_address().unwrap_or_default();
-        for (d, b) in peer_address.iter_mut().zip(text.bytes().take(JUNOS_SYNC_ADDRSTRLEN - 1)) {
-            *d = b as libc::c_char;
-        }
-        let full = junos_sync_peer_info_t {
-            size: size as u32,
-            state: match s.state {
-                crate::LinkState::Down => junos_sync_link_state_t::JUNOS_SYNC_LINK_DOWN,
-                crate::LinkState::Connecting => junos_sync_link_state_t::JUNOS_SYNC_LINK_CONNECTING,
-                crate::LinkState::Handshake => junos_sync_link_state_t::JUNOS_SYNC_LINK_HANDSHAKE,
-                crate::LinkState::Up => junos_sync_link_state_t::JUNOS_SYNC_LINK_UP,
-            },
-            port: s.port,
-            peer_port,
-            peer_addr,
-            is_master: s.is_master,
-            keyed: s.keyed,
-            resync_running: s.resync.is_some_and(|r| r.running),
-            resync_complete: s.resync.is_some_and(|r| r.complete),
-            reserved: [0; 4],
-            state_ms: s.since.as_millis() as u64,
-            lag_ms: s.lag.as_millis() as u64,
-            unacked_entries: s.unacked_entries,
-            unacked_bytes: stats.backlog_bytes,
-            resync_walked: s.resync.map_or(0, |r| r.walked),
-            resync_acked: s.resync.map_or(0, |r| r.acked),
-            peer_address,
-        };
-        let mut n = size.min(std::mem::size_of::<junos_sync_peer_info_t>());
-        // Text is written whole or not at all: a caller's string always ends in its NUL.
-        let text_at = std::mem::offset_of!(junos_sync_peer_info_t, peer_address);
-        if n < text_at + JUNOS_SYNC_ADDRSTRLEN {
-            n = n.min(text_at);
-        }
-        // SAFETY: `info` is writable for `size` bytes (contract) and we write `n <= size` from
-        // a local of at least `n` bytes; the regions are distinct.
-        unsafe { std::ptr::copy_nonoverlapping(std::ptr::addr_of!(full).cast::<u8>(), info.cast::<u8>(), n) };
-        junos_sync_status_t::JUNOS_SYNC_OK
-    }
-}
-
 /// Destroys a context: stops its loop thread, closes its sockets, frees every TLV it still
 /// holds through `sync_free_func`, reports `JUNOS_SYNC_CONN_DOWN` if a connection was up,
 /// wipes its keys, and frees the context. No callback runs after it returns. NULL is a no-op.
@@ -616,31 +406,5 @@ pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
         // above lets only one exit through).
         let owner = unsafe { Arc::from_raw(ctx.cast::<Ctx>().cast_const()) };
         owner.clone().exit_claimed(kind, owner);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each counter of the list is the C struct's field of that name, in the list's order.
-    #[test]
-    fn the_c_struct_is_the_list() {
-        macro_rules! counters {
-            ($( $name:ident, $words:literal, $master:literal, $kind:ident, $help:literal; )*) => {{
-                let mut at = 0;
-                $(
-                    assert_eq!(std::mem::offset_of!(junos_sync_stats_t, $name), at, stringify!($name));
-                    at += 8;
-                )*
-                assert_eq!(at, std::mem::size_of::<junos_sync_stats_t>());
-            }};
-        }
-        include!("../engine/counters_list.rs");
-        assert_eq!(
-            &Stats::NAMES[..6],
-            ["full_resyncs", "partial_resyncs", "connections", "frames_rejected", "overflows", "backlog_bytes"],
-            "release 1.0's six"
-        );
     }
 }

@@ -7,5 +7,8 @@ pub mod addr;
 pub mod api;
 pub mod app;
 pub mod eventlib;
+pub mod keys;
 pub mod panic;
+pub mod peer;
+pub mod stats;
 pub mod types;

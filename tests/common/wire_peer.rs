@@ -94,14 +94,53 @@ pub fn hello_frame(h: &Hello) -> Vec<u8> {
     frame(FrameKind::Hello, 0, 0, &h.encode())
 }
 
-/// A frame a peer took: a DATA frame's TLV is applied, as far as the oracle knows.
+/// A frame a peer took: a DATA frame's TLV (a BATCH frame's, every record's) is applied, as
+/// far as the oracle knows.
 fn taken(f: Got) -> Got {
-    if f.kind == FrameKind::Data {
-        if let Some(id) = id_of(&f.payload) {
-            ledger::applied(id);
+    match f.kind {
+        FrameKind::Data => {
+            if let Some(id) = id_of(&f.payload) {
+                ledger::applied(id);
+            }
         }
+        FrameKind::Batch if wire::check_batch(&f.payload, f.aux).is_ok() => {
+            for (_, r) in wire::records(&f.payload) {
+                if let Some(id) = id_of(&f.payload[r]) {
+                    ledger::applied(id);
+                }
+            }
+        }
+        _ => {}
     }
     f
+}
+
+/// A backup's HELLO offering stream version 2 (BATCH frames), as this release sends it.
+pub fn hello_v2(session: u64, peer_session: u64, seq: u64) -> Hello {
+    Hello { max_version: 2, ..hello(session, peer_session, seq) }
+}
+
+/// A master's WELCOME answering `h` with stream version 2.
+pub fn welcome_v2(h: &Hello, session: u64, seq: u64) -> Hello {
+    Hello { version: 2, ..welcome(h, session, seq) }
+}
+
+/// A BATCH frame of `payloads` (records of `tlv_type` 7) whose first record is `seq`, with its
+/// CRC (an unkeyed connection's).
+pub fn batch(seq: u64, payloads: &[Vec<u8>]) -> Vec<u8> {
+    let mut recs = Vec::new();
+    for p in payloads {
+        recs.extend_from_slice(&wire::record_header(7, p.len()));
+        recs.extend_from_slice(p);
+        recs.resize(recs.len() + wire::padded(p.len()) - p.len(), 0);
+    }
+    frame(FrameKind::Batch, payloads.len() as u32, seq, &recs)
+}
+
+/// The ids of a BATCH frame's records (intact payloads only).
+pub fn batch_ids(f: &Got) -> Vec<u64> {
+    wire::check_batch(&f.payload, f.aux).expect("a valid batch");
+    wire::records(&f.payload).filter_map(|(_, r)| id_of(&f.payload[r])).collect()
 }
 
 /// The first frame of `bytes`, if it is complete (cheap: one frame, however much follows).
