@@ -82,8 +82,8 @@ run() {
 }
 run unversioned pass "junos_sync_get_stats"
 run versioned pass "junos_sync_get_stats@JUNOS_SYNC_1.0"
-# The contrast: what a 1.0 program would suffer from the 1.1 function.
-run current fail "junos_sync_get_stats@JUNOS_SYNC_1.1"
+# The contrast: what a 1.0 program would suffer from the newest function.
+run current fail "junos_sync_get_stats@JUNOS_SYNC_1.2"
 
 if [ $fail -ne 0 ]; then
     echo "check-compat-1.0: FAILED: programs built against 1.0 are not safe with this library" >&2

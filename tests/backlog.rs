@@ -56,6 +56,17 @@ fn slow_backup_with_resync_never_grows_the_master_past_the_limit() {
     wait_for("backup converged by full resync", 30, || b.holds(&m));
     wait_for("everything freed", 10, || m.book().unfreed() == 0);
     assert!(m.stats().full_resyncs >= 2);
+    // Every resync begun ended one way or the other, on both sides; the last one completed.
+    for (who, s) in [("master", m.stats()), ("backup", b.stats())] {
+        eprintln!(
+            "{who}: resyncs {} started, {} completed, {} aborted",
+            s.resyncs_started, s.resyncs_completed, s.resyncs_aborted
+        );
+        assert_eq!(s.resyncs_started, s.resyncs_completed + s.resyncs_aborted, "{who}");
+        assert!(s.resyncs_completed >= 2, "{who}: the first and the converging one");
+        assert!(s.resync_age_ms < 60_000, "{who}");
+    }
+    assert_eq!(m.stats().resyncs_started, m.stats().full_resyncs);
     assert!(m.book().undelivered_by(Undelivered::Overflow) > 0, "no overflow dropped anything");
     b.exit();
     m.exit();

@@ -45,6 +45,11 @@ fn resync_walks_then_streams_held_entries() {
     b.start();
     wait_for("resync done on both", 20, || m.book().sync_done == vec![5000] && b.book().sync_done == vec![5000]);
     assert_eq!(b.book().clears, 1);
+    for (who, s) in [("master", m.stats()), ("backup", b.stats())] {
+        let r = (s.resyncs_started, s.resyncs_completed, s.resyncs_aborted);
+        assert_eq!(r, (1, 1, 0), "{who}: one resync, started and completed");
+        assert!(s.resync_age_ms < 20_000, "{who}: completed just now, not {} ms ago", s.resync_age_ms);
+    }
     let mut ids: Vec<u64> = (1..=100).map(|k| m.put(k, 0, false)).collect();
     ids.push(m.put(9999, 1, true));
     wait_for("acked", 10, || m.book().acked == ids[100..]);
@@ -99,6 +104,7 @@ fn a_master_switched_to_backup_frees_what_it_held() {
 }
 
 fn misuse_is_refused_and_logged() {
+    assert_eq!(Node::new(master_cfg(false)).stats().resync_age_ms, u64::MAX, "no resync completed yet");
     let mut m = Node::new(master_cfg(false));
     m.start();
     assert_eq!(m.try_start(), Err(Error::State));

@@ -2,7 +2,7 @@
  * junos_sync_get_stats@JUNOS_SYNC_1.0, the compatibility symbol kept for programs built against
  * release 1.0: there struct junos_sync_stats_s had six fields (1.1 appended auth_failures and
  * handshakes_refused), so this version writes only those six. Implemented by
- * junos_sync_get_stats_1_0 in src/ffi/api.rs, bound to JUNOS_SYNC_1.0 by .symver there.
+ * junos_sync_get_stats_1_0 in src/ffi/stats.rs, bound to JUNOS_SYNC_1.0 by .symver there.
  *
  * The prototype and the types it needs, as the 1.0 header declared them (abi/README.md,
  * "Changing a released function's ABI"). `make abi-check` compiles this with the implementing

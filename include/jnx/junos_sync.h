@@ -90,6 +90,10 @@ enum junos_sync_status_e {
      * An internal error: a bug in the library was caught at the API boundary and contained.
      */
     JUNOS_SYNC_ERR_INTERNAL = 6,
+    /**
+     * What the call waits for did not happen within its timeout (`junos_sync_wait`). Since 1.2.
+     */
+    JUNOS_SYNC_ERR_TIMEOUT = 7,
 };
 
 /**
@@ -455,9 +459,10 @@ typedef struct junos_sync_peer_info_s junos_sync_peer_info_t;
 /**
  * Counters of one context, from `junos_sync_get_stats`.
  *
- * Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
- * 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
- * which fills only the first six fields, so their smaller struct is never overrun.
+ * Release 1.1 appended `auth_failures` and `handshakes_refused`, release 1.2 the fields from
+ * `waits_satisfied` on. Programs built against an older header keep calling that release's
+ * version of `junos_sync_get_stats` (symbol versioning), which fills only the fields it had,
+ * so their smaller struct is never overrun.
  */
 struct junos_sync_stats_s {
     /**
@@ -495,6 +500,34 @@ struct junos_sync_stats_s {
      * or a new backup while a live one is connected. Since 1.1.
      */
     uint64_t handshakes_refused;
+    /**
+     * Master: `junos_sync_wait` calls that returned `JUNOS_SYNC_OK`. Since 1.2.
+     */
+    uint64_t waits_satisfied;
+    /**
+     * Master: `junos_sync_wait` calls that returned `JUNOS_SYNC_ERR_TIMEOUT`. Since 1.2.
+     */
+    uint64_t waits_timed_out;
+    /**
+     * Full resyncs begun (master: walks started; backup: resyncs received), aborted ones
+     * included. Since 1.2.
+     */
+    uint64_t resyncs_started;
+    /**
+     * Full resyncs completed (master: the backup acknowledged the whole walk; backup: the
+     * walk's end applied). Since 1.2.
+     */
+    uint64_t resyncs_completed;
+    /**
+     * Full resyncs that ended before completing (connection lost, or an overflow started the
+     * walk again). Since 1.2.
+     */
+    uint64_t resyncs_aborted;
+    /**
+     * Milliseconds since the last full resync completed; `UINT64_MAX` if none has since the
+     * context started. Since 1.2.
+     */
+    uint64_t resync_age_ms;
 };
 
 /**

@@ -2,6 +2,9 @@
 //! both expanded from the one list in `counters_list.rs`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use parking_lot::Mutex;
 
 macro_rules! counters {
     ($( $name:ident, $words:literal, $master:literal, $kind:ident, $help:literal; )*) => {
@@ -26,6 +29,8 @@ macro_rules! counters {
         #[derive(Default)]
         pub(crate) struct Counters {
             $( pub $name: AtomicU64, )*
+            /// When the last full resync completed, for the gauge `resync_age_ms`.
+            resync_done_at: Mutex<Option<Instant>>,
         }
 
         impl Counters {
@@ -33,6 +38,9 @@ macro_rules! counters {
             pub(crate) fn snapshot(&self, backlog_bytes: u64) -> Stats {
                 let mut s = Stats { $( $name: self.$name.load(Ordering::Relaxed), )* };
                 s.backlog_bytes = backlog_bytes;
+                s.resync_age_ms = self.resync_done_at.lock().map_or(u64::MAX, |t| {
+                    u64::try_from(t.elapsed().as_millis()).unwrap_or(u64::MAX - 1)
+                });
                 s
             }
         }
@@ -44,5 +52,21 @@ include!("counters_list.rs");
 impl Counters {
     pub(crate) fn bump(n: &AtomicU64) {
         n.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A full resync began (either role).
+    pub(crate) fn resync_started(&self) {
+        Self::bump(&self.resyncs_started);
+    }
+
+    /// The full resync under way completed: counted, and the age gauge starts again from now.
+    pub(crate) fn resync_completed(&self) {
+        Self::bump(&self.resyncs_completed);
+        *self.resync_done_at.lock() = Some(Instant::now());
+    }
+
+    /// The full resync under way ended before it completed.
+    pub(crate) fn resync_aborted(&self) {
+        Self::bump(&self.resyncs_aborted);
     }
 }

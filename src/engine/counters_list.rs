@@ -23,4 +23,16 @@ counters! {
         "Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one, or a handshake not completed with our key (a replayed one).";
     handshakes_refused, "handshakes refused", false, counter,
         "Well-formed handshakes refused: another protocol version, two masters or two backups, or a new backup while a live one is connected.";
+    waits_satisfied, "waits satisfied", true, counter,
+        "Master: junos_sync_wait calls that returned JUNOS_SYNC_OK (the backup had applied what they waited for).";
+    waits_timed_out, "waits timed out", true, counter,
+        "Master: junos_sync_wait calls that returned JUNOS_SYNC_ERR_TIMEOUT.";
+    resyncs_started, "resyncs started", false, counter,
+        "Full resyncs begun (master: walks started; backup: SYNC_BEGIN received), aborted ones included.";
+    resyncs_completed, "resyncs completed", false, counter,
+        "Full resyncs that completed (master: the backup acknowledged the whole walk; backup: SYNC_END applied).";
+    resyncs_aborted, "resyncs aborted", false, counter,
+        "Full resyncs that ended before completing: the connection was lost, or an overflow started the walk again.";
+    resync_age_ms, "ms since last complete resync", false, gauge,
+        "Milliseconds since the last full resync completed; UINT64_MAX if none has in this context's life.";
 }

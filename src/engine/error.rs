@@ -22,6 +22,8 @@ pub enum Error {
     Socket,
     /// A bug was contained, or the context failed because of one earlier.
     Internal,
+    /// A wait ended at its timeout.
+    Timeout,
 }
 
 /// Why a connection (or a connection attempt) ended.

@@ -23,6 +23,7 @@ impl From<Error> for junos_sync_status_t {
             Error::BacklogFull => Self::JUNOS_SYNC_ERR_BACKLOG_FULL,
             Error::Socket => Self::JUNOS_SYNC_ERR_SOCKET,
             Error::Internal => Self::JUNOS_SYNC_ERR_INTERNAL,
+            Error::Timeout => Self::JUNOS_SYNC_ERR_TIMEOUT,
         }
     }
 }

@@ -66,11 +66,39 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_0(
     }
 }
 
+/// `junos_sync_get_stats` as release 1.1 had it, for programs built against the 1.1 header:
+/// their `junos_sync_stats_t` has eight fields, so only those are written. The shared library
+/// exports it as `junos_sync_get_stats@JUNOS_SYNC_1.1`; it is not in the header.
+///
+/// # Safety
+/// As `junos_sync_get_stats`, with `stats` pointing to the eight fields of release 1.1.
+#[no_mangle]
+pub unsafe extern "C" fn junos_sync_get_stats_1_1(
+    ctx: *mut junos_sync_context_t,
+    stats: *mut [u64; 8],
+) -> junos_sync_status_t {
+    ffi_boundary! {
+        // SAFETY: NULL or live per the contract.
+        let s = match unsafe { stats_of(ctx, stats) } {
+            Ok(s) => s,
+            Err(e) => return e,
+        };
+        let mut v = [0u64; 8];
+        v.copy_from_slice(&s.values()[..8]);
+        // SAFETY: non-NULL and writable for the eight u64 fields of the 1.1 layout (contract),
+        // which are the list's first eight (release 1.2 appended the rest).
+        unsafe { stats.write_unaligned(v) };
+        junos_sync_status_t::JUNOS_SYNC_OK
+    }
+}
+
 // `junos_sync_stats_t` holds the counters of `engine/counters_list.rs`, nothing else.
 const _: () = assert!(std::mem::size_of::<junos_sync_stats_t>() == 8 * Stats::COUNT);
 
 // Binaries linked against release 1.0 bind `junos_sync_get_stats@JUNOS_SYNC_1.0`.
 std::arch::global_asm!(".symver junos_sync_get_stats_1_0, junos_sync_get_stats@JUNOS_SYNC_1.0");
+// And those linked against release 1.1, `junos_sync_get_stats@JUNOS_SYNC_1.1`.
+std::arch::global_asm!(".symver junos_sync_get_stats_1_1, junos_sync_get_stats@JUNOS_SYNC_1.1");
 
 #[cfg(test)]
 mod tests {
@@ -95,5 +123,6 @@ mod tests {
             ["full_resyncs", "partial_resyncs", "connections", "frames_rejected", "overflows", "backlog_bytes"],
             "release 1.0's six"
         );
+        assert_eq!(&Stats::NAMES[6..8], ["auth_failures", "handshakes_refused"], "release 1.1's two more");
     }
 }

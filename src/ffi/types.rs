@@ -35,6 +35,8 @@ pub enum junos_sync_status_e {
     JUNOS_SYNC_ERR_SOCKET = 5,
     /// An internal error: a bug in the library was caught at the API boundary and contained.
     JUNOS_SYNC_ERR_INTERNAL = 6,
+    /// What the call waits for did not happen within its timeout (`junos_sync_wait`). Since 1.2.
+    JUNOS_SYNC_ERR_TIMEOUT = 7,
 }
 
 /// Result of every API call (see `enum junos_sync_status_e`).
@@ -215,9 +217,10 @@ const _: () = assert!(JUNOS_SYNC_MIN_KEY_LEN as usize == crate::proto::noise::MI
 
 /// Counters of one context, from `junos_sync_get_stats`.
 ///
-/// Release 1.1 appended `auth_failures` and `handshakes_refused`. Programs built against the
-/// 1.0 header keep calling the 1.0 version of `junos_sync_get_stats` (symbol versioning),
-/// which fills only the first six fields, so their smaller struct is never overrun.
+/// Release 1.1 appended `auth_failures` and `handshakes_refused`, release 1.2 the fields from
+/// `waits_satisfied` on. Programs built against an older header keep calling that release's
+/// version of `junos_sync_get_stats` (symbol versioning), which fills only the fields it had,
+/// so their smaller struct is never overrun.
 #[repr(C)]
 #[derive(Clone, Copy, Default)]
 pub struct junos_sync_stats_s {
@@ -240,6 +243,22 @@ pub struct junos_sync_stats_s {
     /// Well-formed handshakes refused: another protocol version, two masters or two backups,
     /// or a new backup while a live one is connected. Since 1.1.
     pub handshakes_refused: u64,
+    /// Master: `junos_sync_wait` calls that returned `JUNOS_SYNC_OK`. Since 1.2.
+    pub waits_satisfied: u64,
+    /// Master: `junos_sync_wait` calls that returned `JUNOS_SYNC_ERR_TIMEOUT`. Since 1.2.
+    pub waits_timed_out: u64,
+    /// Full resyncs begun (master: walks started; backup: resyncs received), aborted ones
+    /// included. Since 1.2.
+    pub resyncs_started: u64,
+    /// Full resyncs completed (master: the backup acknowledged the whole walk; backup: the
+    /// walk's end applied). Since 1.2.
+    pub resyncs_completed: u64,
+    /// Full resyncs that ended before completing (connection lost, or an overflow started the
+    /// walk again). Since 1.2.
+    pub resyncs_aborted: u64,
+    /// Milliseconds since the last full resync completed; `UINT64_MAX` if none has since the
+    /// context started. Since 1.2.
+    pub resync_age_ms: u64,
 }
 
 /// Counters of one context (see `struct junos_sync_stats_s`).

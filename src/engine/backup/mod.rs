@@ -295,6 +295,7 @@ impl Backup {
                 }
                 FrameKind::SyncBegin => {
                     app.db_clear(h.seq);
+                    app.shared.counters.resync_started();
                     self.walked = Some(0);
                     self.resync = Some(LastResync { begin: h.seq, end: None, cut: false });
                 }
@@ -307,6 +308,7 @@ impl Backup {
                     if told != Some(n) {
                         app.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }
+                    app.shared.counters.resync_completed();
                     app.backup_sync_done(n, h.seq);
                 }
                 FrameKind::Keepalive => {}
@@ -350,9 +352,10 @@ impl Backup {
         let old = std::mem::replace(&mut self.state, State::Idle { at: now });
         let was_up = matches!(old, State::Up(_));
         let keying = matches!(old, State::KeyExchange(..));
-        if let Some(r) = self.resync.as_mut().filter(|r| r.end.is_none()) {
+        if let Some(r) = self.resync.as_mut().filter(|r| r.end.is_none() && !r.cut) {
             // The walk went with the connection before its end: it will never complete.
             r.cut = true;
+            app.shared.counters.resync_aborted();
         }
         if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = old {
             c.close(reg);

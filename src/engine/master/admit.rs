@@ -146,6 +146,7 @@ impl<A: App> Master<A> {
                 self.resume_from = None;
                 self.dropped = false;
                 Counters::bump(&app.shared.counters.full_resyncs);
+                app.shared.counters.resync_started();
                 app.log(&format!("junos-sync master: backup {name} connected, full resync{how}"));
                 begin - 1
             }

@@ -239,8 +239,9 @@ impl<A: App> Master<A> {
             l.conn.close(reg);
             self.abort_walk(app);
             self.backlog.rewind(self.backlog.front_seq());
-            if let Some(r) = self.resync.as_mut() {
+            if let Some(r) = self.resync.as_mut().filter(|r| r.running) {
                 r.running = false;
+                app.shared.counters.resync_aborted();
             }
             app.conn_status(false);
         }

@@ -111,6 +111,7 @@ impl<A: App> Master<A> {
                         r.running = false;
                         r.complete = true;
                     }
+                    app.shared.counters.resync_completed();
                     app.sync_done(n);
                 }
             }
