@@ -392,6 +392,12 @@ mixed-test: examples
 	CARGO='$(CARGO)' CC='$(CC)' ./scripts/build-release.sh $(COMPAT_COMMIT) $(COMPAT_VERSION) $(COMPAT_DIR)
 	./tests/sh/mixed_versions.sh $(BUILD)/examples/flowd $(COMPAT_DIR)/build/examples/flowd
 	./tests/sh/with_key.sh ./tests/sh/mixed_versions.sh $(BUILD)/examples/flowd $(COMPAT_DIR)/build/examples/flowd
+	@# A program built against 1.1.0's header and library keeps its eight-field stats on this one.
+	$(CC) -std=c99 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -I$(COMPAT_DIR)/include c-tests/abi_compat_1_1.c \
+	    -o $(BUILD)/abi_compat_1_1 -L$(COMPAT_DIR)/build/lib -ljunos-sync
+	readelf --dyn-syms --wide $(BUILD)/abi_compat_1_1 | grep -q 'junos_sync_get_stats@JUNOS_SYNC_1.1' || \
+	    { echo "abi_compat_1_1 does not reference junos_sync_get_stats@JUNOS_SYNC_1.1" >&2; exit 1; }
+	LD_LIBRARY_PATH=$(LIBDIR) $(BUILD)/abi_compat_1_1
 
 test: header-check lint fuzz-check abi-check man-check keygen-check rust-test install-check deb-check c-test-plain c-test-asan c-test-valgrind stat-test fault-test mixed-test
 
