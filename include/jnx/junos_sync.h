@@ -588,12 +588,12 @@ junos_sync_status_t junos_sync_set_address(junos_sync_context_t *ctx, const char
 /**
  * Creates a context: validates and copies `state` and `callbacks` (both may be temporary).
  *
- * Returns NULL on bad input (NULL arguments, a backup without `sync_data_decode_func`, a master
- * with resync but no `sync_data_get_next_func`), after saying why through `sync_log_msg_func`
- * when it is set. NULL `sync_malloc_func`/`sync_free_func` mean libc's. Nothing runs until
- * `junos_sync_start`. Free the context with `junos_sync_exit`. A backup's `server_addr` and
- * `server_port` are checked by `junos_sync_start` (since 1.2: `junos_sync_set_address` may
- * give them instead).
+ * Returns NULL on bad input (NULL arguments, a backup without `sync_data_decode_func` or
+ * without `server_addr` and `server_port`, a master with resync but no
+ * `sync_data_get_next_func`), after saying why through `sync_log_msg_func` when it is set. NULL
+ * `sync_malloc_func`/`sync_free_func` mean libc's. Nothing runs until `junos_sync_start`. Free
+ * the context with `junos_sync_exit`. Since 1.2 `junos_sync_set_address` may replace a
+ * backup's `server_addr` and `server_port` after this call.
  *
  * The environment is read here, and fails closed: a `JUNOS_SYNC_*` variable that is set but
  * cannot be used as it says makes this return NULL, with a log line naming the variable, its
