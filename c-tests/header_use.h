@@ -93,6 +93,7 @@ int HC_FN(junos_sync_context_t *ctx, evContext ev)
     case JUNOS_SYNC_ERR_BACKLOG_FULL:
     case JUNOS_SYNC_ERR_SOCKET:
     case JUNOS_SYNC_ERR_INTERNAL:
+    case JUNOS_SYNC_ERR_TIMEOUT:
         break;
     }
     switch (cs) {

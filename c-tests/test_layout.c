@@ -97,9 +97,9 @@ static void test_struct_layouts(void)
     CHECK_EQ(sizeof(junos_sync_getnext_data_t), sizeof(void *));
     CHECK_EQ(offsetof(junos_sync_getnext_data_t, data), 0);
 
-    /* Stats: release 1.0's six fields, then 1.1's two appended (1.0 binaries get the 1.0
-     * layout through junos_sync_get_stats@JUNOS_SYNC_1.0). */
-    CHECK_EQ(sizeof(junos_sync_stats_t), 8 * 8);
+    /* Stats: release 1.0's six fields, then 1.1's two, then 1.2's six appended (older
+     * binaries get their layout through junos_sync_get_stats@JUNOS_SYNC_1.0 and @JUNOS_SYNC_1.1). */
+    CHECK_EQ(sizeof(junos_sync_stats_t), 14 * 8);
     CHECK_EQ(offsetof(junos_sync_stats_t, full_resyncs), 0);
     CHECK_EQ(offsetof(junos_sync_stats_t, partial_resyncs), 8);
     CHECK_EQ(offsetof(junos_sync_stats_t, connections), 16);
@@ -108,6 +108,12 @@ static void test_struct_layouts(void)
     CHECK_EQ(offsetof(junos_sync_stats_t, backlog_bytes), 40);
     CHECK_EQ(offsetof(junos_sync_stats_t, auth_failures), 48);
     CHECK_EQ(offsetof(junos_sync_stats_t, handshakes_refused), 56);
+    CHECK_EQ(offsetof(junos_sync_stats_t, waits_satisfied), 64);
+    CHECK_EQ(offsetof(junos_sync_stats_t, waits_timed_out), 72);
+    CHECK_EQ(offsetof(junos_sync_stats_t, resyncs_started), 80);
+    CHECK_EQ(offsetof(junos_sync_stats_t, resyncs_completed), 88);
+    CHECK_EQ(offsetof(junos_sync_stats_t, resyncs_aborted), 96);
+    CHECK_EQ(offsetof(junos_sync_stats_t, resync_age_ms), 104);
 
     /* Scalars the callbacks use. */
     CHECK_EQ(sizeof(in_port_t), sizeof(uint16_t));
@@ -125,6 +131,7 @@ static void test_enum_values(void)
     CHECK_EQ(JUNOS_SYNC_ERR_BACKLOG_FULL, 4);
     CHECK_EQ(JUNOS_SYNC_ERR_SOCKET, 5);
     CHECK_EQ(JUNOS_SYNC_ERR_INTERNAL, 6);
+    CHECK_EQ(JUNOS_SYNC_ERR_TIMEOUT, 7);
     CHECK_EQ(JUNOS_SYNC_CONN_DOWN, 0);
     CHECK_EQ(JUNOS_SYNC_CONN_UP, 1);
     CHECK_EQ(JUNOS_SYNC_MAX_TLV_LEN, 16 * 1024 * 1024);
