@@ -52,4 +52,10 @@ impl<A: App> Context<A> {
             Outcome::Gone => Err(Error::State),
         }
     }
+
+    /// How many `wait`s are sleeping now (a test's way to know its waiters are in place).
+    #[doc(hidden)]
+    pub fn waiters(&self) -> usize {
+        self.shared.waits.waiting()
+    }
 }
