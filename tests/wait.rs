@@ -237,10 +237,13 @@ fn several_waiters_each_get_their_own() {
     m.exit();
 }
 
+/// A wait from inside a callback: which, what it returned, how long it took.
+type Seen = (&'static str, Result<(), Error>, Duration);
+
 fn state_from_inside_every_callback() {
     let mut m = Node::new(master_cfg(false));
     m.fill_db(3, OP_LEN);
-    let seen: Arc<Mutex<Vec<(&'static str, Result<(), Error>, Duration)>>> = Arc::default();
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
     let armed = Arc::new(AtomicBool::new(true));
     {
         let (ctx, seen, armed) = (Arc::downgrade(&m.shared_ctx()), seen.clone(), armed.clone());
