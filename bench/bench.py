@@ -406,7 +406,8 @@ def main():
           "of sync_ack_notify_func on the loop thread; the application thread queues the next one after the "
           "callback posts a semaphore (that hop is not in the figure). 'chained': the next TLV is queued from "
           "inside the ack callback. 'dispatch': the ack callback runs inside junos_sync_dispatch on the main "
-          "thread, which waits for it in poll(fd) + dispatch. Raw TCP: one write of the framed message, the peer "
+          "thread, which waits for it in poll(fd) + dispatch. 'queue then wait': t0 before "
+          "junos_sync_queue(ack_requested=false), t1 when junos_sync_wait returns OK on the same thread. Raw TCP: one write of the framed message, the peer "
           "echoes it, blocking read.")
         P("")
 
