@@ -96,6 +96,8 @@ CASES = [
     ("latency", "junos-sync (chained)", [J, "latency", "64", str(NLAT), str(WARM), "chained"]),
     ("latency", "junos-sync keyed", [J, "latency", "64", str(NLAT), str(WARM)], KEYED),
     ("latency", "junos-sync dispatch", [J, "latency", "64", str(NLAT), str(WARM), "dispatch"]),
+    # Issue 15: junos_sync_queue then junos_sync_wait, until the wait returns OK.
+    ("latency", "junos-sync (queue then wait)", [J, "latency", "64", str(NLAT), str(WARM), "wait"]),
     ("latency", "raw TCP ping-pong", [T, "pingpong", "64", str(NLAT), str(WARM)]),
     ("handshake", "junos-sync", [J, "handshake", str(NHS), str(WARMHS)]),
     ("handshake", "junos-sync keyed", [J, "handshake", str(NHS), str(WARMHS)], KEYED),
@@ -380,7 +382,8 @@ def main():
       + (f" 'ref build': the thread-mode program against an earlier build of the library ({REF_LIB})." if REF_LIB else ""))
     P("")
 
-    lat_rows = ["junos-sync", "junos-sync (chained)", "junos-sync keyed", "junos-sync dispatch"]
+    lat_rows = ["junos-sync", "junos-sync (chained)", "junos-sync keyed", "junos-sync dispatch",
+                "junos-sync (queue then wait)"]
     if REF_LIB:
         lat_rows.append("junos-sync (ref)")
     if selected("latency"):
@@ -403,7 +406,8 @@ def main():
           "of sync_ack_notify_func on the loop thread; the application thread queues the next one after the "
           "callback posts a semaphore (that hop is not in the figure). 'chained': the next TLV is queued from "
           "inside the ack callback. 'dispatch': the ack callback runs inside junos_sync_dispatch on the main "
-          "thread, which waits for it in poll(fd) + dispatch. Raw TCP: one write of the framed message, the peer "
+          "thread, which waits for it in poll(fd) + dispatch. 'queue then wait': t0 before "
+          "junos_sync_queue(ack_requested=false), t1 when junos_sync_wait returns OK on the same thread. Raw TCP: one write of the framed message, the peer "
           "echoes it, blocking read.")
         P("")
 

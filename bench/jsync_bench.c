@@ -11,7 +11,7 @@
  *                                      Backlog limit 1 TiB: the app never waits. `bounded`: the
  *                                      default limit with no_resync; on BACKLOG_FULL the app
  *                                      sleeps 50 us and retries.
- *   jsync_bench latency LEN N WARMUP [chained]
+ *   jsync_bench latency LEN N WARMUP [chained | wait]
  *                                      N sequential round trips after WARMUP unrecorded ones:
  *                                      t0 just before junos_sync_queue(ack_requested) on the
  *                                      application thread, t1 on entry of sync_ack_notify_func.
@@ -19,6 +19,8 @@
  *                                      the callback has posted a semaphore (the wait is not in
  *                                      the figure). `chained`: queued from inside the ack
  *                                      callback instead (no application-thread hop).
+ *                                      `wait`: junos_sync_queue(ack_requested=false) then
+ *                                      junos_sync_wait; t1 when the wait returns OK.
  *   jsync_bench resync  ENTRIES LEN    master database of ENTRIES entries of LEN bytes; clock:
  *                                      backup's junos_sync_init -> its sync_init_sync_done_func.
  *   jsync_bench memory  N LEN stall|nobackup
@@ -65,6 +67,7 @@
 /* Built against an earlier library (BENCH_REF_LIB in run.sh) for the thread-mode rows: the
  * calls it may lack fail here instead of at link time. */
 #define junos_sync_get_fd(ctx) ((void)(ctx), b_die("dispatch mode: not in this build (BENCH_REF)"), -1)
+#define junos_sync_wait(ctx, ms) ((void)(ctx), (void)(ms), b_die("junos_sync_wait: not in this build (BENCH_REF)"), JUNOS_SYNC_ERR_STATE)
 #define junos_sync_dispatch(ctx) ((void)(ctx), JUNOS_SYNC_ERR_STATE)
 #define junos_sync_set_auth_key(ctx, k, n)                                                        \
     ((void)(ctx), (void)(k), (void)(n), b_die("junos_sync_set_auth_key: not in this build"),     \
@@ -636,7 +639,7 @@ static int run_stream(size_t len, uint64_t n, bool bounded)
     return 0;
 }
 
-static int run_latency(size_t len, uint64_t n, uint64_t warm, bool chained)
+static int run_latency(size_t len, uint64_t n, uint64_t warm, bool chained, bool waited)
 {
     b_pair_t p = b_fork();
     if (p.pid == 0)
@@ -661,6 +664,19 @@ static int run_latency(size_t len, uint64_t n, uint64_t warm, bool chained)
         B_CHECK(m_queue_errors == 0, "junos_sync_queue failed inside the ack callback");
         B_CHECK(m_lat_i == n + warm, "chained: %llu acks, want %llu", (unsigned long long)m_lat_i,
                 (unsigned long long)(n + warm));
+    } else if (waited) {
+        /* queue then junos_sync_wait: t1 when the wait returns OK (no ack notification). */
+        for (uint64_t i = 0; i < n + warm; i++) {
+            junos_sync_tlv_t *t = new_tlv(len, i);
+            int64_t t0 = b_now_ns();
+            junos_sync_status_t rc = junos_sync_queue(mctx, t, false);
+            B_CHECK(rc == JUNOS_SYNC_OK, "junos_sync_queue returned %d", (int)rc);
+            rc = junos_sync_wait(mctx, 10000);
+            int64_t t1 = b_now_ns();
+            B_CHECK(rc == JUNOS_SYNC_OK, "junos_sync_wait returned %d", (int)rc);
+            if (i >= warm)
+                m_lat[i - warm] = t1 - t0;
+        }
     } else {
         for (uint64_t i = 0; i < n + warm; i++) {
             junos_sync_tlv_t *t = new_tlv(len, i);
@@ -680,9 +696,9 @@ static int run_latency(size_t len, uint64_t n, uint64_t warm, bool chained)
     check_session(&r, "latency");
     finish_pair(&p);
 
-    printf("{\"mode\": \"latency\", \"contender\": \"junos-sync%s%s%s\", \"keyed\": %s, "
+    printf("{\"mode\": \"latency\", \"contender\": \"junos-sync%s%s%s%s\", \"keyed\": %s, "
            "\"dispatch\": %s, \"len\": %zu, \"n\": %llu, \"warmup\": %llu, ",
-           chained ? " (chained)" : "", g_keyed ? " keyed" : "", g_dispatch ? " dispatch" : "",
+           chained ? " (chained)" : "", waited ? " (queue then wait)" : "", g_keyed ? " keyed" : "", g_dispatch ? " dispatch" : "",
            g_keyed ? "true" : "false", g_dispatch ? "true" : "false", len, (unsigned long long)n,
            (unsigned long long)warm);
     b_print_latency(m_lat, n);
@@ -1004,7 +1020,7 @@ static int run_handshake(uint64_t n, uint64_t warm)
 static void usage(void)
 {
     fprintf(stderr, "usage: jsync_bench stream LEN N [bounded] [dispatch] | "
-                    "latency LEN N WARMUP [chained] [dispatch] | resync ENTRIES LEN | "
+                    "latency LEN N WARMUP [chained | wait] [dispatch] | resync ENTRIES LEN | "
                     "memory N LEN stall|nobackup | memctl N LEN | handshake N WARMUP\n");
     exit(64);
 }
@@ -1024,12 +1040,14 @@ int main(int argc, char **argv)
     const char *ka = getenv("JUNOS_SYNC_AUTH_KEY_FILE");
     g_keyed = ka && *ka;
     /* Option words after the numbers, in any order. */
-    bool bounded = false, chained = false;
+    bool bounded = false, chained = false, waited = false;
     for (int i = 4; i < argc; i++) {
         if (strcmp(argv[i], "bounded") == 0)
             bounded = true;
         else if (strcmp(argv[i], "chained") == 0)
             chained = true;
+        else if (strcmp(argv[i], "wait") == 0)
+            waited = true;
         else if (strcmp(argv[i], "dispatch") == 0)
             g_dispatch = true;
     }
@@ -1038,7 +1056,7 @@ int main(int argc, char **argv)
     if (strcmp(mode, "stream") == 0)
         return run_stream(a, b, bounded);
     if (strcmp(mode, "latency") == 0 && argc >= 5)
-        return run_latency(a, b, strtoull(argv[4], NULL, 10), chained);
+        return run_latency(a, b, strtoull(argv[4], NULL, 10), chained, waited);
     if (strcmp(mode, "handshake") == 0)
         return run_handshake(a, b);
     if (strcmp(mode, "resync") == 0)

@@ -16,6 +16,7 @@ mod queue;
 mod runloop;
 mod shared;
 mod status;
+mod waits;
 
 pub use app::{App, Freer, Logger, Tlv};
 pub use config::Config;

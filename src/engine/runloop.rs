@@ -199,6 +199,10 @@ impl<A: App> Engine<A> {
         if requested | m.take_starved() {
             m.overflow(&mut self.app, self.poll.registry());
             self.free_queued();
+            // Everything taken from the ring so far is gone: the waits for it need the resync.
+            if let Role::Master(m) = &mut self.role {
+                m.overflowed_waits(self.ring.taken(), &self.app.shared.waits);
+            }
             self.app.deliver();
         }
     }
@@ -224,18 +228,22 @@ impl<A: App> Engine<A> {
         let listener_at = listener.as_ref().map(|(_, at)| *at);
         self.role = match listener {
             Some((l, bound)) => match Master::new(l, reg, cfg, self.session, keys) {
-                Ok(m) => {
+                Ok(mut m) => {
+                    m.take_over_waits(self.ring.taken(), &self.app.shared.waits);
                     warn_if_exposed(&self.app.shared, bound, m.is_keyed());
                     self.app.bind_done(m.port());
                     Role::Master(m)
                 }
                 Err(e) => {
                     self.app.log(&format!("junos-sync: switchover cannot register listener: {e}"));
+                    self.app.shared.waits.role_changed();
                     return Err(Error::Socket);
                 }
             },
             None => Role::Backup(Backup::new(cfg, self.session, keys)),
         };
+        // The waits of the last role end; those called from now on wait on this one.
+        self.app.shared.waits.role_changed();
         let role = match listener_at {
             Some(at) => format!("master listening on {}", addr::show(at)),
             None => format!("backup of {}", addr::list(cfg.sock_addrs())),
@@ -384,6 +392,8 @@ pub(crate) fn spawn<A: App>(
             // on the dispatching thread).
             shared.life.advance(State::Halting, State::Exited);
         }
+        // Waits end with the loop (an exit, or the context failed).
+        shared.waits.wake_all();
         let owner = last_ref.lock().take();
         drop(owner);
     })

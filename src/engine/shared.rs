@@ -13,6 +13,7 @@ use crate::engine::counters::{Counters, Stats};
 use crate::engine::queue::budget::Budget;
 use crate::engine::queue::wake::Sleeper;
 use crate::engine::status::Snapshot;
+use crate::engine::waits::Waits;
 
 pub(crate) struct Shared {
     /// The loop's sleep, which a producer that publishes after its announcement ends.
@@ -37,6 +38,8 @@ pub(crate) struct Shared {
     pub counters: Counters,
     /// The replication status, published by the loop thread every turn.
     pub status: Mutex<Snapshot>,
+    /// `junos_sync_wait`'s waiters and what they wait for (`waits.rs`).
+    pub waits: Waits,
 }
 
 impl Shared {
@@ -53,6 +56,7 @@ impl Shared {
             logger: Mutex::new(logger),
             counters: Counters::default(),
             status: Mutex::new(Snapshot::default()),
+            waits: Waits::default(),
         })
     }
 

@@ -52,7 +52,7 @@ pub(super) unsafe fn ctx_ref<'a>(ctx: *mut junos_sync_context_t) -> Option<&'a C
 ///
 /// # Safety
 /// As `ctx_ref`.
-unsafe fn ctx_hold(ctx: *mut junos_sync_context_t) -> Option<Arc<Ctx>> {
+pub(super) unsafe fn ctx_hold(ctx: *mut junos_sync_context_t) -> Option<Arc<Ctx>> {
     if ctx.is_null() {
         return None;
     }
@@ -394,8 +394,12 @@ pub unsafe extern "C" fn junos_sync_set_backlog_limit(
 /// `junos_sync_exit` of it from a callback that the first one causes (the DOWN it reports, a
 /// free) does nothing.
 ///
+/// Calls of `junos_sync_wait` in progress on other threads return `JUNOS_SYNC_ERR_STATE`; they
+/// are the only calls another thread may still be in.
+///
 /// # Safety
-/// `ctx` is NULL or a live context, not used by any other thread during or after this call.
+/// `ctx` is NULL or a live context, not used by any other thread during or after this call
+/// (but for `junos_sync_wait` calls already waiting).
 #[no_mangle]
 pub unsafe extern "C" fn junos_sync_exit(ctx: *mut junos_sync_context_t) {
     ffi_boundary! {

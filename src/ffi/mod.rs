@@ -12,3 +12,4 @@ pub mod panic;
 pub mod peer;
 pub mod stats;
 pub mod types;
+pub mod wait;

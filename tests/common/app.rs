@@ -27,6 +27,10 @@ use crate::common::tlv::{op_payload, parse, Tag};
 pub const PANIC_DECODE: u32 = 1;
 pub const PANIC_ACK: u32 = 2;
 
+/// Run at the start of every callback (its name given), on the callback's thread: a test's way
+/// into the context from inside one.
+pub type Hook = Box<dyn FnMut(&'static str) + Send>;
+
 /// What a node's application and its test share.
 pub struct State {
     pub book: Mutex<Book>,
@@ -50,6 +54,8 @@ pub struct State {
     pub(crate) callback_thread: Mutex<Option<ThreadId>>,
     /// The thread that runs `exit`.
     pub(crate) exit_thread: Mutex<Option<ThreadId>>,
+    /// Called first thing by every callback but the logger and the freer (see `Hook`).
+    pub hook: Mutex<Option<Hook>>,
 }
 
 thread_local! {
@@ -79,8 +85,21 @@ impl State {
         self as *const State as usize
     }
 
-    /// A callback runs: on the mode's callback thread, or it is a violation.
-    fn on_callback(&self, what: &str) {
+    /// A callback runs: on the mode's callback thread, or it is a violation. Then the test's
+    /// hook, if it set one (taken out while it runs: no lock is held).
+    fn on_callback(&self, what: &'static str) {
+        self.check_thread(what);
+        let hook = self.hook.lock().take();
+        if let Some(mut h) = hook {
+            h(what);
+            let mut slot = self.hook.lock();
+            if slot.is_none() {
+                *slot = Some(h);
+            }
+        }
+    }
+
+    fn check_thread(&self, what: &str) {
         let me = std::thread::current().id();
         let mut t = self.callback_thread.lock();
         match *t {

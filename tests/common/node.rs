@@ -102,6 +102,7 @@ impl Node {
             test_thread: std::thread::current().id(),
             callback_thread: Mutex::new(None),
             exit_thread: Mutex::new(None),
+            hook: Mutex::new(None),
         });
         let ctx = {
             // The environment a context reads at init is the test's that holds the lock.
@@ -115,6 +116,12 @@ impl Node {
 
     pub fn ctx(&self) -> &Context<Tracked> {
         self.ctx.as_ref().expect("context not exited")
+    }
+
+    /// A reference of its own to the context, for another thread (or a hook: take a `Weak`),
+    /// which may outlive the node's `exit`.
+    pub fn shared_ctx(&self) -> Arc<Context<Tracked>> {
+        self.ctx.clone().expect("context not exited")
     }
 
     pub fn book(&self) -> MutexGuard<'_, Book> {

@@ -36,6 +36,8 @@ impl<A: App> Context<A> {
 
     /// The teardown of an exit claimed with `claim_exit`.
     pub fn exit_claimed<O: Send + 'static>(&self, kind: ExitKind, owner: O) {
+        // Waits in other threads end now (they see the state the claim left).
+        self.shared.waits.wake_all();
         let hook = self.exit_hook.lock().take();
         if let Some(h) = hook {
             h();

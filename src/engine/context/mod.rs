@@ -4,6 +4,7 @@
 mod dispatch;
 mod exit;
 pub mod lifecycle;
+mod wait;
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -411,7 +412,9 @@ impl<A: App> Context<A> {
             Err(_) if self.shared.no_resync.load(Ordering::Relaxed) => Err((Error::BacklogFull, tlv)),
             Err(_) => {
                 // Over the limit with resync: the backlog is dropped and the next backup session
-                // is a full resync from the database, which covers this TLV too.
+                // is a full resync from the database, which covers this TLV too (a wait after
+                // this call needs that resync: counted before the loop is asked).
+                self.shared.waits.asked();
                 if !self.shared.overflow_requested.swap(true, Ordering::AcqRel) {
                     let _ = self.waker.wake();
                 }

@@ -25,6 +25,7 @@ use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::queue::budget::Held;
 use crate::engine::status::{LinkState, Resync, Snapshot, Stamps};
+use crate::engine::waits::{Progress, Waits};
 
 mod admit;
 pub(crate) mod backlog;
@@ -89,6 +90,8 @@ pub(crate) struct Master<A: App> {
     /// what the status reports.
     stamps: Stamps,
     resync: Option<Resync>,
+    /// What `junos_sync_wait` waits for, published as acknowledgements come.
+    progress: Progress,
     cfg: Config,
 }
 
@@ -119,6 +122,7 @@ impl<A: App> Master<A> {
             refusals: LogLimit::default(),
             stamps: Stamps::default(),
             resync: None,
+            progress: Progress::new(0, 0),
             cfg,
         })
     }
@@ -207,6 +211,19 @@ impl<A: App> Master<A> {
         self.timers(app, reg, now);
         // A liveness check in `timers` may have read bytes that no event will announce.
         busy || self.link.as_ref().is_some_and(|l| l.conn.readable)
+    }
+
+    /// A role made by a switchover: its first queued TLV has claim index `first` (waits count
+    /// from there; a new context's first role starts at 0).
+    pub(crate) fn take_over_waits(&mut self, first: u64, w: &Waits) {
+        self.progress = Progress::take_over(first, w);
+    }
+
+    /// After an overflow dropped everything up to claim index `taken`: the waits for it need
+    /// the next full resync.
+    pub(crate) fn overflowed_waits(&mut self, taken: u64, w: &Waits) {
+        self.progress.overflowed(taken, w);
+        self.progress.publish(w);
     }
 
     /// Frees the whole backlog (no ack notifications), drops the backup, and makes sure the

@@ -92,7 +92,10 @@ impl<A: App> Master<A> {
     pub(super) fn acknowledge(&mut self, app: &mut AppPath<A>, upto: u64) {
         while let Some((seq, e)) = self.backlog.pop_acked(upto) {
             match e {
-                Entry::Queued { tlv, ack } => app.release(tlv, ack, None),
+                Entry::Queued { tlv, ack } => {
+                    self.progress.acked();
+                    app.release(tlv, ack, None);
+                }
                 Entry::Walked(t) => {
                     // Of the walk going on, the application's cursor may point into it.
                     let tag = self
@@ -112,10 +115,13 @@ impl<A: App> Master<A> {
                         r.complete = true;
                     }
                     app.shared.counters.resync_completed();
+                    self.progress.resync_done();
                     app.sync_done(n);
                 }
             }
         }
+        // Published here, on the loop thread, in both modes: waits never need a dispatch.
+        self.progress.publish(&app.shared.waits);
         app.deliver();
     }
 

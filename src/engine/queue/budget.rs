@@ -160,6 +160,23 @@ impl Budget {
         }
     }
 
+    /// TLVs ever claimed (all time, not wrapping): the claim word's count, which wraps, read
+    /// against the slots the loop has taken. Two loads and no write: what a wait reads for its
+    /// target, leaving `claim` to the producers. Exact: the count is at most `RING_SLOTS`
+    /// ahead of the `taken` read after it, and behind the one read before it only by what was
+    /// taken in between; both are well inside the word's 2^COUNT_BITS.
+    pub(crate) fn claimed(&self) -> u64 {
+        loop {
+            let before = self.taken.load(Ordering::SeqCst);
+            let count = self.claim.load(Ordering::SeqCst) >> BYTES_BITS;
+            let after = self.taken.load(Ordering::SeqCst);
+            // Claimed lies in [before, after + RING_SLOTS], narrower than the wrap.
+            if after - before < RING_SLOTS {
+                return before + (count.wrapping_sub(before) & COUNT_MASK);
+            }
+        }
+    }
+
     /// Counts `t` whatever the limit: the resync walk paces itself before it takes an entry.
     pub(crate) fn charge<T: Tlv>(&self, t: T) -> Held<T> {
         let size = counted_size(&t);
@@ -240,6 +257,24 @@ mod tests {
         assert_eq!(b.claim(24).err(), Some(Refusal::RingFull));
         b.taken.store(start + 1, Ordering::Relaxed);
         assert!(b.claim(24).is_ok());
+    }
+
+    #[test]
+    fn claimed_counts_all_time_across_the_wrap() {
+        let b = Budget::new(usize::MAX);
+        assert_eq!(b.claimed(), 0);
+        // Far into the life of a context: the claim word's count has wrapped several times.
+        let total = 5 * (COUNT_MASK + 1) - 3;
+        b.claim.store((total & COUNT_MASK) << BYTES_BITS, Ordering::Relaxed);
+        b.taken.store(total, Ordering::Relaxed);
+        assert_eq!(b.claimed(), total, "nothing queued");
+        for i in 1..=10 {
+            b.claim(8).unwrap();
+            assert_eq!(b.claimed(), total + i, "across the wrap of the count");
+        }
+        // The most that can be queued ahead of the loop.
+        b.taken.store(total + 10 - (RING_SLOTS - 1), Ordering::Relaxed);
+        assert_eq!(b.claimed(), total + 10);
     }
 
     #[test]

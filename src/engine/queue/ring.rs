@@ -64,6 +64,11 @@ impl<T: Tlv> Ring<T> {
         (seg, i & (SEG_SLOTS - 1))
     }
 
+    /// Loop: the slots taken so far (all time).
+    pub(crate) fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
     /// Producer: stores `tlv` in the slot its claim charged it for.
     pub(crate) fn publish(&self, slot: Slot, tlv: T, ack: bool) {
         let (seg, i) = self.at(slot.0);
