@@ -279,21 +279,41 @@ mod tests {
 
     #[test]
     fn many_threads_never_hold_more_than_the_limit() {
-        const LIMIT: u64 = 10_000;
+        // Below what one thread holds at most (100 TLVs of 16-63 bytes): every thread meets it.
+        const LIMIT: u64 = 2_000;
         let b = std::sync::Arc::new(Budget::new(LIMIT as usize));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let b = b.clone();
                 std::thread::spawn(move || {
-                    let mut ok = 0u64;
+                    // Each thread holds up to 100 TLVs before it gives them back, so that what
+                    // is held keeps pressing against the limit.
+                    let (mut ok, mut mine) = (0u64, Vec::new());
+                    let give_back = |mine: &mut Vec<u64>| {
+                        b.released.fetch_add(mine.iter().sum(), Ordering::Release);
+                        b.taken.fetch_add(mine.len() as u64, Ordering::Release);
+                        mine.clear();
+                    };
                     for i in 0..20_000u64 {
-                        if b.claim(16 + i % 48).is_ok() {
+                        let size = 16 + i % 48;
+                        let taken = b.claim(size).is_ok();
+                        if taken {
                             ok += 1;
-                            assert!(b.held() as u64 <= LIMIT, "held {} over the limit", b.held());
-                            b.released.fetch_add(16 + i % 48, Ordering::Release);
-                            b.taken.fetch_add(1, Ordering::Release);
+                            mine.push(size);
+                            // A lower bound of what is held (charged read before released):
+                            // `held()` reads them the other way round, an upper bound that
+                            // other threads' releases in between can lift past the limit.
+                            let charged = b.claim.load(Ordering::Acquire);
+                            let lower = held_of(charged, b.released.load(Ordering::Acquire));
+                            if lower < BYTES_MASK / 2 {
+                                assert!(lower <= LIMIT, "held at least {lower}, over the limit");
+                            }
+                        }
+                        if mine.len() == 100 || (!taken && i % 3 == 0) {
+                            give_back(&mut mine);
                         }
                     }
+                    give_back(&mut mine);
                     ok
                 })
             })
