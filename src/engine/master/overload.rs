@@ -33,8 +33,10 @@ pub(super) struct Overload {
     /// Entries the backup acknowledged, and `junos_sync_queue` queued, over the role's life.
     pub(super) acked: u64,
     pub(super) queued: u64,
-    /// When a full resync last completed (None: never in this role).
+    /// When a full resync last completed (None: never in this role), with the totals then:
+    /// the figures of the log line are rates since (or since the first abort, if none).
     pub(super) complete_at: Option<Instant>,
+    base: Option<(Instant, u64, u64)>,
 }
 
 /// The wait before the walk after `n` aborted resyncs in a row, at most `cap`.
@@ -104,15 +106,16 @@ impl<A: App> Master<A> {
             return;
         }
         o.logged = Some(now);
-        let secs = now.duration_since(since.0).as_secs_f64().max(0.001);
-        let applies = (o.acked - since.1) as f64 / secs;
-        let queues = (o.queued - since.2) as f64 / secs;
-        let none_for = now.duration_since(o.complete_at.unwrap_or(since.0)).as_secs();
+        let from = o.base.unwrap_or(since);
+        let secs = now.duration_since(from.0).as_secs_f64().max(0.001);
+        let (acked, queued) = (o.acked - from.1, o.queued - from.2);
+        let (applies, queues) = (acked as f64 / secs, queued as f64 / secs);
+        let none_for = now.duration_since(o.complete_at.unwrap_or(since.0)).as_secs_f64();
         let n = o.in_row;
         app.log(&format!(
             "junos-sync master: WARNING: the backup cannot keep up: {n} full resyncs in a row aborted by backlog overflows; \
-             the backup applies about {applies:.0} entries/s, the master queues {queues:.0}/s; \
-             no complete resync for {none_for} s; the next walk waits {} ms \
+             the backup acknowledges about {applies:.0} entries/s, the master queues {queues:.0}/s \
+             ({acked} and {queued} in {secs:.1} s); no complete resync for {none_for:.1} s; the next walk waits {} ms \
              (raise the backlog limit, or junos_sync_set_overflow_policy REFUSE to slow the producer)",
             wait.as_millis()
         ));
@@ -134,6 +137,7 @@ impl<A: App> Master<A> {
         o.since = None;
         o.logged = None;
         o.complete_at = Some(now);
+        o.base = Some((now, o.acked, o.queued));
     }
 }
 

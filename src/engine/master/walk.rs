@@ -51,8 +51,16 @@ impl<A: App> Master<A> {
                 break;
             }
             w.requested = true;
-            w.asked = true;
+            let first = !std::mem::replace(&mut w.asked, true);
             let id = w.id;
+            if first && self.overload.in_row > 0 {
+                // After an aborted resync the backlog was dropped already: what was queued
+                // since is read from the database by this walk, and freed now (as the overflow
+                // would), so that the walk starts with the whole limit before it.
+                for (tlv, _) in std::mem::take(&mut self.held_back) {
+                    app.free(tlv);
+                }
+            }
             app.walk(id, budget);
             if app.app_thread().is_some() {
                 break;
