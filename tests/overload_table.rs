@@ -18,7 +18,7 @@ const KEYS: u32 = 20_000;
 const RATE: f64 = 20_000.0;
 /// The load phase, then the tenth of it.
 const LOAD: Duration = Duration::from_secs(12);
-const LOW: Duration = Duration::from_secs(4);
+const LOW: Duration = Duration::from_secs(10);
 
 /// Under the low load: the backup holds a complete table (checked by the caller), no resync
 /// runs, and the master's oldest unacknowledged entry is younger than 100 ms.
