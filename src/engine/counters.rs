@@ -31,6 +31,10 @@ macro_rules! counters {
             $( pub $name: AtomicU64, )*
             /// When the last full resync completed, for the gauge `resync_age_ms`.
             resync_done_at: Mutex<Option<Instant>>,
+            /// `resyncs_aborted` when the last full resync completed, and when the first
+            /// abort since then happened: the warning state (`behind`).
+            aborted_at_done: AtomicU64,
+            first_abort_at: Mutex<Option<Instant>>,
         }
 
         impl Counters {
@@ -63,10 +67,27 @@ impl Counters {
     pub(crate) fn resync_completed(&self) {
         Self::bump(&self.resyncs_completed);
         *self.resync_done_at.lock() = Some(Instant::now());
+        *self.first_abort_at.lock() = None;
+        self.aborted_at_done.store(self.resyncs_aborted.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The full resync under way ended before it completed.
     pub(crate) fn resync_aborted(&self) {
         Self::bump(&self.resyncs_aborted);
+        self.first_abort_at.lock().get_or_insert_with(Instant::now);
+    }
+
+    /// The warning state, once two full resyncs in a row aborted: how long no complete copy
+    /// has existed (since the last complete resync, or since the first of those aborts if none
+    /// completed) and how many aborted. What a lag figure cannot show: each overflow empties
+    /// the backlog, so the lag looks short while the backup holds no complete table.
+    pub(crate) fn behind(&self) -> Option<String> {
+        let aborted =
+            self.resyncs_aborted.load(Ordering::Relaxed).saturating_sub(self.aborted_at_done.load(Ordering::Relaxed));
+        if aborted < 2 {
+            return None;
+        }
+        let since = (*self.resync_done_at.lock()).or(*self.first_abort_at.lock())?;
+        Some(format!("behind: no complete copy for {} s, {aborted} aborted resyncs", since.elapsed().as_secs()))
     }
 }

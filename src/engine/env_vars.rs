@@ -16,12 +16,17 @@ pub(crate) const KEY_FILE_VAR: &str = "JUNOS_SYNC_AUTH_KEY_FILE";
 /// The backlog limit in bytes, as `junos_sync_set_backlog_limit` takes it.
 pub(crate) const BACKLOG_LIMIT_VAR: &str = "JUNOS_SYNC_BACKLOG_LIMIT";
 
+/// Backup: bytes of a full resync held until its end, as `junos_sync_set_resync_buffer` takes it.
+pub(crate) const RESYNC_BUFFER_VAR: &str = "JUNOS_SYNC_RESYNC_BUFFER";
+
 /// What the environment asks of a new context.
 pub(crate) struct FromEnv {
     pub keys: Keys,
     pub backlog_limit: usize,
     /// Absolute: a daemon that changes directory later still finds (and removes) its socket.
     pub status_dir: Option<PathBuf>,
+    /// 0: off (the drop-in order).
+    pub resync_buffer: usize,
 }
 
 /// Every variable, or why one of them cannot be used.
@@ -30,6 +35,7 @@ pub(crate) fn read() -> Result<FromEnv, String> {
         keys: keys(std::env::var_os(KEY_FILE_VAR))?,
         backlog_limit: backlog_limit(std::env::var_os(BACKLOG_LIMIT_VAR))?,
         status_dir: status_dir(std::env::var_os(STATUS_DIR_VAR))?,
+        resync_buffer: resync_buffer(std::env::var_os(RESYNC_BUFFER_VAR))?,
     })
 }
 
@@ -64,6 +70,19 @@ fn backlog_limit(v: Option<OsString>) -> Result<usize, String> {
     }
 }
 
+fn resync_buffer(v: Option<OsString>) -> Result<usize, String> {
+    let Some(v) = v else { return Ok(0) };
+    let digits = !v.is_empty() && v.as_bytes().iter().all(u8::is_ascii_digit);
+    match v.to_str().filter(|_| digits).and_then(|s| s.parse::<usize>().ok()) {
+        Some(n) => Ok(n),
+        None => Err(refused(
+            RESYNC_BUFFER_VAR,
+            &v,
+            &format!("not a resync buffer (a number of bytes from 0, off, to {}, in decimal digits)", usize::MAX),
+        )),
+    }
+}
+
 fn status_dir(v: Option<OsString>) -> Result<Option<PathBuf>, String> {
     let Some(v) = v else { return Ok(None) };
     if v.is_empty() {
@@ -94,6 +113,17 @@ mod tests {
         }
         let e = backlog_limit(Some(OsString::from(OsStr::from_bytes(b"1\xff")))).unwrap_err();
         assert!(e.starts_with(r#"JUNOS_SYNC_BACKLOG_LIMIT="1\xFF": "#), "{e}");
+    }
+
+    #[test]
+    fn resync_buffers() {
+        assert_eq!(resync_buffer(None), Ok(0));
+        assert_eq!(resync_buffer(os("0")), Ok(0));
+        assert_eq!(resync_buffer(os("33554432")), Ok(33_554_432));
+        for bad in ["", "abc", "-5", " 5", "5 ", "1e6", "32M", "99999999999999999999999"] {
+            let e = resync_buffer(os(bad)).unwrap_err();
+            assert!(e.starts_with(&format!("JUNOS_SYNC_RESYNC_BUFFER={bad:?}: not a resync buffer")), "{e}");
+        }
     }
 
     #[test]

@@ -333,8 +333,9 @@ impl<A: App> Engine<A> {
         let status = self.app.shared.status.lock().at(now);
         let stats = self.app.shared.stats();
         let limit = self.app.shared.budget.limit();
+        let warning = self.app.shared.counters.behind();
         if let Some(sock) = &self.status {
-            sock.serve(|| status::to_json(&status, &stats, std::process::id(), limit));
+            sock.serve(|| status::to_json(&status, &stats, std::process::id(), limit, warning.as_deref()));
         }
     }
 

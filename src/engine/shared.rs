@@ -28,6 +28,11 @@ pub(crate) struct Shared {
     /// `junos_sync_queue` found the backlog over its limit (with resync): the loop drops it
     /// and the next backup session is a full resync.
     pub overflow_requested: AtomicBool,
+    /// `JUNOS_SYNC_OVERFLOW_REFUSE`: at the limit `junos_sync_queue` refuses, as with
+    /// `no_resync`, instead of dropping the backlog.
+    pub refuse_overflow: AtomicBool,
+    /// Backup: bytes of a full resync's entries held until its end (0: applied as they come).
+    pub resync_buffer: AtomicUsize,
     /// The thread that runs the application's callbacks right now: the loop thread in thread
     /// mode, the thread inside `dispatch` in dispatch mode. An API call from it is a call from
     /// inside a callback.
@@ -51,6 +56,8 @@ impl Shared {
             no_resync: AtomicBool::new(no_resync),
             budget: Budget::new(backlog_limit),
             overflow_requested: AtomicBool::new(false),
+            refuse_overflow: AtomicBool::new(false),
+            resync_buffer: AtomicUsize::new(0),
             callback_thread: Mutex::new(None),
             event_context: AtomicUsize::new(0),
             logger: Mutex::new(logger),

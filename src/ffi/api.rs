@@ -116,6 +116,8 @@ pub(super) use context;
 ///   shorter than `JUNOS_SYNC_MIN_KEY_LEN` bytes, or one byte repeated.
 /// - `JUNOS_SYNC_BACKLOG_LIMIT`: the backlog limit in bytes (as `junos_sync_set_backlog_limit`
 ///   sets it), in decimal digits, 1 or more.
+/// - `JUNOS_SYNC_RESYNC_BUFFER`: a backup's resync buffer in bytes (as
+///   `junos_sync_set_resync_buffer` sets it, since 1.2), in decimal digits; 0 is off.
 /// - `JUNOS_SYNC_STATUS_DIR`: the directory of the context's status socket; it, and every
 ///   directory above it, must be owned by this process's user or root and not writable by
 ///   group or others unless sticky.

@@ -8,6 +8,7 @@ pub mod api;
 pub mod app;
 pub mod eventlib;
 pub mod keys;
+pub mod overload;
 pub mod panic;
 pub mod peer;
 pub mod stats;

@@ -228,6 +228,9 @@ impl App for Tracked {
         b.sync_done.push(n);
         if b.is_master {
             b.on_walk_done(n);
+        } else {
+            let n = b.table.len();
+            b.sizes_at_done.push(n);
         }
     }
     fn bind_done(&mut self, port: u16) {
@@ -240,6 +243,8 @@ impl App for Tracked {
         self.st.on_callback("db_clear");
         let mut b = self.st.book.lock();
         b.clears += 1;
+        let n = b.table.len();
+        b.sizes_at_clear.push(n);
         b.table.clear();
     }
     fn can_walk(&self) -> bool {

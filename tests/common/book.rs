@@ -25,6 +25,10 @@ pub struct Book {
     pub downs: usize,
     pub clears: usize,
     pub sync_done: Vec<usize>,
+    /// Backup: the table's size as each db_clear found it (before clearing), and as each
+    /// init_sync_done left it: what a failover would have found then.
+    pub sizes_at_clear: Vec<usize>,
+    pub sizes_at_done: Vec<usize>,
     pub port: u16,
     /// The first lines logged, and how many there were.
     pub logs: Vec<String>,

@@ -3,6 +3,7 @@
 //! it applied in batches.
 
 mod handshake;
+mod hold;
 
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,8 @@ pub(crate) struct Backup {
     outage: LogLimit,
     /// The last full resync, for the status.
     resync: Option<LastResync>,
+    /// The full resync in progress, held until its end (`hold.rs`).
+    hold: Option<hold::Hold>,
 }
 
 /// A backup's last full resync. Its entries are the sequence numbers between its SYNC_BEGIN and
@@ -101,6 +104,7 @@ impl Backup {
             host_at: 0,
             outage: LogLimit::default(),
             resync: None,
+            hold: None,
         }
     }
 
@@ -233,7 +237,7 @@ impl Backup {
     fn acknowledge<A: App>(&mut self, app: &mut AppPath<A>) -> Result<(), Fault> {
         app.deliver();
         let State::Up(c) = &mut self.state else { return Ok(()) };
-        let applied = app.applied();
+        let applied = app.applied().max(hold::held_upto(&self.hold));
         if applied > self.last_acked {
             c.out.control(FrameKind::Ack, applied, &[]);
             self.last_acked = applied;
@@ -265,7 +269,7 @@ impl Backup {
             let batches = c.version() >= 2;
             match h.kind {
                 FrameKind::Data if !batches => {
-                    app.decode(c.payload(&f), h.seq);
+                    hold::entry(&mut self.hold, app, c.payload(&f), h.seq);
                     if let Some(n) = &mut self.walked {
                         *n += 1;
                     }
@@ -282,7 +286,7 @@ impl Backup {
                     for k in 0..u64::from(h.aux) {
                         let (_, r, next) = wire::record_at(p, at);
                         at = next;
-                        app.decode(&mut p[r], h.seq + k);
+                        hold::entry(&mut self.hold, app, &mut p[r], h.seq + k);
                         self.parsed = h.seq + k;
                         if let Some(n) = &mut self.walked {
                             *n += 1;
@@ -294,7 +298,7 @@ impl Backup {
                     continue;
                 }
                 FrameKind::SyncBegin => {
-                    app.db_clear(h.seq);
+                    hold::begin(&mut self.hold, app, h.seq);
                     app.shared.counters.resync_started();
                     self.walked = Some(0);
                     self.resync = Some(LastResync { begin: h.seq, end: None, cut: false });
@@ -308,6 +312,7 @@ impl Backup {
                     if told != Some(n) {
                         app.log(&format!("junos-sync backup: resync ended with {n} entries, master counted {told:?}"));
                     }
+                    hold::release(&mut self.hold, app);
                     app.shared.counters.resync_completed();
                     app.backup_sync_done(n, h.seq);
                 }
@@ -357,6 +362,7 @@ impl Backup {
             r.cut = true;
             app.shared.counters.resync_aborted();
         }
+        hold::cut(&mut self.hold, app);
         if let State::Connecting(c) | State::KeyExchange(c, _) | State::Handshake(c) | State::Up(c) = old {
             c.close(reg);
         }

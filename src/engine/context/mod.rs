@@ -120,7 +120,7 @@ impl<A: App> Context<A> {
             logger(&format!("junos_sync_init: {why}"));
             return Err(Error::Invalid);
         }
-        let FromEnv { keys, backlog_limit, status_dir } = env_vars::read().map_err(|why| {
+        let FromEnv { keys, backlog_limit, status_dir, resync_buffer } = env_vars::read().map_err(|why| {
             logger(&format!("junos_sync_init: {why}"));
             Error::Invalid
         })?;
@@ -135,6 +135,7 @@ impl<A: App> Context<A> {
         let (ctrl_tx, ctrl_rx) = crossbeam_channel::unbounded();
         crate::sys::barriers_ready();
         let shared = Shared::new(cfg.is_master, cfg.no_resync, logger, backlog_limit);
+        shared.resync_buffer.store(resync_buffer, Ordering::Relaxed);
         *shared.status.lock() =
             Snapshot { is_master: cfg.is_master, port: cfg.port, keyed: !keys.is_empty(), ..Snapshot::default() };
         Ok(Context {
@@ -185,6 +186,30 @@ impl<A: App> Context<A> {
             return Err(Error::Invalid);
         }
         self.shared.budget.set_limit(bytes);
+        Ok(())
+    }
+
+    /// Master: what the backlog limit does, `refuse` (`junos_sync_queue` returns BACKLOG_FULL)
+    /// or drop the backlog for a full resync (the default). Any time; a switchover keeps it.
+    pub fn set_overflow_policy(&self, refuse: bool) -> Result<(), Error> {
+        self.usable("junos_sync_set_overflow_policy")?;
+        if !self.shared.is_master.load(Ordering::Relaxed) {
+            self.log("junos_sync_set_overflow_policy: this context is a backup; only a master has a backlog");
+            return Err(Error::State);
+        }
+        self.shared.refuse_overflow.store(refuse, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Backup: hold up to `bytes` of a full resync's entries until its end (0: off). Takes
+    /// effect at the next resync's start; a switchover keeps it.
+    pub fn set_resync_buffer(&self, bytes: usize) -> Result<(), Error> {
+        self.usable("junos_sync_set_resync_buffer")?;
+        if self.shared.is_master.load(Ordering::Relaxed) {
+            self.log("junos_sync_set_resync_buffer: this context is a master; only a backup receives a resync");
+            return Err(Error::State);
+        }
+        self.shared.resync_buffer.store(bytes, Ordering::Relaxed);
         Ok(())
     }
 
@@ -409,7 +434,12 @@ impl<A: App> Context<A> {
                 self.shared.sleeper.after_publish(&self.waker);
                 Ok(())
             }
-            Err(_) if self.shared.no_resync.load(Ordering::Relaxed) => Err((Error::BacklogFull, tlv)),
+            Err(_)
+                if self.shared.no_resync.load(Ordering::Relaxed)
+                    || self.shared.refuse_overflow.load(Ordering::Relaxed) =>
+            {
+                Err((Error::BacklogFull, tlv))
+            }
             Err(_) => {
                 // Over the limit with resync: the backlog is dropped and the next backup session
                 // is a full resync from the database, which covers this TLV too (a wait after

@@ -141,7 +141,7 @@ impl<A: App> Master<A> {
                 self.held_back = queued;
                 let begin = self.backlog.push(Entry::SyncBegin);
                 self.walks = self.walks.wrapping_add(1);
-                self.walk = Some(Walk { id: self.walks, base: begin, requested: false });
+                self.walk = Some(Walk { id: self.walks, base: begin, requested: false, asked: false });
                 self.resync = Some(Resync { walked: 0, acked: 0, running: true, complete: false });
                 self.resume_from = None;
                 self.dropped = false;

@@ -15,7 +15,6 @@ use mio::{Registry, Token};
 use crate::engine::app::path::AppPath;
 use crate::engine::app::{App, Tlv};
 use crate::engine::config::Config;
-use crate::engine::counters::Counters;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
 use crate::engine::log_limit::LogLimit;
@@ -30,9 +29,11 @@ use crate::engine::waits::{Progress, Waits};
 mod admit;
 pub(crate) mod backlog;
 pub(crate) mod lobby;
+mod overload;
 pub(crate) mod resume;
 mod stream;
 mod walk;
+use overload::Overload;
 use walk::Walk;
 
 /// Stop walking and filling once this much is waiting to be written.
@@ -92,6 +93,8 @@ pub(crate) struct Master<A: App> {
     resync: Option<Resync>,
     /// What `junos_sync_wait` waits for, published as acknowledgements come.
     progress: Progress,
+    /// Aborted resyncs in a row, their backoff and their log line (`overload.rs`).
+    overload: Overload,
     cfg: Config,
 }
 
@@ -123,6 +126,7 @@ impl<A: App> Master<A> {
             stamps: Stamps::default(),
             resync: None,
             progress: Progress::new(0, 0),
+            overload: Overload::default(),
             cfg,
         })
     }
@@ -142,6 +146,7 @@ impl<A: App> Master<A> {
 
     /// A TLV from `junos_sync_queue`, taken at `now`.
     pub(crate) fn enqueue(&mut self, tlv: Held<A::Tlv>, ack: bool, now: Instant) {
+        self.overload.queued += 1;
         if self.walk.is_some() {
             self.held_back.push_back((tlv, ack));
         } else {
@@ -226,23 +231,6 @@ impl<A: App> Master<A> {
         self.progress.publish(w);
     }
 
-    /// Frees the whole backlog (no ack notifications), drops the backup, and makes sure the
-    /// next session is a full resync.
-    pub(crate) fn overflow(&mut self, app: &mut AppPath<A>, reg: &Registry) {
-        let limit = app.shared.budget.limit();
-        app.log(&format!(
-            "junos-sync master: backlog over its limit of {limit} bytes; dropping it, the backup gets a full resync"
-        ));
-        Counters::bump(&app.shared.counters.overflows);
-        self.drop_link(app, reg);
-        for (tlv, _) in self.purge(app) {
-            app.free(tlv);
-        }
-        self.resume_from = None;
-        self.backup_session = 0;
-        self.dropped = true;
-    }
-
     pub(super) fn end_link(&mut self, app: &mut AppPath<A>, reg: &Registry, f: Fault) {
         f.count(&app.shared.counters);
         let name = self.link.as_ref().map(|l| l.conn.peer_name()).unwrap_or_default();
@@ -281,7 +269,20 @@ impl<A: App> Master<A> {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.lobby.next_deadline().into_iter().chain(self.link.as_ref().map(|l| l.conn.next_deadline())).min()
+        // A walk waiting out its backoff starts then.
+        let walk = self.walk.as_ref().and(self.overload.walk_after).filter(|_| self.link.is_some());
+        self.lobby
+            .next_deadline()
+            .into_iter()
+            .chain(self.link.as_ref().map(|l| l.conn.next_deadline()))
+            .chain(walk)
+            .min()
+    }
+
+    /// A full resync's walk waits out the backoff: nothing of its session is sent yet (not
+    /// even its SYNC_BEGIN, so that the backup keeps what it has meanwhile).
+    fn walk_waits(&self) -> bool {
+        self.walk.is_some() && self.overload.waits(Instant::now())
     }
 
     /// Ends the role: closes everything, frees every TLV held. `notify`: report DOWN if up.

@@ -34,8 +34,9 @@ impl<A: App> Master<A> {
         self.fill();
         let done = self.flush()?;
         // A walk held back by its budget waits for acknowledgements (readable), not for us.
-        let more_to_fill =
-            self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(app));
+        // One waiting out its backoff wakes the loop at its deadline.
+        let more_to_fill = !self.walk_waits()
+            && (self.backlog.send_seq() < self.backlog.next_seq() || (self.walk.is_some() && self.walk_may_go(app)));
         let c = &self.link.as_ref().expect("connected").conn;
         Ok(c.readable || (c.writable && (more_to_fill || !done)))
     }
@@ -91,6 +92,7 @@ impl<A: App> Master<A> {
     /// Frees (and notifies) everything the backup has applied up to `upto`.
     pub(super) fn acknowledge(&mut self, app: &mut AppPath<A>, upto: u64) {
         while let Some((seq, e)) = self.backlog.pop_acked(upto) {
+            self.overload.acked += 1;
             match e {
                 Entry::Queued { tlv, ack } => {
                     self.progress.acked();
@@ -116,6 +118,7 @@ impl<A: App> Master<A> {
                     }
                     app.shared.counters.resync_completed();
                     self.progress.resync_done();
+                    self.resync_complete_here(app);
                     app.sync_done(n);
                 }
             }
@@ -128,6 +131,9 @@ impl<A: App> Master<A> {
     /// Moves unsent backlog entries into the connection's output, up to the high-water mark:
     /// in BATCH frames (version 2: many TLVs per header and CRC) or a DATA frame each.
     pub(super) fn fill(&mut self) {
+        if self.walk_waits() {
+            return;
+        }
         let Some(l) = self.link.as_mut() else { return };
         let c = &mut l.conn;
         let batches = c.version() >= 2;

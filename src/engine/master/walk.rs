@@ -1,6 +1,7 @@
 //! The master's full resync: the walk of the application's database, paced by room to send
 //! and by the backlog limit, and the TLVs queued while it runs held back until it ends.
 
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use super::{Master, OUT_HIGH_WATER};
@@ -16,6 +17,9 @@ pub(super) struct Walk {
     pub(super) base: u64,
     /// A request for more is out (dispatch mode: its replies have not all come back).
     pub(super) requested: bool,
+    /// The first request went out: the database is being read (TLVs queued before it are
+    /// carried by the walk).
+    pub(super) asked: bool,
 }
 
 impl<A: App> Master<A> {
@@ -47,7 +51,16 @@ impl<A: App> Master<A> {
                 break;
             }
             w.requested = true;
+            let first = !std::mem::replace(&mut w.asked, true);
             let id = w.id;
+            if first && self.overload.in_row > 0 {
+                // After an aborted resync the backlog was dropped already: what was queued
+                // since is read from the database by this walk, and freed now (as the overflow
+                // would), so that the walk starts with the whole limit before it.
+                for (tlv, _) in std::mem::take(&mut self.held_back) {
+                    app.free(tlv);
+                }
+            }
             app.walk(id, budget);
             if app.app_thread().is_some() {
                 break;
@@ -55,7 +68,11 @@ impl<A: App> Master<A> {
         }
         self.fill();
         if self.walk_starved(app) && !self.walk_starving {
-            app.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
+            // Before the walk's first request, what fills the backlog is carried by the walk
+            // and dropped without a word (`overflow`).
+            if self.walk.as_ref().is_some_and(|w| w.asked) {
+                app.log("junos-sync master: TLVs queued during the resync walk fill the backlog");
+            }
             self.walk_starving = true;
         }
     }
@@ -97,8 +114,14 @@ impl<A: App> Master<A> {
     /// limit (with one more entry sized like the last). 0: not now.
     fn walk_budget(&self, app: &AppPath<A>) -> usize {
         let Some(l) = self.link.as_ref() else { return 0 };
+        if self.walk_waits() {
+            return 0;
+        }
         let limit = app.shared.budget.limit();
-        let held = app.shared.budget.held() + self.last_walked_size;
+        // Refusing producers at the limit, the walk takes its half on top of what they hold:
+        // they cannot starve it, and what is held stays within one and a half limits.
+        let refuse = app.shared.refuse_overflow.load(Ordering::Relaxed);
+        let held = if refuse { self.walked_bytes } else { app.shared.budget.held() } + self.last_walked_size;
         if l.conn.out.pending() >= OUT_HIGH_WATER || self.walked_bytes >= limit / 2 || held > limit {
             return 0;
         }
@@ -114,6 +137,8 @@ impl<A: App> Master<A> {
     /// move until it ends. That is an overflow: drop the backlog and walk again.
     fn walk_starved(&self, app: &AppPath<A>) -> bool {
         self.walk.as_ref().is_some_and(|w| !w.requested)
+            && !app.shared.refuse_overflow.load(Ordering::Relaxed)
+            && !self.walk_waits()
             && self.walked_bytes == 0
             && app.shared.budget.held() + self.last_walked_size > app.shared.budget.limit()
     }

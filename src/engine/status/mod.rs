@@ -145,7 +145,8 @@ impl Stamps {
 }
 
 /// The status as a JSON object (one line): what `junos-sync-stat` reads.
-pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize) -> String {
+/// The status line; `warning` a state that the figures alone would hide (`Counters::behind`).
+pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize, warning: Option<&str>) -> String {
     let mut j = String::with_capacity(1024);
     let _ = write!(
         j,
@@ -170,6 +171,13 @@ pub(crate) fn to_json(s: &Status, stats: &Stats, pid: u32, backlog_limit: usize)
             );
         }
         None => j.push_str(",\"resync\":null"),
+    }
+    match warning {
+        // The library's own words: no quote or backslash to escape.
+        Some(w) => {
+            let _ = write!(j, ",\"warning\":\"{}\"", w.replace(['"', '\\'], ""));
+        }
+        None => j.push_str(",\"warning\":null"),
     }
     j.push_str(",\"stats\":{");
     for (k, (name, v)) in Stats::NAMES.iter().zip(stats.values()).enumerate() {
@@ -224,7 +232,7 @@ mod tests {
             resync: Some(Resync { walked: 10, acked: 4, running: true, complete: false }),
         };
         let stats = Stats { connections: 2, backlog_bytes: 99, ..Stats::default() };
-        let j = to_json(&s, &stats, 42, 1 << 20);
+        let j = to_json(&s, &stats, 42, 1 << 20, Some("behind: no complete copy for 62 s, 97 aborted resyncs"));
         for want in [
             "\"pid\":42",
             "\"role\":\"master\"",
@@ -238,6 +246,7 @@ mod tests {
             "\"resync\":{\"running\":true,\"complete\":false,\"walked\":10,\"acked\":4}",
             "\"connections\":2",
             "\"handshakes_refused\":0",
+            "\"warning\":\"behind: no complete copy for 62 s, 97 aborted resyncs\"",
         ] {
             assert!(j.contains(want), "{want} missing from {j}");
         }
@@ -255,7 +264,7 @@ mod tests {
             (SocketAddr::V6(ll), "[fe80::2%lo]:5555", "fe80::2%lo"),
         ] {
             let s = Status { peer: Some(peer), ..Status::default() };
-            let j = to_json(&s, &Stats::default(), 1, 1);
+            let j = to_json(&s, &Stats::default(), 1, 1, None);
             assert!(j.contains(&format!("\"peer\":\"{json}\"")), "{peer}: {j}");
             assert_eq!(s.peer_address().as_deref(), Some(text));
         }

@@ -105,6 +105,11 @@ impl<'a> Status<'a> {
             acked: r.get("acked")?.as_u64()?,
         })
     }
+    /// A state the figures alone would hide ("behind: no complete copy for 62 s, 97 aborted
+    /// resyncs"); `None` when all is well (or from a library that does not say).
+    pub fn warning(&self) -> Option<Cow<'a, str>> {
+        self.string("warning")
+    }
     pub fn stat(&self, key: &str) -> Option<u64> {
         self.0.get("stats")?.get(key)?.as_u64()
     }
@@ -137,6 +142,10 @@ pub mod tests {
         assert_eq!(s.resync(), Some(Resync { running: true, complete: None, walked: 10, acked: 4 }));
         assert_eq!(s.stat("connections"), Some(2));
         assert!(s.other_stats().is_empty());
+        assert_eq!(s.warning(), None);
+        let v: Value =
+            serde_json::from_str(r#"{"warning":"behind: no complete copy for 62 s, 97 aborted resyncs"}"#).unwrap();
+        assert_eq!(Status(&v).warning().as_deref(), Some("behind: no complete copy for 62 s, 97 aborted resyncs"));
         let v: Value = serde_json::from_str(BACKUP).unwrap();
         let s = Status(&v);
         assert_eq!((s.peer(), s.resync(), s.is_master()), (None, None, false));

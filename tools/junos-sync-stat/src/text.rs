@@ -123,6 +123,10 @@ fn context(out: &mut String, p: &Probe, st: Status, watch: Option<Watch>) {
         (s, _) => or_unknown(s),
     };
     line(out, "state", &state);
+    // Before the lag: each overflow empties the backlog, so a short lag can hide it.
+    if let Some(w) = st.warning() {
+        line(out, "WARNING", &w);
+    }
     line(out, "keyed", st.keyed().map_or("?", |k| if k { "yes" } else { "no" }));
     if master {
         let lag = match (st.lag_ms(), st.unacked_entries()) {
@@ -350,6 +354,7 @@ mod tests {
     fn a_master_and_a_backup() {
         let mut out = String::new();
         render(&mut out, Path::new("/run/junos-sync"), &[probe(MASTER), probe(BACKUP)], None);
+        assert!(!out.contains("WARNING"), "no warning in the line, none shown:\n{out}");
         for want in [
             "master  pid 42  port 4000  (/run/junos-sync/junos-sync.42.master.4000.sock)",
             "  peer        127.0.0.1:5555 (the backup)",
@@ -370,6 +375,17 @@ mod tests {
             assert!(out.lines().any(|l| l == want), "no line {want:?} in\n{out}");
         }
         assert!(!out.contains("backup  pid 43") || !out.split("backup  pid 43").nth(1).unwrap().contains("lag"));
+    }
+
+    #[test]
+    fn a_backup_behind_is_said_before_the_lag() {
+        let json = MASTER
+            .replace(r#""stats":"#, r#""warning":"behind: no complete copy for 62 s, 97 aborted resyncs","stats":"#);
+        let mut out = String::new();
+        render(&mut out, Path::new("/run/junos-sync"), &[probe(&json)], None);
+        let at = |s: &str| out.find(s).unwrap_or_else(|| panic!("no {s:?} in\n{out}"));
+        assert!(out.contains("  WARNING     behind: no complete copy for 62 s, 97 aborted resyncs\n"), "{out}");
+        assert!(at("WARNING") < at("  lag "), "{out}");
     }
 
     #[test]

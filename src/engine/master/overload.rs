@@ -1,0 +1,156 @@
+//! The master under a backup that cannot keep up: an overflow counted once, told to the backup
+//! (REFUSE with the reason) before its connection closes; consecutive aborted resyncs backed
+//! off (the next walk waits, longer each time, at most the keepalive time) and, from the second
+//! in a row, named in one log line per episode (at most once a minute), with a line when a
+//! resync completes again.
+
+use std::time::{Duration, Instant};
+
+use mio::Registry;
+
+use super::Master;
+use crate::engine::app::path::AppPath;
+use crate::engine::app::App;
+use crate::engine::counters::Counters;
+use crate::proto::wire::REFUSE_OTHER;
+
+/// The wait before the walk after the first aborted resync; it doubles with each one in a row.
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// The episode's log line is repeated at most this often.
+const EPISODE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+/// Aborted resyncs in a row, since the last complete one.
+#[derive(Default)]
+pub(super) struct Overload {
+    /// Resyncs aborted in a row.
+    pub(super) in_row: u32,
+    /// The next walk starts no earlier than this.
+    pub(super) walk_after: Option<Instant>,
+    /// When the first of the row aborted, with the totals then (entries acknowledged, queued).
+    since: Option<(Instant, u64, u64)>,
+    /// When the episode's line was last logged.
+    logged: Option<Instant>,
+    /// Entries the backup acknowledged, and `junos_sync_queue` queued, over the role's life.
+    pub(super) acked: u64,
+    pub(super) queued: u64,
+    /// When a full resync last completed (None: never in this role), with the totals then:
+    /// the figures of the log line are rates since (or since the first abort, if none).
+    pub(super) complete_at: Option<Instant>,
+    base: Option<(Instant, u64, u64)>,
+}
+
+/// The wait before the walk after `n` aborted resyncs in a row, at most `cap`.
+pub(super) fn backoff(n: u32, cap: Duration) -> Duration {
+    BACKOFF_FIRST.saturating_mul(1u32 << n.saturating_sub(1).min(16)).min(cap)
+}
+
+impl Overload {
+    /// Whether the next walk must still wait.
+    pub(super) fn waits(&self, now: Instant) -> bool {
+        self.walk_after.is_some_and(|t| now < t)
+    }
+}
+
+impl<A: App> Master<A> {
+    /// Frees the whole backlog (no ack notifications), tells the backup why and drops it, and
+    /// makes sure the next session is a full resync, after a wait if resyncs keep aborting.
+    /// One overflow counted per backlog dropped: not again for TLVs that a walk not yet started
+    /// covers anyway (no backup, or the backoff's wait).
+    pub(crate) fn overflow(&mut self, app: &mut AppPath<A>, reg: &Registry) {
+        let now = Instant::now();
+        if self.walk.as_ref().is_some_and(|w| !w.asked) {
+            // Its walk has not read the database yet: it carries every TLV queued so far.
+            for (tlv, _) in std::mem::take(&mut self.held_back) {
+                app.free(tlv);
+            }
+            return;
+        }
+        let again = self.dropped && self.link.is_none();
+        if !again {
+            let limit = app.shared.budget.limit();
+            app.log(&format!(
+                "junos-sync master: backlog over its limit of {limit} bytes; dropping it, the backup gets a full resync"
+            ));
+            Counters::bump(&app.shared.counters.overflows);
+        }
+        let walking = self.resync.is_some_and(|r| r.running);
+        if let Some(l) = self.link.as_mut() {
+            let why = format!(
+                "backlog over its limit of {} bytes: the master dropped it; a full resync follows",
+                app.shared.budget.limit()
+            );
+            l.conn.out.refuse(REFUSE_OTHER, &why);
+            let _ = self.flush();
+        }
+        self.drop_link(app, reg);
+        for (tlv, _) in self.purge(app) {
+            app.free(tlv);
+        }
+        self.resume_from = None;
+        self.backup_session = 0;
+        self.dropped = true;
+        if walking {
+            self.resync_aborted_here(app, now);
+        }
+    }
+
+    /// A full resync aborted by an overflow: the next waits; from the second in a row the
+    /// episode is logged.
+    fn resync_aborted_here(&mut self, app: &mut AppPath<A>, now: Instant) {
+        let o = &mut self.overload;
+        o.in_row += 1;
+        let since = *o.since.get_or_insert((now, o.acked, o.queued));
+        let wait = backoff(o.in_row, self.cfg.keepalive);
+        o.walk_after = Some(now + wait);
+        if o.in_row < 2 || o.logged.is_some_and(|t| now.duration_since(t) < EPISODE_LOG_EVERY) {
+            return;
+        }
+        o.logged = Some(now);
+        let from = o.base.unwrap_or(since);
+        let secs = now.duration_since(from.0).as_secs_f64().max(0.001);
+        let (acked, queued) = (o.acked - from.1, o.queued - from.2);
+        let (applies, queues) = (acked as f64 / secs, queued as f64 / secs);
+        let none_for = now.duration_since(o.complete_at.unwrap_or(since.0)).as_secs_f64();
+        let n = o.in_row;
+        app.log(&format!(
+            "junos-sync master: WARNING: the backup cannot keep up: {n} full resyncs in a row aborted by backlog overflows; \
+             the backup acknowledges about {applies:.0} entries/s, the master queues {queues:.0}/s \
+             ({acked} and {queued} in {secs:.1} s); no complete resync for {none_for:.1} s; the next walk waits {} ms \
+             (raise the backlog limit, or junos_sync_set_overflow_policy REFUSE to slow the producer)",
+            wait.as_millis()
+        ));
+    }
+
+    /// The backup acknowledged a whole walk: the episode, if any, is over.
+    pub(super) fn resync_complete_here(&mut self, app: &mut AppPath<A>) {
+        let now = Instant::now();
+        let o = &mut self.overload;
+        if o.logged.is_some() {
+            let took = o.since.map_or(0, |s| now.duration_since(s.0).as_secs());
+            app.log(&format!(
+                "junos-sync master: the backup caught up: a full resync completed after {} aborted in a row ({took} s)",
+                o.in_row
+            ));
+        }
+        o.in_row = 0;
+        o.walk_after = None;
+        o.since = None;
+        o.logged = None;
+        o.complete_at = Some(now);
+        o.base = Some((now, o.acked, o.queued));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_wait_grows_and_stops_at_the_keepalive_time() {
+        let ka = Duration::from_secs(3);
+        let waits: Vec<u128> = (1..=8).map(|n| backoff(n, ka).as_millis()).collect();
+        assert_eq!(waits, [100, 200, 400, 800, 1600, 3000, 3000, 3000]);
+        assert_eq!(backoff(u32::MAX, ka), ka);
+        assert_eq!(backoff(1, Duration::from_millis(50)).as_millis(), 50);
+    }
+}
