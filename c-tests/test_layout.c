@@ -337,7 +337,7 @@ static void test_queue_errors_leave_tlv_to_caller(void)
     CHECK_ALLOC_BALANCED(1000);
 }
 
-/* With no_resync the backlog limit (payload + 8-byte header per TLV) refuses with
+/* With no_resync the backlog limit (payload + 64 bytes per TLV for its entry) refuses with
  * BACKLOG_FULL, and the refused TLV stays the caller's. */
 static void test_backlog_full(void)
 {
@@ -346,15 +346,16 @@ static void test_backlog_full(void)
     junos_sync_state_t st = h_master_state(true, 0);
     junos_sync_context_t *m = junos_sync_init(&st, &cb);
     REQUIRE(m != NULL);
-    CHECK_EQ(junos_sync_set_backlog_limit(m, 100), JUNOS_SYNC_OK);
-    /* 40-byte payloads hold 48 bytes each: two fit in 100, the third does not. */
+    CHECK_EQ(junos_sync_set_backlog_limit(m, 210), JUNOS_SYNC_OK);
+    /* 40-byte payloads count 104 bytes each (64 for the entry): two fit in 210, the third does
+     * not. */
     junos_sync_tlv_t *t1 = h_tlv_alloc(1, 40), *t2 = h_tlv_alloc(1, 40), *t3 = h_tlv_alloc(1, 40);
     CHECK_EQ(junos_sync_queue(m, t1, false), JUNOS_SYNC_OK);
     CHECK_EQ(junos_sync_queue(m, t2, false), JUNOS_SYNC_OK);
     CHECK_EQ(junos_sync_queue(m, t3, false), JUNOS_SYNC_ERR_BACKLOG_FULL);
     junos_sync_stats_t s;
     CHECK_EQ(junos_sync_get_stats(m, &s), JUNOS_SYNC_OK);
-    CHECK_EQ(s.backlog_bytes, 96);
+    CHECK_EQ(s.backlog_bytes, 208);
     CHECK(h_block_live(t3));
     CHECK_EQ(junos_sync_set_backlog_limit(m, 1000), JUNOS_SYNC_OK);
     CHECK_EQ(junos_sync_queue(m, t3, false), JUNOS_SYNC_OK);

@@ -100,10 +100,13 @@ fn a_peer_without_the_key_gets_only_a_refusal() {
 }
 
 /// The backup's first handshake message, captured through a tap and replayed on new
-/// connections: the master answers with a KEY_REPLY (it cannot tell a replay from a backup),
-/// but nothing after it opens: the backup's own sealed HELLO does not decrypt under the new
-/// handshake's keys, a plaintext HELLO is not sealed at all, and without the key no reply can
-/// be finished. The master closes each within its keepalive time and counts it.
+/// connections: the master has seen its ephemeral key, so it refuses it at once, without a
+/// reply (no Diffie-Hellman, nothing for the replayer to work with), and counts it. A KEY_INIT
+/// the master never saw (recorded on its way, the backup's connection cut before it arrived)
+/// gets a KEY_REPLY once, but nothing after it opens: the backup's sealed HELLO of another
+/// handshake does not decrypt under this one's keys, a plaintext HELLO is not sealed at all,
+/// and without the key no reply can be finished; the master closes it within its keepalive
+/// time and counts it. Replayed again, that one is refused at once too.
 fn a_replayed_key_handshake_never_gets_a_stream() {
     let (mut m, mut b, tap) = pair(true);
     let (up, _) = tap.as_ref().unwrap().recorded(0).unwrap();
@@ -115,27 +118,26 @@ fn a_replayed_key_handshake_never_gets_a_stream() {
     let record = &rest[..2 + usize::from(u16::from_be_bytes([rest[0], rest[1]]))];
     let before = m.stats();
 
-    // The backup's part replayed: KEY_INIT, and once the reply is in, its sealed HELLO.
+    // The backup's part replayed: KEY_INIT, and its sealed HELLO. Not a byte comes back.
     let mut a = Peer::connect(m.port());
     a.send(key_init).unwrap();
-    let reply1 = a.expect(FrameKind::KeyReply, T);
-    assert_eq!(reply1.payload.len(), MESSAGE_LEN);
-    a.send(record).unwrap();
-    let after = a.read_to_end(Duration::from_secs(u64::from(KA) * 3));
-    assert!(after.len() <= 2 + 256 + 16, "{} bytes after the KEY_REPLY: more than a sealed refusal", after.len());
-    assert!(!leaks_payload(&a.raw));
+    let _ = a.send(record);
+    let after = a.read_to_end(T);
+    assert!(after.is_empty() && a.raw.is_empty(), "{} bytes answered a replay", a.raw.len());
     wait_for("counted", 5, || m.stats().auth_failures == before.auth_failures + 1);
+    assert!(m.book().logged("replayed key handshake"));
 
-    // KEY_INIT alone, then a plaintext HELLO where a sealed one is due, and an attempt to
-    // finish the handshake without the key. Nothing more can come; the master closes the
-    // connection at its handshake deadline, the keepalive time after the connection came.
+    // A KEY_INIT the master never saw, then a plaintext HELLO where a sealed one is due, and
+    // an attempt to finish the handshake without the key. Nothing more can come; the master
+    // closes the connection at its handshake deadline, the keepalive time after it came.
+    let (_, unseen) = Initiator::start(&Psk::derive(KEY));
+    let unseen = frame(FrameKind::KeyInit, 0, 0, &unseen);
     let connected = Instant::now();
     let mut a = Peer::connect(m.port());
-    a.send(key_init).unwrap();
-    let reply2 = a.expect(FrameKind::KeyReply, T);
-    assert_ne!(reply1.payload, reply2.payload, "the master's handshake reply is not fresh");
+    a.send(&unseen).unwrap();
+    let reply = a.expect(FrameKind::KeyReply, T);
     let (guess, _) = Initiator::start(&Psk::derive(OTHER));
-    assert!(guess.finish(&reply2.payload).is_err(), "a reply finished without the key");
+    assert!(guess.finish(&reply.payload).is_err(), "a reply finished without the key");
     a.send(&hello_frame(&hello(0x6e71a, 0, 0))).unwrap();
     let after = a.read_to_end(Duration::from_secs(u64::from(KA) * 3));
     let open_for = connected.elapsed();
@@ -143,6 +145,11 @@ fn a_replayed_key_handshake_never_gets_a_stream() {
     assert!(after.len() <= 2 + 256 + 16);
     assert!(!leaks_payload(&a.raw));
     wait_for("counted", 5, || m.stats().auth_failures == before.auth_failures + 2);
+    // And replayed, it is refused without a word.
+    let mut a = Peer::connect(m.port());
+    a.send(&unseen).unwrap();
+    assert!(a.read_to_end(T).is_empty() && a.raw.is_empty(), "a second replay was answered");
+    wait_for("counted", 5, || m.stats().auth_failures == before.auth_failures + 3);
     assert!(m.book().logged("authentication failed"));
     let s = m.stats();
     assert_eq!((s.connections, s.full_resyncs), (1, 1), "a replay passed the handshake");

@@ -132,7 +132,9 @@ fn measure() {
     assert!(during > 0, "the backup replicated nothing during the attack");
     assert!(conns >= ATTACKERS as u64, "the attack did not run");
     let (s, lines) = (m.stats(), m.book().log_lines);
-    assert!(s.frames_rejected > 0 && lines > ATTACKERS, "the master said nothing about the attack");
+    assert!(s.frames_rejected > 0 && lines > 0, "the master said nothing about the attack");
+    // Each kind of line once, then at most once a minute (issue 17, finding 3).
+    assert!(lines <= 20, "{lines} log lines for {conns} attacking connections");
     assert_eq!((b.book().ups, m.book().ups), (1, 1), "the attack displaced the backup");
     b.exit();
     m.exit();

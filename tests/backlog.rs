@@ -17,8 +17,8 @@ engine_tests!(
 );
 
 const LIMIT: usize = 256 * 1024;
-/// One database operation as the backlog counts it: its payload and an 8-byte header.
-const MSG: usize = OP_LEN + 8;
+/// One database operation as the backlog counts it: its payload and what its entry costs.
+const MSG: usize = OP_LEN + 64;
 
 fn held(m: &Node) -> usize {
     m.stats().backlog_bytes as usize

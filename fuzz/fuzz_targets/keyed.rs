@@ -4,6 +4,9 @@
 //! - the master's side of the handshake, `noise::respond` with a fixed list of keys, taking a
 //!   KEY_INIT;
 //! - the backup's side, `Initiator::finish`, taking a KEY_REPLY;
+//! - the master's replay window, `noise::respond_once`: a real KEY_INIT, then the input's
+//!   48-byte chunks, each followed by the real one again: nothing the input holds
+//!   authenticates or enters the window, and the real message stays refused as a replay;
 //! - an `Opener` reading arbitrary ciphertext, in chunks of a chosen size, with a transport from
 //!   a real handshake;
 //! - real records sealed by a `Sealer` from the input's plaintext, then bits of them flipped
@@ -16,7 +19,7 @@
 use std::io::{self, Read, Write};
 use std::sync::OnceLock;
 
-use junos_sync::proto::noise::{respond, Initiator, Psk, MESSAGE_LEN};
+use junos_sync::proto::noise::{respond, respond_once, InitRefused, Initiator, Psk, ReplayWindow, MESSAGE_LEN};
 use junos_sync::proto::seal::{Opener, Sealer};
 use libfuzzer_sys::fuzz_target;
 
@@ -63,7 +66,7 @@ macro_rules! open_all {
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else { return };
-    match mode % 4 {
+    match mode % 5 {
         0 => {
             if let Ok((reply, _, which)) = respond(keys(), rest) {
                 // Only a message made with one of the keys can get here.
@@ -83,6 +86,16 @@ fuzz_target!(|data: &[u8]| {
             if let Ok(plain) = open_all!(&mut backup, rest, step) {
                 assert!(plain.is_empty(), "{} forged plaintext bytes opened", plain.len());
             }
+        }
+        4 => {
+            let mut w = ReplayWindow::new(1 + usize::from(mode >> 4));
+            let (_, real) = Initiator::start(&keys()[0]);
+            assert!(respond_once(keys(), &real, &mut w).is_ok(), "a real KEY_INIT was refused");
+            for chunk in rest.chunks(MESSAGE_LEN) {
+                assert!(respond_once(keys(), chunk, &mut w).is_err(), "a KEY_INIT from the fuzzer authenticated");
+                assert_eq!(respond_once(keys(), &real, &mut w).err(), Some(InitRefused::Replayed));
+            }
+            assert_eq!(w.len(), 1, "something the fuzzer made entered the window");
         }
         _ => {
             let (mut backup, mut master) = transports!();

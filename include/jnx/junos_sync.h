@@ -773,7 +773,8 @@ junos_sync_status_t junos_sync_queue(junos_sync_context_t *ctx, junos_sync_tlv_t
 junos_sync_status_t junos_sync_switchover(junos_sync_context_t *ctx, junos_sync_state_t *state, junos_sync_callbacks_t *callbacks);
 
 /**
- * Sets the most payload bytes (TLV headers included) a master holds unacknowledged; the
+ * Sets the most bytes a master holds unacknowledged, each TLV counted as its payload and 64
+ * bytes for its entry (header, allocation and bookkeeping: what even an empty TLV costs); the
  * default is 64 MiB, or `JUNOS_SYNC_BACKLOG_LIMIT` from the environment at init. With
  * `no_resync`, `junos_sync_queue` returns `JUNOS_SYNC_ERR_BACKLOG_FULL` past it. 0 is
  * `JUNOS_SYNC_ERR_INVALID`.

@@ -1,42 +1,81 @@
-//! Says a recurring problem once per outage: its first occurrence, then again only when its
-//! kind changes or a minute has passed (with the number not said), until the outage ends.
-//! Retries every few hundred milliseconds must not flood the application's log.
+//! The one rate limiter for log lines a peer can cause (a refused or evicted handshake, a lost
+//! connection, a failed authentication): each kind of line is said the first time, then at
+//! most once a minute, that line saying how many of its kind were not logged meanwhile; a kind
+//! that went quiet with occurrences unsaid gets a summary line with the count (`due`), at
+//! most a minute after its last line. Whatever a peer does, a kind costs at most one line a
+//! minute, and the kinds are a fixed few.
+//!
+//! An outage of a kind can end (`clear`): the next occurrence is then said at once.
 
 use std::time::{Duration, Instant};
 
-const REMIND: Duration = Duration::from_secs(60);
+/// At most one line per kind this often.
+pub(crate) const REMIND: Duration = Duration::from_secs(60);
 
-#[derive(Default)]
-pub(crate) struct LogLimit {
-    /// The kind of the problem last said, and when.
-    said: Option<(&'static str, Instant)>,
+struct Kind {
+    name: &'static str,
+    /// When its last line was said.
+    said: Instant,
+    /// Occurrences since that line, not logged.
     unsaid: u64,
 }
 
+#[derive(Default)]
+pub(crate) struct LogLimit {
+    kinds: Vec<Kind>,
+}
+
 impl LogLimit {
-    /// An occurrence of problem `kind`: `Some(n)` if it is to be logged now (`n` occurrences
-    /// were not logged since the last line), `None` to stay quiet.
+    /// An occurrence of `kind`: `Some(n)` if it is to be logged now (`n` occurrences of its
+    /// kind were not logged since its last line), `None` to stay quiet.
     pub(crate) fn note(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
-        match self.said {
-            Some((k, at)) if k == kind && now.duration_since(at) < REMIND => {
-                self.unsaid += 1;
+        match self.kinds.iter_mut().find(|k| k.name == kind) {
+            Some(k) if now.saturating_duration_since(k.said) < REMIND => {
+                k.unsaid += 1;
                 None
             }
-            _ => {
-                self.said = Some((kind, now));
-                Some(std::mem::take(&mut self.unsaid))
+            Some(k) => {
+                k.said = now;
+                Some(std::mem::take(&mut k.unsaid))
+            }
+            None => {
+                self.kinds.push(Kind { name: kind, said: now, unsaid: 0 });
+                Some(0)
             }
         }
     }
 
-    /// The outage is over; the number of occurrences never logged, if any.
+    /// The kinds whose last line is a minute old and that had occurrences since, with their
+    /// number: each is to be said now as a summary (and counts as that kind's line).
+    pub(crate) fn due(&mut self, now: Instant) -> Vec<(&'static str, u64)> {
+        let mut out = Vec::new();
+        for k in &mut self.kinds {
+            if k.unsaid > 0 && now.saturating_duration_since(k.said) >= REMIND {
+                k.said = now;
+                out.push((k.name, std::mem::take(&mut k.unsaid)));
+            }
+        }
+        out
+    }
+
+    /// When the next summary may be due, if any is pending.
+    pub(crate) fn next_due(&self) -> Option<Instant> {
+        self.kinds.iter().filter(|k| k.unsaid > 0).map(|k| k.said + REMIND).min()
+    }
+
+    /// The outage of `kind` is over; the number of its occurrences never logged, if any.
+    pub(crate) fn clear_kind(&mut self, kind: &str) -> Option<u64> {
+        let i = self.kinds.iter().position(|k| k.name == kind)?;
+        Some(self.kinds.swap_remove(i).unsaid).filter(|&n| n > 0)
+    }
+
+    /// Every outage is over; the number of occurrences never logged, if any.
     pub(crate) fn clear(&mut self) -> Option<u64> {
-        self.said = None;
-        Some(std::mem::take(&mut self.unsaid)).filter(|&n| n > 0)
+        Some(self.kinds.drain(..).map(|k| k.unsaid).sum()).filter(|&n| n > 0)
     }
 }
 
-/// " (N more not logged)" for a line that follows quiet occurrences.
+/// " (N more since the last such line)" for a line that follows quiet occurrences.
 pub(crate) fn more(n: u64) -> String {
     if n == 0 {
         String::new()
@@ -50,17 +89,43 @@ mod tests {
     use super::*;
 
     #[test]
-    fn once_per_outage_and_kind() {
+    fn each_kind_once_then_once_a_minute_with_its_count() {
         let t = Instant::now();
+        let s = Duration::from_secs;
         let mut q = LogLimit::default();
         assert_eq!(q.note("auth", t), Some(0));
-        assert_eq!(q.note("auth", t + Duration::from_secs(1)), None);
-        assert_eq!(q.note("auth", t + Duration::from_secs(2)), None);
-        assert_eq!(q.note("refused", t + Duration::from_secs(3)), Some(2), "a new kind is said");
-        assert_eq!(q.note("refused", t + Duration::from_secs(64)), Some(0), "reminded after a minute");
-        assert_eq!(q.note("refused", t + Duration::from_secs(65)), None);
+        assert_eq!(q.note("auth", t + s(1)), None);
+        assert_eq!(q.note("auth", t + s(2)), None);
+        assert_eq!(q.note("refused", t + s(3)), Some(0), "a new kind is said");
+        assert_eq!(q.note("auth", t + s(4)), None, "kinds taking turns are not said again");
+        assert_eq!(q.next_due(), Some(t + REMIND));
+        assert!(q.due(t + s(59)).is_empty());
+        assert_eq!(q.due(t + s(60)), vec![("auth", 3)], "the summary of a kind gone quiet");
+        assert!(q.due(t + s(61)).is_empty(), "said once");
+        assert_eq!(q.next_due(), None);
+        assert_eq!(q.note("refused", t + s(64)), Some(0), "reminded after a minute");
+        assert_eq!(q.note("refused", t + s(65)), None);
+        assert_eq!(q.note("refused", t + s(125)), Some(1), "with the count");
+        assert_eq!(q.note("auth", t + s(100)), None, "within a minute of its summary");
+        assert_eq!(q.clear_kind("auth"), Some(1));
+        assert_eq!(q.note("auth", t + s(127)), Some(0), "a new outage is said");
+        assert_eq!(q.clear_kind("auth"), None);
+        assert_eq!(q.note("refused", t + s(128)), None);
         assert_eq!(q.clear(), Some(1));
-        assert_eq!(q.note("refused", t + Duration::from_secs(66)), Some(0), "a new outage is said");
-        assert_eq!(q.clear(), None);
+        assert_eq!(q.note("refused", t + s(129)), Some(0));
+    }
+
+    #[test]
+    fn a_flood_costs_one_line_per_kind_and_minute() {
+        let t = Instant::now();
+        let mut q = LogLimit::default();
+        let kinds = ["a", "b", "c"];
+        let mut lines = 0;
+        for i in 0..100_000u64 {
+            let now = t + Duration::from_millis(i * 3); // 300 s
+            lines += usize::from(q.note(kinds[(i % 3) as usize], now).is_some());
+            lines += q.due(now).len();
+        }
+        assert!(lines <= 3 * 6, "{lines} lines");
     }
 }

@@ -112,7 +112,61 @@ impl Initiator {
 
 /// The master's side: takes KEY_INIT with whichever of its keys opens it, and answers.
 /// Returns the KEY_REPLY payload, the transport, and the index of the key that matched.
+/// (Stateless: a master uses `respond_once`, which also refuses replays.)
 pub fn respond(keys: &[Psk], init: &[u8]) -> Result<(Vec<u8>, TransportState, usize), HandshakeFailed> {
+    let (hs, i) = open_init(keys, init)?;
+    let (reply, t) = answer(hs)?;
+    Ok((reply, t, i))
+}
+
+/// Why a master did not answer a KEY_INIT.
+#[derive(Debug, PartialEq, Eq)]
+pub enum InitRefused {
+    /// Its ephemeral key authenticated before, within the window: a recorded message replayed.
+    /// Refused before any Diffie-Hellman and without a reply.
+    Replayed,
+    /// It does not authenticate with any of our keys (no Diffie-Hellman either: reading the
+    /// first message of NNpsk0 is hashing and one AEAD tag check).
+    Unauthenticated,
+}
+
+impl std::fmt::Display for InitRefused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Replayed => f.write_str("a replayed key handshake (its ephemeral key was seen before)"),
+            Self::Unauthenticated => HandshakeFailed.fmt(f),
+        }
+    }
+}
+
+/// `respond`, for a master that remembers: a KEY_INIT whose ephemeral key is in `window` is
+/// refused before it costs anything but a lookup; one that authenticates is remembered before
+/// the reply is made (the reply is where the Diffie-Hellman work is: a fresh ephemeral key
+/// and `ee`). Only authenticated ephemerals enter the window, so garbage cannot push the
+/// recorded ones out of it.
+pub fn respond_once(
+    keys: &[Psk],
+    init: &[u8],
+    window: &mut ReplayWindow,
+) -> Result<(Vec<u8>, TransportState, usize), InitRefused> {
+    let e = ephemeral_of(init).ok_or(InitRefused::Unauthenticated)?;
+    if window.contains(e) {
+        return Err(InitRefused::Replayed);
+    }
+    let (hs, i) = open_init(keys, init).map_err(|_| InitRefused::Unauthenticated)?;
+    window.insert(e);
+    let (reply, t) = answer(hs).map_err(|_| InitRefused::Unauthenticated)?;
+    Ok((reply, t, i))
+}
+
+/// The fingerprint of a KEY_INIT's ephemeral public key (its first bytes, in the clear at the
+/// message's start), if the message has the size of one.
+fn ephemeral_of(init: &[u8]) -> Option<u64> {
+    (init.len() == MESSAGE_LEN).then(|| u64::from_le_bytes(init[..8].try_into().expect("8 bytes")))
+}
+
+/// Reads KEY_INIT with each key in turn: the handshake state of the first that opens its tag.
+fn open_init(keys: &[Psk], init: &[u8]) -> Result<(HandshakeState, usize), HandshakeFailed> {
     if init.len() != MESSAGE_LEN {
         return Err(HandshakeFailed);
     }
@@ -120,16 +174,72 @@ pub fn respond(keys: &[Psk], init: &[u8]) -> Result<(Vec<u8>, TransportState, us
     let mut scratch = [0u8; MESSAGE_LEN];
     for (i, psk) in keys.iter().enumerate() {
         let mut hs = builder(psk).prologue(&p).expect("prologue set once").build_responder().expect("responder builds");
-        if hs.read_message(init, &mut scratch).is_err() {
-            continue;
+        if hs.read_message(init, &mut scratch).is_ok() {
+            return Ok((hs, i));
         }
-        let mut reply = vec![0u8; MESSAGE_LEN];
-        let n = hs.write_message(&[], &mut reply).map_err(|_| HandshakeFailed)?;
-        reply.truncate(n);
-        let t = hs.into_transport_mode().map_err(|_| HandshakeFailed)?;
-        return Ok((reply, t, i));
     }
     Err(HandshakeFailed)
+}
+
+/// Writes KEY_REPLY (a fresh ephemeral key, the `ee` Diffie-Hellman) and ends the handshake.
+fn answer(mut hs: HandshakeState) -> Result<(Vec<u8>, TransportState), HandshakeFailed> {
+    let mut reply = vec![0u8; MESSAGE_LEN];
+    let n = hs.write_message(&[], &mut reply).map_err(|_| HandshakeFailed)?;
+    reply.truncate(n);
+    let t = hs.into_transport_mode().map_err(|_| HandshakeFailed)?;
+    Ok((reply, t))
+}
+
+/// Ephemeral keys remembered against replays: the most recent `REPLAY_WINDOW`.
+pub const REPLAY_WINDOW: usize = 1 << 16;
+
+/// The ephemeral keys (64-bit fingerprints) of the last `cap` KEY_INITs that authenticated, in
+/// a ring: memory is bounded (16 bytes or so per entry, about 1.5 MiB once full, which takes
+/// that many real handshakes), and a recorded message stays refused until that many newer
+/// real handshakes came after it. A fingerprint collision between two real ephemerals (odds of
+/// 2^-33 over a full window) costs that backup one retry with a fresh key.
+pub struct ReplayWindow {
+    set: std::collections::HashSet<u64>,
+    ring: std::collections::VecDeque<u64>,
+    cap: usize,
+}
+
+impl Default for ReplayWindow {
+    fn default() -> Self {
+        ReplayWindow::new(REPLAY_WINDOW)
+    }
+}
+
+impl ReplayWindow {
+    /// A window of `cap` (at least 1) ephemerals; grows as they come, up to that.
+    pub fn new(cap: usize) -> Self {
+        ReplayWindow { set: Default::default(), ring: Default::default(), cap: cap.max(1) }
+    }
+
+    /// Ephemerals remembered now.
+    pub fn len(&self) -> usize {
+        self.ring.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ring.is_empty()
+    }
+
+    fn contains(&self, e: u64) -> bool {
+        self.set.contains(&e)
+    }
+
+    fn insert(&mut self, e: u64) {
+        if !self.set.insert(e) {
+            return;
+        }
+        if self.ring.len() == self.cap {
+            if let Some(old) = self.ring.pop_front() {
+                self.set.remove(&old);
+            }
+        }
+        self.ring.push_back(e);
+    }
 }
 
 #[cfg(test)]
@@ -180,6 +290,36 @@ mod tests {
         let mut pt = [0u8; 64];
         let n = m1.write_message(b"x", &mut ct).unwrap();
         assert!(m2.read_message(&ct[..n], &mut pt).is_err());
+    }
+
+    #[test]
+    fn a_replay_within_the_window_is_refused_and_garbage_never_enters_it() {
+        let psk = [Psk::derive(b"0123456789abcdef")];
+        let mut w = ReplayWindow::new(3);
+        let inits: Vec<Vec<u8>> = (0..4).map(|_| Initiator::start(&psk[0]).1).collect();
+        assert!(respond_once(&psk, &inits[0], &mut w).is_ok());
+        assert_eq!(respond_once(&psk, &inits[0], &mut w).err(), Some(InitRefused::Replayed));
+        // Garbage, and a message under another key, are refused and not remembered.
+        for _ in 0..10 {
+            let (_, other) = Initiator::start(&Psk::derive(&[3; 16]));
+            assert_eq!(respond_once(&psk, &other, &mut w).err(), Some(InitRefused::Unauthenticated));
+            assert_eq!(respond_once(&psk, &[9; 5], &mut w).err(), Some(InitRefused::Unauthenticated));
+        }
+        assert_eq!(w.len(), 1, "only what authenticated is remembered");
+        // Altered in its ephemeral key's fingerprint, a replay is no longer one but does not
+        // authenticate; altered elsewhere, it is still refused as one.
+        let mut bent = inits[0].clone();
+        bent[3] ^= 1;
+        assert_eq!(respond_once(&psk, &bent, &mut w).err(), Some(InitRefused::Unauthenticated));
+        bent[3] ^= 1;
+        bent[20] ^= 1;
+        assert_eq!(respond_once(&psk, &bent, &mut w).err(), Some(InitRefused::Replayed));
+        for i in &inits[1..] {
+            assert!(respond_once(&psk, i, &mut w).is_ok());
+        }
+        assert_eq!(w.len(), 3, "bounded");
+        assert!(respond_once(&psk, &inits[0], &mut w).is_ok(), "out of the window after 3 newer ones");
+        assert_eq!(respond_once(&psk, &inits[3], &mut w).err(), Some(InitRefused::Replayed));
     }
 
     #[test]

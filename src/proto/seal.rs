@@ -7,7 +7,8 @@
 //! ```
 //! (the framing the Noise specification suggests for TCP). Noise numbers the messages of each
 //! direction itself, so a record dropped, repeated, reordered or altered fails to decrypt.
-//! Memory per direction is two records at most, in buffers allocated once per connection.
+//! Memory per direction is two records at most, in buffers allocated once per connection: small
+//! ones (`LOBBY_RECORD`) while the peer has not proven the key, `grow`n once it has.
 
 use std::io::{self, Read, Write};
 
@@ -19,6 +20,9 @@ use super::noise::{MAX_MESSAGE_LEN, TAG_LEN};
 /// call, small enough to stay in cache.
 pub const RECORD_MAX: usize = 32 * 1024;
 const LEN_BYTES: usize = 2;
+/// Largest record (plaintext) of a connection that has not proven the key yet: its sealed
+/// HELLO and our sealed refusal fit; a larger record ends the connection.
+pub const LOBBY_RECORD: usize = 512;
 
 /// Why a record could not be opened. The connection ends either way.
 #[derive(Debug, PartialEq, Eq)]
@@ -69,27 +73,52 @@ pub struct Sealer {
     record_plain: usize,
     /// Plaintext bytes whose record is wholly written.
     delivered: u64,
+    /// Most plaintext bytes per record.
+    max: usize,
 }
 
 impl Default for Sealer {
     fn default() -> Self {
-        Sealer {
-            plain: buffer(RECORD_MAX),
-            plain_len: 0,
-            record: buffer(LEN_BYTES + RECORD_MAX + TAG_LEN),
-            record_len: 0,
-            written: 0,
-            record_plain: 0,
-            delivered: 0,
-        }
+        Sealer::with_record(RECORD_MAX)
     }
 }
 
 impl Sealer {
+    /// A sealer of records of at most `max` (at most `RECORD_MAX`) plaintext bytes.
+    pub fn with_record(max: usize) -> Self {
+        let max = max.clamp(1, RECORD_MAX);
+        Sealer {
+            plain: buffer(max),
+            plain_len: 0,
+            record: buffer(LEN_BYTES + max + TAG_LEN),
+            record_len: 0,
+            written: 0,
+            record_plain: 0,
+            delivered: 0,
+            max,
+        }
+    }
+
+    /// Buffers for records of `RECORD_MAX` from now on, with what is staged or being written.
+    pub fn grow(&mut self) {
+        if self.max == RECORD_MAX {
+            return;
+        }
+        let mut big = Sealer::default();
+        big.plain[..self.plain_len].copy_from_slice(&self.plain[..self.plain_len]);
+        big.record[..self.record_len].copy_from_slice(&self.record[..self.record_len]);
+        big.plain_len = self.plain_len;
+        big.record_len = self.record_len;
+        big.written = self.written;
+        big.record_plain = self.record_plain;
+        big.delivered = self.delivered;
+        *self = big;
+    }
+
     /// Where plaintext goes: a writer that takes up to a record's worth and then reports
     /// `WouldBlock`, so a producer that writes until blocked fills exactly one record.
     pub fn staging(&mut self) -> Staging<'_> {
-        Staging { buf: &mut self.plain[..RECORD_MAX], len: &mut self.plain_len }
+        Staging { buf: &mut self.plain[..self.max], len: &mut self.plain_len }
     }
 
     /// Whether plaintext is waiting to be sealed, or a record to be written.
@@ -193,18 +222,41 @@ pub struct Opener {
     plain: Box<[u8]>,
     plain_len: usize,
     taken: usize,
+    /// Largest record ciphertext taken; ciphertext buffered at most (two such records).
+    max: usize,
+    cap: usize,
 }
-
-/// Ciphertext buffered at most: two largest records.
-const CIPHER_CAP: usize = 2 * (LEN_BYTES + MAX_MESSAGE_LEN);
 
 impl Default for Opener {
     fn default() -> Self {
-        Opener { cipher: buffer(CIPHER_CAP), start: 0, end: 0, plain: buffer(MAX_MESSAGE_LEN), plain_len: 0, taken: 0 }
+        Opener::with_record(MAX_MESSAGE_LEN)
     }
 }
 
 impl Opener {
+    /// An opener of records of at most `max` ciphertext bytes (at most `MAX_MESSAGE_LEN`); a
+    /// longer one is malformed.
+    pub fn with_record(max: usize) -> Self {
+        let max = max.clamp(TAG_LEN + 1, MAX_MESSAGE_LEN);
+        let cap = 2 * (LEN_BYTES + max);
+        Opener { cipher: buffer(cap), start: 0, end: 0, plain: buffer(max), plain_len: 0, taken: 0, max, cap }
+    }
+
+    /// Buffers for the largest records from now on, with what is buffered.
+    pub fn grow(&mut self) {
+        if self.max == MAX_MESSAGE_LEN {
+            return;
+        }
+        let mut big = Opener::default();
+        let n = self.end - self.start;
+        big.cipher[..n].copy_from_slice(&self.cipher[self.start..self.end]);
+        big.end = n;
+        big.plain[..self.plain_len].copy_from_slice(&self.plain[..self.plain_len]);
+        big.plain_len = self.plain_len;
+        big.taken = self.taken;
+        *self = big;
+    }
+
     /// Opened plaintext not yet read out.
     pub fn plain_ready(&self) -> bool {
         self.taken < self.plain_len
@@ -219,7 +271,7 @@ impl Opener {
             return Ok(false);
         }
         let len = usize::from(u16::from_be_bytes([self.cipher[self.start], self.cipher[self.start + 1]]));
-        if len <= TAG_LEN {
+        if len <= TAG_LEN || len > self.max {
             return Err(RecordError::Length(len));
         }
         if avail < LEN_BYTES + len {
@@ -248,7 +300,7 @@ impl Opener {
             self.end -= self.start;
             self.start = 0;
         }
-        let n = r.read(&mut self.cipher[self.end..CIPHER_CAP])?;
+        let n = r.read(&mut self.cipher[self.end..self.cap])?;
         self.end += n;
         if n > 0 {
             self.open_next(noise)?;
@@ -351,6 +403,54 @@ mod tests {
             let _ = &mut m2;
         }
         assert_eq!(open_all(&mut b, &w.wire, 333).unwrap(), data);
+    }
+
+    #[test]
+    fn small_buffers_take_small_records_refuse_large_ones_and_grow() {
+        let (mut b, mut m) = transports();
+        let mut s = Sealer::with_record(LOBBY_RECORD);
+        let mut wire = Vec::new();
+        s.staging().write_all(&[1; 100]).unwrap();
+        while !s.flush(&mut m, &mut wire).unwrap() {}
+        let mut o = Opener::with_record(LOBBY_RECORD + TAG_LEN);
+        assert_eq!(o.read_from(&mut b, &mut &wire[..]).unwrap(), wire.len());
+        let mut got = Vec::new();
+        o.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [1; 100]);
+        // Grown with a record half read and plaintext staged: nothing is lost.
+        s.staging().write_all(&[2; 300]).unwrap();
+        let mut wire = Vec::new();
+        while !s.flush(&mut m, &mut wire).unwrap() {}
+        o.read_from(&mut b, &mut &wire[..10]).unwrap();
+        o.grow();
+        s.staging().write_all(&[3; 200]).unwrap();
+        s.grow();
+        let _ = s.staging().write_all(&[5; 40_000]);
+        while !s.flush(&mut m, &mut wire).unwrap() {}
+        let mut rest = &wire[10..];
+        let mut got = Vec::new();
+        loop {
+            if o.plain_ready() {
+                o.read_to_end(&mut got).unwrap();
+            } else if o.open_next(&mut b).unwrap() {
+                continue;
+            } else if rest.is_empty() {
+                break;
+            } else {
+                o.read_from(&mut b, &mut rest).unwrap();
+            }
+        }
+        assert_eq!(got.len(), 300 + RECORD_MAX, "a small record, then a full one");
+        assert!(got[..300].iter().all(|&x| x == 2) && got[300..500].iter().all(|&x| x == 3));
+        // A record larger than a small opener takes is malformed at once.
+        let (mut b, mut m) = transports();
+        let mut s = Sealer::default();
+        let mut wire = Vec::new();
+        s.staging().write_all(&[4; 1000]).unwrap();
+        while !s.flush(&mut m, &mut wire).unwrap() {}
+        let mut o = Opener::with_record(LOBBY_RECORD + TAG_LEN);
+        let e = o.read_from(&mut b, &mut &wire[..]).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

@@ -55,6 +55,13 @@ pub(crate) enum Reply<T> {
     Spent(Box<Batch>),
 }
 
+/// Memory per payload in a batch besides its bytes: its (offset, length), doubled for the
+/// vector's growth.
+pub(crate) const ITEM_COST: usize = 2 * std::mem::size_of::<(usize, usize)>();
+/// Memory per batch besides its entries: the box, its vectors' headers, and the calls that
+/// carry it, with the allocator's overhead.
+pub(crate) const BATCH_COST: usize = 256;
+
 /// Payloads copied out of a read buffer, each at an offset that is a multiple of 8 (so 8-aligned
 /// in memory from the global allocator, as the read buffer's are; the C layer copies any that
 /// is not), applied in order.
@@ -75,9 +82,11 @@ impl Batch {
         self.items.push((at, payload.len()));
     }
 
-    /// Bytes of memory the batch holds.
-    pub(crate) fn bytes(&self) -> usize {
-        self.bytes.len()
+    /// What the batch costs in memory, counting each entry and the batch itself, not only
+    /// payload bytes: an empty payload still takes its place in `items` (twice its size in
+    /// a growing vector), and a batch its box and the two calls that carry it (Decode, Mark).
+    pub(crate) fn cost(&self) -> usize {
+        self.bytes.len() + self.items.len() * ITEM_COST + BATCH_COST
     }
 
     pub(crate) fn is_empty(&self) -> bool {

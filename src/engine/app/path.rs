@@ -13,8 +13,9 @@ use crate::engine::app::App;
 use crate::engine::queue::budget::Held;
 use crate::engine::shared::Shared;
 
-/// Dispatch mode: most decoded bytes on their way to the application at once; past it the
-/// backup stops reading (and acknowledging) until the application catches up.
+/// Dispatch mode: most memory of decodes on their way to the application at once (payload
+/// bytes and the cost of every entry and batch: `Batch::cost`); past it the backup stops
+/// reading (and acknowledging) until the application catches up.
 const MAX_IN_FLIGHT: usize = 4 << 20;
 /// Dispatch mode: a decode batch is sent once it holds this much.
 const BATCH_BYTES: usize = 64 << 10;
@@ -38,7 +39,7 @@ pub(crate) struct AppPath<A: App> {
     applied: u64,
     marked: u64,
     /// Dispatch mode, backup: payloads gathered for the next decode batch, the sequence number
-    /// of the last of them, and decode bytes sent and not yet spent.
+    /// of the last of them, and the cost of decode batches sent and not yet spent.
     batch: Box<Batch>,
     batch_seq: u64,
     in_flight: usize,
@@ -105,7 +106,7 @@ impl<A: App> AppPath<A> {
                     // Replies may trail a decode that ran inline meanwhile: never backwards.
                     Reply::Applied(seq) => self.applied = self.applied.max(seq),
                     Reply::Spent(mut b) => {
-                        self.in_flight -= b.bytes();
+                        self.in_flight -= b.cost();
                         b.clear();
                         self.spare.push(b);
                     }
@@ -180,7 +181,7 @@ impl<A: App> AppPath<A> {
             Runner::AppThread(_) => {
                 self.batch.push(payload);
                 self.batch_seq = seq;
-                if self.batch.bytes() >= BATCH_BYTES {
+                if self.batch.cost() >= BATCH_BYTES {
                     self.flush_batch();
                 }
             }
@@ -210,7 +211,7 @@ impl<A: App> AppPath<A> {
         }
         let fresh = self.spare.pop().unwrap_or_default();
         let b = std::mem::replace(&mut self.batch, fresh);
-        self.in_flight += b.bytes();
+        self.in_flight += b.cost();
         self.calls.push_back(Call::Decode(b));
         self.mark(self.batch_seq);
     }
@@ -228,7 +229,7 @@ impl<A: App> AppPath<A> {
 
     /// Backup: whether more may be read and handed to the application now.
     pub(crate) fn can_take(&self) -> bool {
-        self.in_flight + self.batch.bytes() < MAX_IN_FLIGHT
+        self.in_flight + self.batch.cost() < MAX_IN_FLIGHT
     }
 
     /// Backup: whether entries are on their way to the application (then a new connection

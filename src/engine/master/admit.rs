@@ -49,7 +49,9 @@ impl<A: App> Master<A> {
             f.count(&app.shared.counters);
             let forget = self.link.is_none();
             let then = if forget { "; that backup session will not resume" } else { "" };
-            app.log(&format!("junos-sync master: refused backup {}: {f}{then}", a.conn.peer_name()));
+            if let Some(n) = self.refusals.note("impossible", now) {
+                app.log(&format!("junos-sync master: refused backup {}: {f}{then}{}", a.conn.peer_name(), more(n)));
+            }
             a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
             if forget {
                 // No live backup holds the session: the claim cannot be trusted to free
@@ -99,6 +101,8 @@ impl<A: App> Master<A> {
 
     fn promote(&mut self, app: &mut AppPath<A>, reg: &Registry, a: Arrival, start: Start, now: Instant) {
         let Arrival { mut conn, hello, keyed } = a;
+        // Its sealed HELLO opened: the key is proven, the record buffers may grow.
+        conn.proven();
         if let Err(e) = conn.retoken(reg, tokens::CONN) {
             app.log(&format!("junos-sync master: cannot register backup connection: {e}"));
             conn.close(reg);

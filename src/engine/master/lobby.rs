@@ -2,10 +2,14 @@
 //!
 //! A connection leaves the lobby only with a valid HELLO from a backup of our protocol version,
 //! and on a keyed master only once that HELLO arrived sealed with keys agreed in this very
-//! handshake (which a replayed handshake message cannot give). Memory per connection is one
-//! small read buffer (frames are taken between reads), the lobby holds at most `MAX_PENDING`
-//! connections (the one closest to its deadline goes when it is full), and each connection has
-//! the keepalive time, from its accept, to finish.
+//! handshake (which a replayed handshake message cannot give). A replayed KEY_INIT (its
+//! ephemeral key seen before: `noise::ReplayWindow`) is refused before any Diffie-Hellman and
+//! without a reply. Memory per connection is one small read buffer (frames are taken between
+//! reads) and, keyed, small record buffers until the HELLO opens (`Conn::seal_unproven`); the
+//! lobby holds at most `MAX_PENDING` connections, and when it is full the connection that has
+//! proven least goes (unproven before keyed, then the oldest: it had the most time to speak);
+//! each connection has the keepalive time, from its accept, to finish. Every line a peer can
+//! cause here goes through one `LogLimit`.
 
 use std::io;
 use std::net::SocketAddr;
@@ -23,7 +27,7 @@ use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
 use crate::engine::shared::Shared;
 use crate::proto::handshake::Hello;
-use crate::proto::noise;
+use crate::proto::noise::{self, InitRefused, ReplayWindow};
 use crate::proto::wire::{FrameKind, MAX_CONTROL_LEN, REFUSE_AUTH, REFUSE_OTHER};
 
 /// Connections still in their handshake; more than this and the oldest is dropped.
@@ -68,13 +72,23 @@ pub(crate) struct Lobby {
     acceptable: bool,
     pending: Vec<Option<Pending>>,
     keepalive: Duration,
-    auth_log: LogLimit,
+    /// Every line a peer can cause in the lobby.
+    log: LogLimit,
+    /// The ephemeral keys of the KEY_INITs that authenticated here.
+    replays: ReplayWindow,
 }
 
 impl Lobby {
     pub(crate) fn new(mut listener: TcpListener, reg: &Registry, keepalive: Duration) -> io::Result<Self> {
         reg.register(&mut listener, tokens::LISTENER, Interest::READABLE)?;
-        Ok(Lobby { listener, acceptable: true, pending: Vec::new(), keepalive, auth_log: LogLimit::default() })
+        Ok(Lobby {
+            listener,
+            acceptable: true,
+            pending: Vec::new(),
+            keepalive,
+            log: LogLimit::default(),
+            replays: ReplayWindow::default(),
+        })
     }
 
     pub(crate) fn port(&self) -> u16 {
@@ -97,39 +111,51 @@ impl Lobby {
     /// Accepts and reads what is ready; returns the connections that finished their
     /// handshake, in the order they did.
     pub(crate) fn step(&mut self, shared: &Shared, keys: &Keys, reg: &Registry, now: Instant) -> Vec<Arrival> {
-        self.accept(shared, reg, now);
         let mut ready = Vec::new();
+        self.accept(shared, keys, reg, now, &mut ready);
+        self.advance_all(shared, keys, reg, now, &mut ready);
+        for (kind, n) in self.log.due(now) {
+            shared.log(&format!("junos-sync master: {n} more connections {kind} in the last minute, not logged"));
+        }
+        ready
+    }
+
+    /// Takes what every pending connection has sent; those that finished or failed leave.
+    fn advance_all(&mut self, shared: &Shared, keys: &Keys, reg: &Registry, now: Instant, ready: &mut Vec<Arrival>) {
         for i in 0..self.pending.len() {
             let Some(p) = self.pending[i].as_mut() else { continue };
-            let outcome = match advance(p, keys) {
+            let outcome = match advance(p, keys, &mut self.replays) {
                 Ok(None) if now < p.deadline => continue,
-                Ok(None) if p.keyed => {
-                    Err(Fault::Auth("no HELLO sealed with the agreed keys in time (a replayed handshake?)".into()))
+                Ok(None) if p.keyed => Err(Refusal::Saying(Fault::Auth(
+                    "no HELLO sealed with the agreed keys in time (a replayed handshake?)".into(),
+                ))),
+                Ok(None) => Err(Refusal::Saying(Fault::Silent("no handshake in time"))),
+                Ok(Some(hello)) => {
+                    hello.check_hello().map(|()| hello).map_err(|e| Refusal::Saying(Fault::Refused(e.to_string())))
                 }
-                Ok(None) => Err(Fault::Silent("no handshake in time")),
-                Ok(Some(hello)) => hello.check_hello().map(|()| hello).map_err(|e| Fault::Refused(e.to_string())),
                 Err(f) => Err(f),
             };
             let p = self.pending[i].take().expect("slot");
             match outcome {
                 Ok(hello) => ready.push(Arrival { conn: p.conn, hello, keyed: p.keyed }),
-                Err(f) => self.turn_away(shared, reg, p.conn, f, now),
+                Err(Refusal::Silently(f)) => self.turn_away(shared, reg, p.conn, f, false, now),
+                Err(Refusal::Saying(f)) => self.turn_away(shared, reg, p.conn, f, true, now),
             }
         }
-        ready
     }
 
-    /// Counts and logs a failed handshake (authentication failures once per outage), tells
-    /// the peer why, and closes it.
-    fn turn_away(&mut self, shared: &Shared, reg: &Registry, c: Conn, f: Fault, now: Instant) {
+    /// Counts and logs a failed handshake (each kind once, then at most once a minute with
+    /// a count; authentication failures once per outage), tells the peer why unless `tell`
+    /// is false (a replay gets nothing), and closes it.
+    fn turn_away(&mut self, shared: &Shared, reg: &Registry, c: Conn, f: Fault, tell: bool, now: Instant) {
         f.count(&shared.counters);
-        let line = |extra: String| format!("junos-sync master: refused connection from {}: {f}{extra}", c.peer_name());
-        if f.is_auth() {
-            if let Some(n) = self.auth_log.note("auth", now) {
-                shared.log(&line(more(n)));
-            }
-        } else {
-            shared.log(&line(String::new()));
+        let kind = if !tell { "refused as replays" } else { kind_of(&f) };
+        if let Some(n) = self.log.note(kind, now) {
+            shared.log(&format!("junos-sync master: refused connection from {}: {f}{}", c.peer_name(), more(n)));
+        }
+        if !tell {
+            c.close(reg);
+            return;
         }
         let code = if f.is_auth() { REFUSE_AUTH } else { REFUSE_OTHER };
         c.refuse(reg, code, &f.to_string());
@@ -137,7 +163,7 @@ impl Lobby {
 
     /// A keyed backup completed its handshake: the authentication outage, if any, is over.
     pub(crate) fn authenticated(&mut self, shared: &Shared) {
-        if let Some(n) = self.auth_log.clear() {
+        if let Some(n) = self.log.clear_kind(AUTH) {
             shared.log(&format!("junos-sync master: a backup authenticated; {n} failed attempts were not logged"));
         }
     }
@@ -147,13 +173,24 @@ impl Lobby {
         self.acceptable
     }
 
-    fn accept(&mut self, shared: &Shared, reg: &Registry, now: Instant) {
+    fn accept(&mut self, shared: &Shared, keys: &Keys, reg: &Registry, now: Instant, ready: &mut Vec<Arrival>) {
         let mut accepted = 0;
         while self.acceptable && accepted < MAX_PENDING {
             match self.listener.accept() {
                 Ok((stream, _)) => {
                     accepted += 1;
-                    let slot = self.free_slot(shared, reg);
+                    let slot = match self.free_slot() {
+                        Some(i) => i,
+                        None => {
+                            // Full: first let everyone that has spoken move on (replays and
+                            // garbage leave, a backup's KEY_INIT proves it), then evict.
+                            self.advance_all(shared, keys, reg, now, ready);
+                            match self.free_slot() {
+                                Some(i) => i,
+                                None => self.evict(shared, reg, now),
+                            }
+                        }
+                    };
                     match Conn::new(
                         stream,
                         tokens::pending(slot),
@@ -164,41 +201,60 @@ impl Lobby {
                         Ok(conn) => {
                             self.pending[slot] = Some(Pending { conn, deadline: now + self.keepalive, keyed: false })
                         }
-                        Err(e) => shared.log(&format!("junos-sync master: cannot register connection: {e}")),
+                        Err(e) => {
+                            if let Some(n) = self.log.note("not registered", now) {
+                                shared.log(&format!("junos-sync master: cannot register connection: {e}{}", more(n)));
+                            }
+                        }
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.acceptable = false,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     // EMFILE and friends: try again on the next event rather than spin.
-                    shared.log(&format!("junos-sync master: accept failed: {e}"));
+                    if let Some(n) = self.log.note("not accepted", now) {
+                        shared.log(&format!("junos-sync master: accept failed: {e}{}", more(n)));
+                    }
                     self.acceptable = false;
                 }
             }
         }
     }
 
-    /// A free slot, making one by dropping the connection nearest its deadline if the lobby
-    /// is full.
-    fn free_slot(&mut self, shared: &Shared, reg: &Registry) -> usize {
+    /// A free slot, if any (growing the lobby up to its size).
+    fn free_slot(&mut self) -> Option<usize> {
         if let Some(i) = self.pending.iter().position(Option::is_none) {
-            return i;
+            return Some(i);
         }
         if self.pending.len() < MAX_PENDING {
             self.pending.push(None);
-            return self.pending.len() - 1;
+            return Some(self.pending.len() - 1);
         }
-        let oldest = (0..self.pending.len())
-            .min_by_key(|&i| self.pending[i].as_ref().map(|p| p.deadline))
+        None
+    }
+
+    /// Makes a slot in a full lobby by dropping the connection that has proven least: one
+    /// that has not authenticated a KEY_INIT before one that has (which only a key holder
+    /// can, each recording once), and among those the oldest (a backup sends its first message
+    /// as it connects; one that said nothing valid for longest is the likeliest attacker).
+    fn evict(&mut self, shared: &Shared, reg: &Registry, now: Instant) -> usize {
+        let victim = (0..self.pending.len())
+            .min_by_key(|&i| self.pending[i].as_ref().map(|p| (p.keyed, p.deadline)))
             .expect("the lobby is full");
-        let p = self.pending[oldest].take().expect("full slot");
-        shared.log(&format!("junos-sync master: too many connections in handshake, dropping {}", p.conn.peer_name()));
+        let p = self.pending[victim].take().expect("full slot");
+        if let Some(n) = self.log.note("evicted from a full lobby", now) {
+            shared.log(&format!(
+                "junos-sync master: too many connections in handshake, dropping {}{}",
+                p.conn.peer_name(),
+                more(n)
+            ));
+        }
         p.conn.close(reg);
-        oldest
+        victim
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.pending.iter().flatten().map(|p| p.deadline).min()
+        self.pending.iter().flatten().map(|p| p.deadline).chain(self.log.next_due()).min()
     }
 
     pub(crate) fn shutdown(mut self, reg: &Registry) {
@@ -209,30 +265,65 @@ impl Lobby {
     }
 }
 
+/// The kind of a failed handshake, for the log's rate limit.
+fn kind_of(f: &Fault) -> &'static str {
+    match f {
+        Fault::Auth(_) => AUTH,
+        Fault::Malformed(_) => "refused as malformed",
+        Fault::Violation(_) => "refused as violations",
+        Fault::Refused(_) => "refused",
+        Fault::Silent(_) => "idle until their deadline",
+        Fault::Io(_) | Fault::PeerRefused(_) | Fault::Local(_) => "closed in their handshake",
+    }
+}
+
+const AUTH: &str = "failing authentication";
+
+/// How a connection is turned away: with a REFUSE saying why, or without a word (a replay:
+/// it gets nothing a recording could not already tell).
+enum Refusal {
+    Saying(Fault),
+    Silently(Fault),
+}
+
+impl From<Fault> for Refusal {
+    fn from(f: Fault) -> Self {
+        Refusal::Saying(f)
+    }
+}
+
 /// Takes what a connection in its handshake has sent, a frame at a time between reads.
 /// Ok(Some): a HELLO (sealed if we hold keys); Ok(None): not yet.
-fn advance(p: &mut Pending, keys: &Keys) -> Result<Option<Hello>, Fault> {
+fn advance(p: &mut Pending, keys: &Keys, replays: &mut ReplayWindow) -> Result<Option<Hello>, Refusal> {
     loop {
         if let Some(f) = p.conn.next_frame()? {
             let kind = f.header.kind;
             let payload = p.conn.payload(&f);
             match kind {
                 FrameKind::Hello if p.keyed || keys.is_empty() => {
-                    return Hello::decode(payload).map(Some).map_err(|e| Fault::Malformed(e.to_string()));
+                    let hello = Hello::decode(payload).map_err(|e| Fault::Malformed(e.to_string()))?;
+                    return Ok(Some(hello));
                 }
-                FrameKind::Hello => return Err(Fault::Auth("the peer has no key; this master requires one".into())),
+                FrameKind::Hello => {
+                    return Err(Fault::Auth("the peer has no key; this master requires one".into()).into())
+                }
                 FrameKind::KeyInit if keys.is_empty() => {
-                    return Err(Fault::Auth("the peer uses a key; this master has none".into()));
+                    return Err(Fault::Auth("the peer uses a key; this master has none".into()).into());
                 }
                 FrameKind::KeyInit if !p.keyed => {
-                    let (reply, transport, _) =
-                        noise::respond(keys.psks(), payload).map_err(|e| Fault::Auth(format!("{e} (another key?)")))?;
+                    let (reply, transport, _) = match noise::respond_once(keys.psks(), payload, replays) {
+                        Ok(r) => r,
+                        Err(InitRefused::Replayed) => {
+                            return Err(Refusal::Silently(Fault::Auth(InitRefused::Replayed.to_string())))
+                        }
+                        Err(e) => return Err(Fault::Auth(format!("{e} (another key?)")).into()),
+                    };
                     p.conn.out.control(FrameKind::KeyReply, 0, &reply);
                     p.conn.flush(|_| None)?;
-                    p.conn.seal(transport)?;
+                    p.conn.seal_unproven(transport)?;
                     p.keyed = true;
                 }
-                k => return Err(Fault::Violation(format!("{k:?} frame where a handshake was due"))),
+                k => return Err(Fault::Violation(format!("{k:?} frame where a handshake was due")).into()),
             }
             continue;
         }
@@ -240,8 +331,8 @@ fn advance(p: &mut Pending, keys: &Keys) -> Result<Option<Hello>, Fault> {
             Ok(true) => {}
             Ok(false) => return Ok(None),
             // Sealed bytes that do not open: the peer never agreed keys with us.
-            Err(Fault::Malformed(why)) if p.keyed => return Err(Fault::Auth(why)),
-            Err(f) => return Err(f),
+            Err(Fault::Malformed(why)) if p.keyed => return Err(Fault::Auth(why).into()),
+            Err(f) => return Err(f.into()),
         }
     }
 }

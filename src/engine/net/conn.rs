@@ -15,8 +15,9 @@ use snow::TransportState;
 use crate::engine::error::Fault;
 use crate::engine::net::addr;
 use crate::proto::inbuf::{Frame, InBuf};
+use crate::proto::noise::TAG_LEN;
 use crate::proto::out::Out;
-use crate::proto::seal::{Opener, Sealer};
+use crate::proto::seal::{Opener, Sealer, LOBBY_RECORD};
 use crate::proto::wire::FrameKind;
 
 /// The transport after a keyed handshake.
@@ -146,6 +147,25 @@ impl Conn {
     /// buffered either way: the peer cannot have sent sealed bytes before this point, and our
     /// handshake reply must have left in the clear.
     pub(crate) fn seal(&mut self, noise: TransportState) -> Result<(), Fault> {
+        self.seal_with(noise, Sealer::default(), Opener::default())
+    }
+
+    /// `seal` for a peer that has not proven the key yet (a master's connection in its
+    /// lobby): records of at most `LOBBY_RECORD` bytes, in buffers of about 3 KiB rather than
+    /// 256 KiB, until `proven`.
+    pub(crate) fn seal_unproven(&mut self, noise: TransportState) -> Result<(), Fault> {
+        self.seal_with(noise, Sealer::with_record(LOBBY_RECORD), Opener::with_record(LOBBY_RECORD + TAG_LEN))
+    }
+
+    /// The peer proved the key: full-size records from now on.
+    pub(crate) fn proven(&mut self) {
+        if let Some(s) = self.sealed.as_deref_mut() {
+            s.tx.grow();
+            s.rx.grow();
+        }
+    }
+
+    fn seal_with(&mut self, noise: TransportState, tx: Sealer, rx: Opener) -> Result<(), Fault> {
         if self.inbuf.buffered() > 0 {
             return Err(Fault::Violation("bytes after the key handshake message, before the keys were agreed".into()));
         }
@@ -153,7 +173,7 @@ impl Conn {
             return Err(Fault::Local("the key handshake reply could not be written at once".into()));
         }
         let from = self.out.taken();
-        self.sealed = Some(Box::new(Sealed { noise, tx: Sealer::default(), rx: Opener::default(), from }));
+        self.sealed = Some(Box::new(Sealed { noise, tx, rx, from }));
         Ok(())
     }
 

@@ -136,7 +136,7 @@ mod tests {
                 std::thread::spawn(move || {
                     let mut i = 0;
                     while i < EACH {
-                        match b.claim(8) {
+                        match b.claim(super::super::budget::counted_size(&T(p, i))) {
                             Ok(s) => {
                                 r.publish(s, T(p, i), (p + i) % 3 == 0);
                                 i += 1;
