@@ -161,8 +161,6 @@ fn times_out_against_a_held_backup_then_succeeds_after_a_cut_and_a_partial_resyn
 
 fn an_overflow_is_waited_out_by_its_full_resync() {
     const LIMIT: usize = 64 * 1024;
-    // One operation as the backlog counts it: its payload and an 8-byte header.
-    const MSG: usize = OP_LEN + 8;
     // Waiting right after the overflow, and after more was queued behind it.
     for behind in [0, 10] {
         let (mut m, mut b) = pair(Some(LIMIT), |p| p);
@@ -175,12 +173,16 @@ fn an_overflow_is_waited_out_by_its_full_resync() {
         // Queue until the backlog overflows (the held backup acknowledges nothing): the TLV
         // that finds it full is freed inside queue, and the backlog dropped. Nothing more is
         // queued from then on.
-        let mut k = 0;
+        // One operation as the backlog counts it (its payload and its entry's cost): the first.
+        let mut k = 1;
+        m.put(1, k, false);
+        let msg = m.stats().backlog_bytes as usize;
+        assert!(msg > OP_LEN, "a TLV is charged more than its payload");
         loop {
             let held = m.stats().backlog_bytes as usize;
             k += 1;
             m.put(1 + k % 500, k, false);
-            if held + MSG > LIMIT {
+            if held + msg > LIMIT {
                 break;
             }
         }
