@@ -46,26 +46,17 @@ impl<A: App> AppQueue<A> {
         let was_empty = {
             let mut q = self.calls.lock();
             let e = q.is_empty();
-            let from = q.len();
             // A swap when it can: appending moves every call.
             if e {
                 std::mem::swap(&mut *q, calls);
             } else {
                 q.append(calls);
             }
-            forget_unseen_sessions(&mut q, from);
             e
         };
         if was_empty {
             self.bell.ring();
         }
-    }
-
-    /// Calls waiting for the application's thread (tests: what a master that does not
-    /// dispatch keeps).
-    #[cfg(test)]
-    pub(crate) fn waiting(&self) -> usize {
-        self.calls.lock().len()
     }
 
     /// Loop thread: takes the replies the application's thread produced.
@@ -125,38 +116,6 @@ impl<A: App> AppQueue<A> {
     }
 }
 
-/// Drops every whole session the application has not seen yet: an UP, then only walk requests
-/// and their stop, then the DOWN, all still untaken. Nothing of it can matter to the
-/// application once the DOWN is there (no TLV was handed over in it, the walk is over), and a
-/// master whose application does not dispatch would otherwise keep every session that peers
-/// cycle through, without bound. `from`: where the calls just appended start (a DOWN before it
-/// was looked at when it came).
-fn forget_unseen_sessions<A: App>(q: &mut VecDeque<Call<A>>, from: usize) {
-    let mut i = from;
-    while i < q.len() {
-        if matches!(q[i], Call::Conn(false)) {
-            let mut j = i;
-            let up = loop {
-                if j == 0 {
-                    break None;
-                }
-                j -= 1;
-                match q[j] {
-                    Call::Walk { .. } | Call::WalkStop { .. } => {}
-                    Call::Conn(true) => break Some(j),
-                    _ => break None,
-                }
-            };
-            if let Some(j) = up {
-                q.drain(j..=i);
-                i = j;
-                continue;
-            }
-        }
-        i += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -199,47 +158,6 @@ mod tests {
         fn can_decode(&self) -> bool {
             true
         }
-    }
-
-    fn names(q: &VecDeque<Call<A>>) -> Vec<String> {
-        q.iter()
-            .map(|c| match c {
-                Call::Conn(up) => if *up { "up" } else { "down" }.to_string(),
-                Call::Walk { id, .. } => format!("walk{id}"),
-                Call::WalkStop { id } => format!("stop{id}"),
-                Call::Mark(s) => format!("m{s}"),
-                _ => "other".to_string(),
-            })
-            .collect()
-    }
-
-    /// Issue 17, finding 10: sessions the application never saw (UP, walk requests, DOWN, all
-    /// untaken) are dropped as their DOWN comes, however many peers cycle through; a session
-    /// with anything else in it, or whose UP was taken, is kept whole.
-    #[test]
-    fn sessions_nobody_saw_leave_nothing_behind() {
-        let poll = Poll::new().unwrap();
-        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
-        let q: AppQueue<A> = AppQueue::new(Bell::new().unwrap(), waker);
-        let session = |id| [Call::Conn(true), Call::Walk { id, budget: 1 }, Call::WalkStop { id }, Call::Conn(false)];
-        q.send(&mut VecDeque::from([Call::Mark(1)]));
-        for id in 0..10_000 {
-            q.send(&mut VecDeque::from(session(id)));
-        }
-        assert_eq!(q.waiting(), 1, "10,000 unseen sessions kept nothing");
-        // Two in one send, and one split over two sends.
-        let mut two: VecDeque<Call<A>> = session(1).into_iter().chain(session(2)).collect();
-        two.push_back(Call::Conn(true));
-        q.send(&mut two);
-        q.send(&mut VecDeque::from([Call::Walk { id: 3, budget: 1 }, Call::WalkStop { id: 3 }, Call::Conn(false)]));
-        assert_eq!(q.waiting(), 1);
-        // A session with something else in it stays whole, and so does one whose UP was taken.
-        q.send(&mut VecDeque::from([Call::Conn(true), Call::Mark(2), Call::Conn(false), Call::Conn(true)]));
-        let mut got = VecDeque::new();
-        q.take(&mut got);
-        q.send(&mut VecDeque::from([Call::Conn(false)]));
-        q.take(&mut got);
-        assert_eq!(names(&got), ["m1", "up", "m2", "down", "up", "down"]);
     }
 
     fn marks(q: &VecDeque<Call<A>>) -> Vec<u64> {
