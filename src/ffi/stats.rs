@@ -40,6 +40,25 @@ pub unsafe extern "C" fn junos_sync_get_stats(
     }
 }
 
+/// An older release's `junos_sync_get_stats`: writes only the first `N` counters, the fields
+/// that release's struct had (later releases appended the rest).
+///
+/// # Safety
+/// `ctx` is NULL or a live context; `stats` is NULL or writable for `N` u64 fields.
+unsafe fn write_first<const N: usize>(ctx: *mut junos_sync_context_t, stats: *mut [u64; N]) -> junos_sync_status_t {
+    // SAFETY: NULL or live per the contract.
+    let s = match unsafe { stats_of(ctx, stats) } {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut v = [0u64; N];
+    v.copy_from_slice(&s.values()[..N]);
+    // SAFETY: non-NULL and writable for `N` u64 fields (contract); unaligned: the caller's
+    // struct is only as aligned as its own declaration says.
+    unsafe { stats.write_unaligned(v) };
+    junos_sync_status_t::JUNOS_SYNC_OK
+}
+
 /// `junos_sync_get_stats` as release 1.0 had it, for programs built against the 1.0 header:
 /// their `junos_sync_stats_t` has six fields, so only those are written. The shared library
 /// exports it as `junos_sync_get_stats@JUNOS_SYNC_1.0`; it is not in the header.
@@ -52,17 +71,8 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_0(
     stats: *mut [u64; 6],
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx, stats) } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        let mut v = [0u64; 6];
-        v.copy_from_slice(&s.values()[..6]);
-        // SAFETY: non-NULL and writable for the six u64 fields of the 1.0 layout (contract),
-        // which are the list's first six (release 1.1 appended the rest).
-        unsafe { stats.write_unaligned(v) };
-        junos_sync_status_t::JUNOS_SYNC_OK
+        // SAFETY: NULL or live, and writable for the six fields, per the contract.
+        unsafe { write_first(ctx, stats) }
     }
 }
 
@@ -78,17 +88,8 @@ pub unsafe extern "C" fn junos_sync_get_stats_1_1(
     stats: *mut [u64; 8],
 ) -> junos_sync_status_t {
     ffi_boundary! {
-        // SAFETY: NULL or live per the contract.
-        let s = match unsafe { stats_of(ctx, stats) } {
-            Ok(s) => s,
-            Err(e) => return e,
-        };
-        let mut v = [0u64; 8];
-        v.copy_from_slice(&s.values()[..8]);
-        // SAFETY: non-NULL and writable for the eight u64 fields of the 1.1 layout (contract),
-        // which are the list's first eight (release 1.2 appended the rest).
-        unsafe { stats.write_unaligned(v) };
-        junos_sync_status_t::JUNOS_SYNC_OK
+        // SAFETY: NULL or live, and writable for the eight fields, per the contract.
+        unsafe { write_first(ctx, stats) }
     }
 }
 
