@@ -5,6 +5,11 @@
 //! most a minute after its last line. Whatever a peer does, a kind costs at most one line a
 //! minute, and the kinds are a fixed few.
 //!
+//! Lines an operator needs for every event of a real peer (a backup connected, resumed, was
+//! dropped) take `note_up_to`: the first few of a kind in a minute are said, the rest counted
+//! the same way, so a peer cycling sessions costs a bounded number of lines a minute while a
+//! few reconnects of the real backup are each logged.
+//!
 //! An outage of a kind can end (`clear`): the next occurrence is then said at once.
 
 use std::time::{Duration, Instant};
@@ -14,8 +19,10 @@ pub(crate) const REMIND: Duration = Duration::from_secs(60);
 
 struct Kind {
     name: &'static str,
-    /// When its last line was said.
+    /// When its last line was said, or when its window of `note_up_to` lines began.
     said: Instant,
+    /// Lines said since `said`.
+    lines: u32,
     /// Occurrences since that line, not logged.
     unsaid: u64,
 }
@@ -29,17 +36,27 @@ impl LogLimit {
     /// An occurrence of `kind`: `Some(n)` if it is to be logged now (`n` occurrences of its
     /// kind were not logged since its last line), `None` to stay quiet.
     pub(crate) fn note(&mut self, kind: &'static str, now: Instant) -> Option<u64> {
+        self.note_up_to(kind, now, 1)
+    }
+
+    /// As `note`, but up to `lines` lines of `kind` are said in a minute before it goes quiet.
+    pub(crate) fn note_up_to(&mut self, kind: &'static str, now: Instant, lines: u32) -> Option<u64> {
         match self.kinds.iter_mut().find(|k| k.name == kind) {
-            Some(k) if now.saturating_duration_since(k.said) < REMIND => {
+            Some(k) if now.saturating_duration_since(k.said) < REMIND && k.lines >= lines => {
                 k.unsaid += 1;
                 None
             }
+            Some(k) if now.saturating_duration_since(k.said) < REMIND => {
+                k.lines += 1;
+                Some(std::mem::take(&mut k.unsaid))
+            }
             Some(k) => {
                 k.said = now;
+                k.lines = 1;
                 Some(std::mem::take(&mut k.unsaid))
             }
             None => {
-                self.kinds.push(Kind { name: kind, said: now, unsaid: 0 });
+                self.kinds.push(Kind { name: kind, said: now, lines: 1, unsaid: 0 });
                 Some(0)
             }
         }
@@ -52,6 +69,7 @@ impl LogLimit {
         for k in &mut self.kinds {
             if k.unsaid > 0 && now.saturating_duration_since(k.said) >= REMIND {
                 k.said = now;
+                k.lines = 1;
                 out.push((k.name, std::mem::take(&mut k.unsaid)));
             }
         }
@@ -127,5 +145,23 @@ mod tests {
             lines += q.due(now).len();
         }
         assert!(lines <= 3 * 6, "{lines} lines");
+    }
+
+    #[test]
+    fn up_to_n_lines_a_minute_then_quiet_with_the_count() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut q = LogLimit::default();
+        for i in 0..3 {
+            assert_eq!(q.note_up_to("up", t + s(i), 3), Some(0), "line {i} of 3 is said");
+        }
+        assert_eq!(q.note_up_to("up", t + s(4), 3), None);
+        assert_eq!(q.note_up_to("up", t + s(5), 3), None);
+        assert!(q.due(t + s(59)).is_empty());
+        assert_eq!(q.due(t + s(60)), vec![("up", 2)], "the summary counts as the window's first line");
+        assert_eq!(q.note_up_to("up", t + s(61), 3), Some(0));
+        assert_eq!(q.note_up_to("up", t + s(62), 3), Some(0));
+        assert_eq!(q.note_up_to("up", t + s(63), 3), None, "three lines in this window");
+        assert_eq!(q.note_up_to("up", t + s(121), 3), Some(1), "a new window, with the count");
     }
 }

@@ -46,17 +46,28 @@ impl<A: App> AppQueue<A> {
         let was_empty = {
             let mut q = self.calls.lock();
             let e = q.is_empty();
+            let from = q.len();
             // A swap when it can: appending moves every call.
             if e {
                 std::mem::swap(&mut *q, calls);
             } else {
                 q.append(calls);
             }
+            if q.len() > UNSEEN_KEPT {
+                forget_unseen_sessions(&mut q, from);
+            }
             e
         };
         if was_empty {
             self.bell.ring();
         }
+    }
+
+    /// Calls waiting for the application's thread (tests: what a master that does not
+    /// dispatch keeps).
+    #[cfg(test)]
+    pub(crate) fn waiting(&self) -> usize {
+        self.calls.lock().len()
     }
 
     /// Loop thread: takes the replies the application's thread produced.
@@ -116,6 +127,45 @@ impl<A: App> AppQueue<A> {
     }
 }
 
+/// How many untaken calls the application may have before whole sessions it never saw are
+/// forgotten. An application that dispatches at all takes its calls long before this (one
+/// session is a handful of calls), so it is shown every session, even one that came and went
+/// between two dispatches; only one that is stuck, or does not dispatch, while peers cycle
+/// sessions reaches it. About 64 sessions' worth, a few KiB.
+pub(crate) const UNSEEN_KEPT: usize = 256;
+
+/// Drops every whole session the application has not seen yet: an UP, then only walk requests
+/// and their stop, then the DOWN, all still untaken. Nothing of it can matter to the
+/// application once the DOWN is there (no TLV was handed over in it, the walk is over), and a
+/// master whose application does not dispatch would otherwise keep every session that peers
+/// cycle through, without bound. `from`: where the calls just appended start (a DOWN before it
+/// was looked at when it came).
+fn forget_unseen_sessions<A: App>(q: &mut VecDeque<Call<A>>, from: usize) {
+    let mut i = from;
+    while i < q.len() {
+        if matches!(q[i], Call::Conn(false)) {
+            let mut j = i;
+            let up = loop {
+                if j == 0 {
+                    break None;
+                }
+                j -= 1;
+                match q[j] {
+                    Call::Walk { .. } | Call::WalkStop { .. } => {}
+                    Call::Conn(true) => break Some(j),
+                    _ => break None,
+                }
+            };
+            if let Some(j) = up {
+                q.drain(j..=i);
+                i = j;
+                continue;
+            }
+        }
+        i += 1;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -158,6 +208,63 @@ mod tests {
         fn can_decode(&self) -> bool {
             true
         }
+    }
+
+    fn names(q: &VecDeque<Call<A>>) -> Vec<String> {
+        q.iter()
+            .map(|c| match c {
+                Call::Conn(up) => if *up { "up" } else { "down" }.to_string(),
+                Call::Walk { id, .. } => format!("walk{id}"),
+                Call::WalkStop { id } => format!("stop{id}"),
+                Call::Mark(s) => format!("m{s}"),
+                _ => "other".to_string(),
+            })
+            .collect()
+    }
+
+    /// Issue 17, finding 10: once more than `UNSEEN_KEPT` calls wait, sessions the application
+    /// never saw (UP, walk requests, DOWN, all untaken) are dropped as their DOWN comes, however
+    /// many peers cycle through; a session with anything else in it, or whose UP was taken, is
+    /// kept whole; below it, every session is kept for the application to see.
+    #[test]
+    fn sessions_nobody_saw_leave_nothing_behind() {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(7)).unwrap());
+        let q: AppQueue<A> = AppQueue::new(Bell::new().unwrap(), waker);
+        let session = |id| [Call::Conn(true), Call::Walk { id, budget: 1 }, Call::WalkStop { id }, Call::Conn(false)];
+        // An application that dispatches now and then sees a session that came and went.
+        q.send(&mut VecDeque::from(session(0)));
+        let mut got = VecDeque::new();
+        q.take(&mut got);
+        assert_eq!(names(&got), ["up", "walk0", "stop0", "down"]);
+        got.clear();
+        // One that does not: the queue stops growing at the bound.
+        for id in 0..10_000 {
+            q.send(&mut VecDeque::from(session(id)));
+        }
+        let kept = q.waiting();
+        assert!(kept <= UNSEEN_KEPT + 4, "10,000 unseen sessions kept {kept} calls");
+        q.take(&mut got);
+        let n = names(&got);
+        assert_eq!(n.iter().filter(|c| *c == "up").count(), n.iter().filter(|c| *c == "down").count());
+        got.clear();
+        // Over the bound: two in one send, and one split over two sends, leave nothing.
+        let fill = || (0..=UNSEEN_KEPT as u64).map(|i| Call::Mark(1000 + i)).collect::<VecDeque<Call<A>>>();
+        q.send(&mut fill());
+        let mut two: VecDeque<Call<A>> = session(1).into_iter().chain(session(2)).collect();
+        two.push_back(Call::Conn(true));
+        q.send(&mut two);
+        q.send(&mut VecDeque::from([Call::Walk { id: 3, budget: 1 }, Call::WalkStop { id: 3 }, Call::Conn(false)]));
+        assert_eq!(q.waiting(), UNSEEN_KEPT + 1);
+        // A session with something else in it stays whole, and so does one whose UP was taken.
+        q.send(&mut VecDeque::from([Call::Conn(true), Call::Mark(2), Call::Conn(false), Call::Conn(true)]));
+        q.take(&mut got);
+        q.send(&mut fill());
+        q.send(&mut VecDeque::from([Call::Conn(false)]));
+        q.take(&mut got);
+        let n = names(&got);
+        let tail: Vec<&str> = n.iter().map(String::as_str).filter(|c| !c.starts_with('m') || *c == "m2").collect();
+        assert_eq!(tail, ["up", "m2", "down", "up", "down"]);
     }
 
     fn marks(q: &VecDeque<Call<A>>) -> Vec<u64> {

@@ -71,7 +71,11 @@ impl<A: App> Master<A> {
                 a.conn.refuse(reg, REFUSE_OTHER, &f.to_string());
                 return;
             }
-            app.log(&format!("junos-sync master: backup {} replaces the current one", a.conn.peer_name()));
+            self.session_line(
+                app,
+                "replaced",
+                format!("junos-sync master: backup {} replaces the current one", a.conn.peer_name()),
+            );
             self.drop_link(app, reg);
             if app.halted() {
                 a.conn.close(reg);
@@ -121,7 +125,11 @@ impl<A: App> Master<A> {
                 self.backlog.rewind(hello.seq + 1);
                 flags |= FLAG_RESUME;
                 Counters::bump(&app.shared.counters.partial_resyncs);
-                app.log(&format!("junos-sync master: backup {name} resumes after sequence {}{how}", hello.seq));
+                self.session_line(
+                    app,
+                    "resumed",
+                    format!("junos-sync master: backup {name} resumes after sequence {}{how}", hello.seq),
+                );
                 hello.seq
             }
             Start::Stream => {
@@ -130,7 +138,11 @@ impl<A: App> Master<A> {
                     self.push_queued(tlv, ack, Instant::now());
                 }
                 self.resume_from = Some(self.backlog.front_seq() - 1);
-                app.log(&format!("junos-sync master: backup {name} connected (no resync){how}"));
+                self.session_line(
+                    app,
+                    "connected",
+                    format!("junos-sync master: backup {name} connected (no resync){how}"),
+                );
                 if self.dropped {
                     // Only a walk could carry what the overflow dropped, and this backup takes none.
                     app.log(&format!(
@@ -151,7 +163,11 @@ impl<A: App> Master<A> {
                 self.dropped = false;
                 Counters::bump(&app.shared.counters.full_resyncs);
                 app.shared.counters.resync_started();
-                app.log(&format!("junos-sync master: backup {name} connected, full resync{how}"));
+                self.session_line(
+                    app,
+                    "connected",
+                    format!("junos-sync master: backup {name} connected, full resync{how}"),
+                );
                 begin - 1
             }
             Start::Impossible(_) => unreachable!("refused in admit"),

@@ -17,7 +17,12 @@ use crate::engine::app::{App, Tlv};
 use crate::engine::config::Config;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
-use crate::engine::log_limit::LogLimit;
+use crate::engine::log_limit::{more, LogLimit};
+
+/// Lines of each kind a minute about admitted sessions: more than a real backup's reconnects
+/// need (each fault-injection test compares them with the counters), few enough that a peer
+/// cycling sessions costs the log about three lines a second at most.
+const SESSION_LINES: u32 = 100;
 use crate::engine::master::backlog::{Backlog, Entry};
 use crate::engine::master::lobby::Lobby;
 use crate::engine::net::conn::Conn;
@@ -87,6 +92,9 @@ pub(crate) struct Master<A: App> {
     session_delivered: u64,
     keys: Keys,
     refusals: LogLimit,
+    /// The lines every session of an admitted peer causes (connected, resumed, dropped):
+    /// `SESSION_LINES` of each kind a minute, then counted (issue 17, finding 3).
+    sessions: LogLimit,
     /// When sequence numbers were queued (for the lag), and the last full resync's progress:
     /// what the status reports.
     stamps: Stamps,
@@ -123,6 +131,7 @@ impl<A: App> Master<A> {
             session_delivered: 0,
             keys,
             refusals: LogLimit::default(),
+            sessions: LogLimit::default(),
             stamps: Stamps::default(),
             resync: None,
             progress: Progress::new(0, 0),
@@ -214,6 +223,9 @@ impl<A: App> Master<A> {
             }
         }
         self.timers(app, reg, now);
+        for (kind, n) in self.sessions.due(now) {
+            app.log(&format!("junos-sync master: {n} more backup sessions {kind} in the last minute, not logged"));
+        }
         // A liveness check in `timers` may have read bytes that no event will announce.
         busy || self.link.as_ref().is_some_and(|l| l.conn.readable)
     }
@@ -234,8 +246,16 @@ impl<A: App> Master<A> {
     pub(super) fn end_link(&mut self, app: &mut AppPath<A>, reg: &Registry, f: Fault) {
         f.count(&app.shared.counters);
         let name = self.link.as_ref().map(|l| l.conn.peer_name()).unwrap_or_default();
-        app.log(&format!("junos-sync master: dropping backup {name}: {f}"));
+        self.session_line(app, "dropped", format!("junos-sync master: dropping backup {name}: {f}"));
         self.drop_link(app, reg);
+    }
+
+    /// Logs a line of a session of an admitted peer, unless too many of its `kind` came this
+    /// minute: an unkeyed peer cycling sessions must not flood the daemon's log either.
+    pub(super) fn session_line(&mut self, app: &mut AppPath<A>, kind: &'static str, line: String) {
+        if let Some(n) = self.sessions.note_up_to(kind, Instant::now(), SESSION_LINES) {
+            app.log(&format!("{line}{}", more(n)));
+        }
     }
 
     pub(super) fn drop_link(&mut self, app: &mut AppPath<A>, reg: &Registry) {
@@ -276,6 +296,7 @@ impl<A: App> Master<A> {
             .into_iter()
             .chain(self.link.as_ref().map(|l| l.conn.next_deadline()))
             .chain(walk)
+            .chain(self.sessions.next_due())
             .min()
     }
 
