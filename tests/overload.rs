@@ -14,7 +14,9 @@ use junos_sync::{Config, Error};
 engine_tests!(
     aborted_resyncs_back_off_and_are_named_once,
     the_resync_buffer_keeps_the_last_complete_copy,
-    refuse_slows_the_producer_and_needs_no_second_resync
+    refuse_slows_the_producer_and_needs_no_second_resync,
+    large_tlvs_on_their_way_at_an_overflow_arrive_intact,
+    keyed_large_tlvs_on_their_way_at_an_overflow_arrive_intact
 );
 
 const LIMIT: usize = 64 * 1024;
@@ -114,6 +116,13 @@ fn aborted_resyncs_back_off_and_are_named_once() {
     assert!(s.resyncs_aborted <= bound, "{} aborted resyncs in {elapsed:?}, backoff allows {bound}", s.resyncs_aborted);
     assert!(s.overflows <= s.resyncs_aborted + 1, "overflows counted more than once each: {s:?}");
     assert_eq!(named, 1, "one line per episode (at most once a minute)");
+    // The backup stayed connected through every overflow: one session, the walks restarted
+    // on it, and the backup counts and names what it was told.
+    assert_eq!(s.connections, 1, "an overflow dropped the backup's connection: {s:?}");
+    let bs = b.stats();
+    assert!(bs.resyncs_aborted >= 1 && bs.resyncs_started >= 2, "the backup's counters: {bs:?}");
+    assert_eq!(b.book().count_logged("starts a new full resync on this connection"), 1, "named once");
+    assert_eq!(b.book().count_logged("connection to master"), 0, "the backup saw no connection lost");
     converge(&mut m, &mut b);
     assert_eq!(m.book().count_logged("the backup caught up"), 1, "the recovery is named");
 }
@@ -125,6 +134,7 @@ fn the_resync_buffer_keeps_the_last_complete_copy() {
     // The walks themselves now arrive at the network's pace (held, acknowledged); what
     // overflows is the stream after them, and each overflow brings another resync.
     assert!(started >= 3, "no resync after the second: the test proved nothing");
+    assert_eq!(m.stats().connections, 1, "the backup stays connected through the overflows");
     // Checked once converged: a resync's clear and decodes may be under way until then.
     converge(&mut m, &mut b);
     let book = b.book();
@@ -150,4 +160,56 @@ fn refuse_slows_the_producer_and_needs_no_second_resync() {
     wait_for("backup converged", 30, || b.holds(&m));
     assert_eq!((b.stats().resyncs_started, b.stats().resyncs_completed), (1, 1));
     converge(&mut m, &mut b);
+}
+
+/// An overflow while large TLVs (written from the application's memory, not copied) wait in
+/// the connection's output: the limit is larger than the kernel's socket buffers, so that
+/// they are full when it comes. The backup stays connected, the frames already queued arrive
+/// intact although their TLVs were freed at the overflow, and nothing is freed twice or lost.
+fn large_tlvs_at_an_overflow(key: Option<&[u8]>) {
+    let mut m = Node::new(Config::new(true, false, 0x7f00_0001, 0, 5));
+    m.ctx().set_backlog_limit(24 << 20).unwrap();
+    m.allow(Undelivered::Overflow);
+    m.db.lock().extend((1..=KEYS).map(|k| (k, 1)));
+    if let Some(k) = key {
+        m.ctx().set_auth_key(k).unwrap();
+    }
+    m.start();
+    let mut b = Node::new(Config::new(false, false, 0x7f00_0001, m.port(), 5));
+    if let Some(k) = key {
+        b.ctx().set_auth_key(k).unwrap();
+    }
+    b.start();
+    wait_for("first sync", 20, || b.book().sync_done.len() == 1);
+    b.decode_delay_us.store(1000, Ordering::SeqCst);
+    let end = Instant::now() + Duration::from_secs(10);
+    while m.stats().overflows < 1 {
+        assert!(Instant::now() < end, "no overflow: {:?}", m.stats());
+        for _ in 0..64 {
+            m.queue(8192, false);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    b.decode_delay_us.store(0, Ordering::SeqCst);
+    let s = m.stats();
+    eprintln!("{} overflows with 8 KiB TLVs{}: {s:?}", s.overflows, if key.is_some() { ", keyed" } else { "" });
+    m.put(1, 7, false);
+    wait_for("backup converged", 30, || b.holds(&m));
+    wait_for("everything freed", 10, || m.book().unfreed() == 0);
+    let book = b.book();
+    assert!(!book.decoded.contains(&u64::MAX), "a payload arrived corrupted");
+    assert!(book.decoded.len() > 1000, "large TLVs reached the backup: {}", book.decoded.len());
+    drop(book);
+    assert_eq!(m.stats().connections, 1, "the backup stayed connected: {:?}", m.stats());
+    assert_eq!(b.book().count_logged("connection to master"), 0, "the backup saw no connection lost");
+    b.exit();
+    m.exit();
+}
+
+fn large_tlvs_on_their_way_at_an_overflow_arrive_intact() {
+    large_tlvs_at_an_overflow(None);
+}
+
+fn keyed_large_tlvs_on_their_way_at_an_overflow_arrive_intact() {
+    large_tlvs_at_an_overflow(Some(b"0123456789abcdef0123456789abcdef"));
 }

@@ -138,7 +138,8 @@ enum junos_sync_link_state_e {
 enum junos_sync_overflow_policy_e {
     /**
      * The default, libjunos-sync's behaviour: the backlog is dropped (freed without ack
-     * notifications), the backup disconnected with the reason, and given a full resync.
+     * notifications) and the backup given a full resync on the same connection (one without
+     * resync is disconnected with the reason).
      * `junos_sync_queue` returns `JUNOS_SYNC_OK`.
      */
     JUNOS_SYNC_OVERFLOW_RESYNC = 0,
@@ -739,8 +740,8 @@ junos_sync_status_t junos_sync_start(junos_sync_context_t *ctx);
  * Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
  * backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
  * it with `sync_free_func` without ack notifications (this TLV too, possibly right here on the
- * calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, disconnects the
- * backup, and gives it a full resync from your database walk, which carries the dropped
+ * calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, and gives the backup
+ * a full resync from your database walk on the same connection, which carries the dropped
  * changes. The call still returns `JUNOS_SYNC_OK`: what you queued is not lost, it is
  * replicated by the walk instead.
  *

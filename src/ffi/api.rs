@@ -297,8 +297,8 @@ pub unsafe extern "C" fn junos_sync_start(ctx: *mut junos_sync_context_t) -> jun
 /// Backlog overflow with resync enabled: when the TLVs held unacknowledged would exceed the
 /// backlog limit (`junos_sync_set_backlog_limit`), the library drops the whole backlog, frees
 /// it with `sync_free_func` without ack notifications (this TLV too, possibly right here on the
-/// calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, disconnects the
-/// backup, and gives it a full resync from your database walk, which carries the dropped
+/// calling thread), logs it, counts it in `junos_sync_stats_t.overflows`, and gives the backup
+/// a full resync from your database walk on the same connection, which carries the dropped
 /// changes. The call still returns `JUNOS_SYNC_OK`: what you queued is not lost, it is
 /// replicated by the walk instead.
 ///

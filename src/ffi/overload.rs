@@ -15,7 +15,8 @@ use super::types::{junos_sync_context_t, junos_sync_status_t};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum junos_sync_overflow_policy_e {
     /// The default, libjunos-sync's behaviour: the backlog is dropped (freed without ack
-    /// notifications), the backup disconnected with the reason, and given a full resync.
+    /// notifications) and the backup given a full resync on the same connection (one without
+    /// resync is disconnected with the reason).
     /// `junos_sync_queue` returns `JUNOS_SYNC_OK`.
     JUNOS_SYNC_OVERFLOW_RESYNC = 0,
     /// Back-pressure: `junos_sync_queue` returns `JUNOS_SYNC_ERR_BACKLOG_FULL` and the TLV stays

@@ -222,6 +222,35 @@ impl Out {
         self.mark(b.seq + u64::from(b.count) - 1);
     }
 
+    /// Copies every zero-copy payload still to be written into the buffer, so that the
+    /// entries they come from may be freed while the frames stay queued (an overflow that
+    /// keeps the connection). Err: `payload_of` no longer knows one (nothing changed then).
+    pub fn copy_payloads<'a>(&mut self, payload_of: impl Fn(u64) -> Option<&'a [u8]>) -> io::Result<()> {
+        if !self.segs.iter().any(|s| matches!(s, Seg::Ext { .. })) {
+            return Ok(());
+        }
+        let mut buf = Vec::with_capacity(self.pending);
+        let mut pos = self.head;
+        for s in &self.segs {
+            match *s {
+                Seg::Own(n) => {
+                    buf.extend_from_slice(&self.buf[pos..pos + n]);
+                    pos += n;
+                }
+                Seg::Ext { seq, off, len } => match payload_of(seq).and_then(|p| p.get(off..len)) {
+                    Some(p) => buf.extend_from_slice(p),
+                    None => return Err(io::Error::other(format!("payload of sequence {seq} is gone"))),
+                },
+            }
+        }
+        debug_assert_eq!(buf.len(), self.pending);
+        self.buf = buf;
+        self.head = 0;
+        self.segs.clear();
+        self.segs.push_back(Seg::Own(self.pending));
+        Ok(())
+    }
+
     /// Writes until everything is written (Ok(true)) or the socket would block (Ok(false)).
     /// `payload_of` resolves zero-copy payloads; one it no longer knows is an error (the
     /// entry was freed while its frame was still being written), never a panic.
@@ -376,5 +405,40 @@ mod tests {
             assert_eq!((got[i + 1].0, got[i + 1].1), (FrameKind::Data, i as u64));
             assert_eq!(&got[i + 1].2, p);
         }
+    }
+
+    /// Frames half written, then their zero-copy payloads copied and the entries gone: the
+    /// bytes on the wire are those of an undisturbed flush.
+    #[test]
+    fn copied_payloads_write_the_same_bytes_without_their_entries() {
+        let payloads: Vec<Vec<u8>> = (0..20u32).map(|i| vec![i as u8 + 1; 300 + i as usize * 211]).collect();
+        let build = || {
+            let mut out = Out::default();
+            for (i, p) in payloads.iter().enumerate() {
+                out.data(i as u64, i as u32, p);
+            }
+            let mut b = out.begin_batch(20, true);
+            for p in &payloads[..5] {
+                out.record(&mut b, 9, p);
+            }
+            out.end_batch(b);
+            out
+        };
+        let of = |seq: u64| payloads.get(seq as usize % 20).map(|p| &p[..]);
+        let mut whole = Vec::new();
+        assert!(build().flush(&mut whole, of).unwrap());
+        let mut out = build();
+        let mut w = Trickle { out: Vec::new(), chunk: 1000, calls: 0 };
+        for _ in 0..7 {
+            assert!(!out.flush(&mut w, of).unwrap());
+        }
+        out.copy_payloads(of).unwrap();
+        while !out.flush(&mut w, |_| None).unwrap() {}
+        assert_eq!(w.out, whole);
+        // Nothing to copy is nothing to do; a payload already gone is an error.
+        out.copy_payloads(|_| None).unwrap();
+        let mut gone = Out::default();
+        gone.data(7, 0, &[1u8; 4096]);
+        assert!(gone.copy_payloads(|_| None).is_err());
     }
 }

@@ -115,6 +115,7 @@ impl Backup {
         }
         self.master_session = w.session;
         self.parsed = w.seq;
+        self.welcomed_at = w.seq;
         app.set_applied(w.seq);
         self.last_acked = w.seq;
         self.backoff = BACKOFF_MIN;

@@ -27,7 +27,12 @@ pub(super) struct Hold {
 
 /// SYNC_BEGIN at `seq`: held if the context asks for it, else the application clears now.
 pub(super) fn begin<A: App>(hold: &mut Option<Hold>, app: &mut AppPath<A>, seq: u64) {
-    *hold = None;
+    if let Some(h) = hold.take() {
+        app.log(&format!(
+            "junos-sync backup: full resync restarted by the master before its end; the application's table is kept as it was ({} entries held dropped)",
+            h.entries.len()
+        ));
+    }
     let limit = app.shared.resync_buffer.load(Ordering::Relaxed);
     if limit == 0 {
         app.db_clear(seq);

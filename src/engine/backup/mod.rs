@@ -58,6 +58,8 @@ pub(crate) struct Backup {
     /// The last sequence number received and checked (handed to the application); what it
     /// applied is `AppPath::applied`, what we acknowledged `last_acked`.
     parsed: u64,
+    /// The sequence number the current connection's WELCOME continued after.
+    welcomed_at: u64,
     last_acked: u64,
     /// Entries applied so far by the full resync in progress.
     walked: Option<u64>,
@@ -69,6 +71,8 @@ pub(crate) struct Backup {
     host_at: usize,
     /// Connection problems, said once per outage.
     outage: LogLimit,
+    /// Full resyncs the master restarted on a connection (its overflows).
+    restarts: LogLimit,
     /// The last full resync, for the status.
     resync: Option<LastResync>,
     /// The full resync in progress, held until its end (`hold.rs`).
@@ -97,12 +101,14 @@ impl Backup {
             session,
             master_session: 0,
             parsed: 0,
+            welcomed_at: 0,
             last_acked: 0,
             walked: None,
             keys,
             key_at: 0,
             host_at: 0,
             outage: LogLimit::default(),
+            restarts: LogLimit::default(),
             resync: None,
             hold: None,
         }
@@ -298,6 +304,21 @@ impl Backup {
                     continue;
                 }
                 FrameKind::SyncBegin => {
+                    if self.resync.is_some_and(|r| r.end.is_none() && !r.cut) {
+                        // A master's overflow restarted the walk before its end: it will never
+                        // complete (a new one follows on this connection).
+                        app.shared.counters.resync_aborted();
+                    }
+                    if h.seq > self.welcomed_at + 1 {
+                        // Only an overflow starts a walk after the first frame of a session.
+                        let now = Instant::now();
+                        if let Some(n) = self.restarts.note("restart", now) {
+                            app.log(&format!(
+                                "junos-sync backup: the master dropped its backlog (this backup applies more slowly than the master queues) and starts a new full resync on this connection{}",
+                                more(n)
+                            ));
+                        }
+                    }
                     hold::begin(&mut self.hold, app, h.seq);
                     app.shared.counters.resync_started();
                     self.walked = Some(0);

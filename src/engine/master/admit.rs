@@ -119,6 +119,7 @@ impl<A: App> Master<A> {
         let version = hello.negotiate();
         let how = format!(" (protocol version {version}){}", if keyed { ", authenticated" } else { "" });
         let resumed = start == Start::Resume;
+        let walks = !matches!(start, Start::Stream);
         let after = match start {
             Start::Resume => {
                 self.acknowledge(app, hello.seq);
@@ -155,14 +156,7 @@ impl<A: App> Master<A> {
                 let mut queued = self.purge(app);
                 queued.append(&mut self.held_back);
                 self.held_back = queued;
-                let begin = self.backlog.push(Entry::SyncBegin);
-                self.walks = self.walks.wrapping_add(1);
-                self.walk = Some(Walk { id: self.walks, base: begin, requested: false, asked: false });
-                self.resync = Some(Resync { walked: 0, acked: 0, running: true, complete: false });
-                self.resume_from = None;
-                self.dropped = false;
-                Counters::bump(&app.shared.counters.full_resyncs);
-                app.shared.counters.resync_started();
+                let begin = self.start_walk(app);
                 self.session_line(
                     app,
                     "connected",
@@ -188,8 +182,21 @@ impl<A: App> Master<A> {
         };
         conn.out.control(FrameKind::Welcome, 0, &welcome.encode());
         conn.set_version(version);
-        self.link = Some(Link { conn, since: now, base: after, acked: after });
+        self.link = Some(Link { conn, since: now, base: after, acked: after, walks });
         app.conn_status(true);
+    }
+
+    /// A full resync begins: its SYNC_BEGIN is the next entry of the backlog (returned).
+    pub(super) fn start_walk(&mut self, app: &mut AppPath<A>) -> u64 {
+        let begin = self.backlog.push(Entry::SyncBegin);
+        self.walks = self.walks.wrapping_add(1);
+        self.walk = Some(Walk { id: self.walks, base: begin, requested: false, asked: false });
+        self.resync = Some(Resync { walked: 0, acked: 0, running: true, complete: false });
+        self.resume_from = None;
+        self.dropped = false;
+        Counters::bump(&app.shared.counters.full_resyncs);
+        app.shared.counters.resync_started();
+        begin
     }
 
     /// Empties the backlog for a new session: walked entries are freed, queued ones returned

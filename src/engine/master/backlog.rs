@@ -95,6 +95,14 @@ impl<T> Backlog<T> {
         Some((seq, e))
     }
 
+    /// Empties the backlog while the connection stays (an overflow): what was sent keeps its
+    /// numbers (their acknowledgements now free nothing), what was not loses them, and the
+    /// next entry gets the number after the last one sent, so the backup's stream has no gap.
+    pub fn take_all_after_sent(&mut self) -> VecDeque<Entry<T>> {
+        self.front_seq = self.send_seq;
+        std::mem::take(&mut self.entries)
+    }
+
     /// Empties the backlog, keeping the numbering going: the next entry gets a fresh number.
     pub fn take_all(&mut self) -> VecDeque<Entry<T>> {
         self.front_seq = self.next_seq();
@@ -133,5 +141,20 @@ mod tests {
         assert_eq!(b.front_seq(), 4);
         assert!(b.get(3).is_none());
         assert!(matches!(b.get(4), Some(Entry::Queued { tlv: 12, .. })));
+    }
+
+    #[test]
+    fn an_overflow_on_a_live_connection_numbers_on_after_what_was_sent() {
+        let mut b = Backlog::default();
+        for v in 0..5 {
+            b.push(q(v));
+        }
+        assert!(matches!(b.take_unsent(), Some((1, _))));
+        assert!(matches!(b.take_unsent(), Some((2, _))));
+        assert_eq!(b.take_all_after_sent().len(), 5);
+        assert_eq!(b.push(Entry::SyncBegin), 3, "3..5 were never sent: their numbers are reused");
+        assert!(b.pop_acked(2).is_none(), "acknowledging what was sent before frees nothing now");
+        assert!(matches!(b.take_unsent(), Some((3, Entry::SyncBegin))));
+        assert!(matches!(b.pop_acked(3), Some((3, Entry::SyncBegin))));
     }
 }

@@ -56,6 +56,9 @@ struct Link {
     base: u64,
     /// The backup's last acknowledgement on this connection.
     acked: u64,
+    /// Its session takes full resyncs (neither side runs without): an overflow restarts the
+    /// walk on this connection instead of closing it.
+    walks: bool,
 }
 
 impl Link {

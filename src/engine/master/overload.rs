@@ -1,5 +1,6 @@
-//! The master under a backup that cannot keep up: an overflow counted once, told to the backup
-//! (REFUSE with the reason) before its connection closes; consecutive aborted resyncs backed
+//! The master under a backup that cannot keep up: an overflow counted once; the backup kept
+//! connected and given a new full resync on the same connection (one without resync is told
+//! why, REFUSE with the reason, before its connection closes); consecutive aborted resyncs backed
 //! off (the next walk waits, longer each time, at most the keepalive time) and, from the second
 //! in a row, named in one log line per episode (at most once a minute), with a line when a
 //! resync completes again.
@@ -8,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use mio::Registry;
 
-use super::Master;
+use super::{payload_of, Master};
 use crate::engine::app::path::AppPath;
 use crate::engine::app::App;
 use crate::engine::counters::Counters;
+use crate::engine::master::backlog::Entry;
 use crate::proto::wire::REFUSE_OTHER;
 
 /// The wait before the walk after the first aborted resync; it doubles with each one in a row.
@@ -52,8 +54,11 @@ impl Overload {
 }
 
 impl<A: App> Master<A> {
-    /// Frees the whole backlog (no ack notifications), tells the backup why and drops it, and
-    /// makes sure the next session is a full resync, after a wait if resyncs keep aborting.
+    /// Frees the whole backlog (no ack notifications) and makes sure the backup gets a full
+    /// resync, after a wait if resyncs keep aborting. A backup whose session takes walks stays
+    /// connected: the frames already queued on its connection still go (their payloads
+    /// copied), then the new walk's SYNC_BEGIN, numbered right after them. One that does not
+    /// (no_resync) is told why (REFUSE) and dropped, as before.
     /// One overflow counted per backlog dropped: not again for TLVs that a walk not yet started
     /// covers anyway (no backup, or the backoff's wait).
     pub(crate) fn overflow(&mut self, app: &mut AppPath<A>, reg: &Registry) {
@@ -66,14 +71,22 @@ impl<A: App> Master<A> {
             return;
         }
         let again = self.dropped && self.link.is_none();
+        let stays = self.link.as_ref().is_some_and(|l| l.walks) && self.copy_queued_payloads();
         if !again {
             let limit = app.shared.budget.limit();
-            app.log(&format!(
-                "junos-sync master: backlog over its limit of {limit} bytes; dropping it, the backup gets a full resync"
-            ));
+            let then = if stays {
+                "the backup stays connected and gets a full resync"
+            } else {
+                "the backup gets a full resync"
+            };
+            app.log(&format!("junos-sync master: backlog over its limit of {limit} bytes; dropping it, {then}"));
             Counters::bump(&app.shared.counters.overflows);
         }
         let walking = self.resync.is_some_and(|r| r.running);
+        if stays {
+            self.restart_walk(app, now, walking);
+            return;
+        }
         if let Some(l) = self.link.as_mut() {
             let why = format!(
                 "backlog over its limit of {} bytes: the master dropped it; a full resync follows",
@@ -92,6 +105,36 @@ impl<A: App> Master<A> {
         if walking {
             self.resync_aborted_here(app, now);
         }
+    }
+
+    /// The connection's queued frames stop pointing into the backlog; false if one points
+    /// at an entry already gone (then only a close is safe).
+    fn copy_queued_payloads(&mut self) -> bool {
+        let Master { link, backlog, .. } = self;
+        link.as_mut().is_some_and(|l| l.conn.out.copy_payloads(|seq| payload_of(backlog, seq)).is_ok())
+    }
+
+    /// The overflow on a connection that stays: everything held is freed (what was sent and
+    /// not acknowledged too: the walk carries its effect), the walk in progress, if any, is
+    /// aborted (and backed off), and a new one begins.
+    fn restart_walk(&mut self, app: &mut AppPath<A>, now: Instant, walking: bool) {
+        self.abort_walk(app);
+        self.walked_bytes = 0;
+        for e in self.backlog.take_all_after_sent() {
+            if let Entry::Queued { tlv, .. } | Entry::Walked(tlv) = e {
+                app.free(tlv);
+            }
+        }
+        self.stamps.forget_from(self.backlog.next_seq());
+        self.walk_starving = false;
+        if walking {
+            if let Some(r) = self.resync.as_mut() {
+                r.running = false;
+            }
+            app.shared.counters.resync_aborted();
+            self.resync_aborted_here(app, now);
+        }
+        self.start_walk(app);
     }
 
     /// A full resync aborted by an overflow: the next waits; from the second in a row the

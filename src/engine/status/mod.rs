@@ -134,6 +134,14 @@ impl Stamps {
         self.1 = Some(now + Duration::from_millis(1));
     }
 
+    /// Sequence numbers from `seq` on were dropped unsent and will be given again.
+    pub(crate) fn forget_from(&mut self, seq: u64) {
+        while self.0.back().is_some_and(|&(s, _)| s >= seq) {
+            self.0.pop_back();
+        }
+        self.1 = None;
+    }
+
     /// When the oldest entry still held (sequence number `front`) was queued, or up to a
     /// millisecond (or a thinned-out stretch) earlier; forgets what is older.
     pub(crate) fn oldest(&mut self, front: u64) -> Option<Instant> {
