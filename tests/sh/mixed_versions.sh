@@ -11,6 +11,11 @@
 #       resync each time (master's stats and log, no table cleared); tables equal after every
 #       step; at the end the backup decoded every walked and queued record exactly once
 #   new-master-new-backup   the control: two of this library's daemons, resync and stream
+#   overflow-old-backup     this master's backlog overflows while its 1.1.0 backup is stopped
+#                           (shorter than keepalive_time): the connection stays, the new full
+#                           resync starts on it mid-session, the 1.1.0 backup takes it (clears,
+#                           applies the walk), tables equal, nothing rejected
+#   overflow-new-backup     the same with this release's backup (the control)
 #   upgrade                 the operator's procedure from 1.1.0 to this release: a 1.1.0 pair;
 #                           its backup replaced by this one (full resync from the 1.1.0 master);
 #                           the master killed, this backup switched over to master; a 1.1.0
@@ -222,6 +227,55 @@ case_pair() {
 }
 
 # ------------------------------------------------------------------------------------------
+# An overflow on a live session: the master (this release) keeps the backup connected and
+# restarts the full resync on the same connection; a backup of either release takes it.
+case_overflow() {
+    local bv=$1 n=$2 t0 mm mb rounds=0
+    local -A s0=() s1=() sb=()
+    fs_srand $((SEED + n))
+    # Room for the pair-up's walk and churn, not for what a stopped backup leaves unacknowledged.
+    export JUNOS_SYNC_BACKLOG_LIMIT=2097152
+    mv_pair_up M new B "$bv"
+    unset JUNOS_SYNC_BACKLOG_LIMIT
+    fs_stats M s0
+    fs_mark M mm
+    fs_mark B mb
+    fs_now
+    t0=$NOW_MS
+    fs_signal B STOP
+    # Changes until the backlog overflows, well within keepalive_time of the stop.
+    while :; do
+        fs_churn M
+        rounds=$((rounds + 1))
+        fs_stats M s1
+        (( s1[overflows] > s0[overflows] )) && break
+        fs_now
+        (( NOW_MS - t0 < FS_KEEPALIVE * 500 )) ||
+            fs_fail "no overflow after $rounds rounds of $FS_CHURN changes in $((NOW_MS - t0)) ms"
+    done
+    fs_now
+    fs_signal B CONT
+    local stopped=$((NOW_MS - t0))
+    fs_churn M
+    fs_barrier M
+    fs_wait_match M B "$WAIT"
+    fs_wait_stat M backlog_bytes == 0 5
+    fs_stats M s1
+    fs_stats B sb
+    (( s1[connections] == s0[connections] && s1[partial_resyncs] == s0[partial_resyncs] )) ||
+        fs_fail "the overflow cost the session: ${s1[connections]} connections (were ${s0[connections]})"
+    (( s1[full_resyncs] > s0[full_resyncs] )) || fs_fail "no full resync after the overflow"
+    (( s1[frames_rejected] == 0 && sb[frames_rejected] == 0 )) ||
+        fs_fail "frames rejected: by the master ${s1[frames_rejected]}, by the backup ${sb[frames_rejected]}"
+    ! fs_log_has B "$mb" 'connection to master .*(lost|DOWN)' || fs_fail "B lost its connection"
+    ! fs_log_has M "$mm" 'connection to backup DOWN' || fs_fail "M saw its backup go"
+    fs_log_has M "$mm" 'backlog over its limit .* the backup stays connected' ||
+        fs_fail "M did not log the overflow"
+    fs_note "overflow after $rounds rounds of changes, $bv backup stopped $stopped ms: $((s1[full_resyncs] - s0[full_resyncs])) full resync(s) on the same connection, tables equal ($DIGEST)"
+    fs_final_checks M B 0                     # the walk re-sent what the stream had: no exact count
+}
+
+# ------------------------------------------------------------------------------------------
 # The upgrade: each step converges, and each backup speaks the version its master allows.
 case_upgrade() {
     local -A bye=()
@@ -281,6 +335,8 @@ fs_case new-master-old-backup case_pair new 1.1.0 1 1
 fs_case old-master-new-backup case_pair 1.1.0 new 2 1
 fs_case new-master-new-backup case_pair new new 3 0
 fs_case upgrade case_upgrade
+fs_case overflow-old-backup case_overflow 1.1.0 5
+fs_case overflow-new-backup case_overflow new 6
 
 (( FS_FAILED == 0 )) || echo "# seed $SEED"
 fs_summary

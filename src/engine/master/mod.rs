@@ -265,6 +265,8 @@ impl<A: App> Master<A> {
         if let Some(mut l) = self.link.take() {
             self.session_delivered = self.session_delivered.max(l.delivered());
             l.conn.close(reg);
+            // What was on its way went with the connection.
+            self.overload.drain_to = None;
             self.abort_walk(app);
             self.backlog.rewind(self.backlog.front_seq());
             if let Some(r) = self.resync.as_mut().filter(|r| r.running) {

@@ -28,6 +28,13 @@ pub(super) struct Overload {
     pub(super) in_row: u32,
     /// The next walk starts no earlier than this.
     pub(super) walk_after: Option<Instant>,
+    /// After an overflow on a connection that stays: the last sequence number sent before
+    /// it. The new walk starts only once the backup acknowledged it, so that what is on its
+    /// way (in the socket buffers, megabytes, no longer counted against the limit once freed)
+    /// is applied before more is sent: without it, each overflow would add the kernel's
+    /// buffers' worth of stale stream before the walk, and a slow backup would take tens of
+    /// seconds to reach it.
+    pub(super) drain_to: Option<u64>,
     /// When the first of the row aborted, with the totals then (entries acknowledged, queued).
     since: Option<(Instant, u64, u64)>,
     /// When the episode's line was last logged.
@@ -49,7 +56,14 @@ pub(super) fn backoff(n: u32, cap: Duration) -> Duration {
 impl Overload {
     /// Whether the next walk must still wait.
     pub(super) fn waits(&self, now: Instant) -> bool {
-        self.walk_after.is_some_and(|t| now < t)
+        self.walk_after.is_some_and(|t| now < t) || self.drain_to.is_some()
+    }
+
+    /// The backup acknowledged `acked` on the connection the overflow kept.
+    pub(super) fn acked_to(&mut self, acked: u64) {
+        if self.drain_to.is_some_and(|d| acked >= d) {
+            self.drain_to = None;
+        }
     }
 }
 
@@ -118,6 +132,10 @@ impl<A: App> Master<A> {
     /// not acknowledged too: the walk carries its effect), the walk in progress, if any, is
     /// aborted (and backed off), and a new one begins.
     fn restart_walk(&mut self, app: &mut AppPath<A>, now: Instant, walking: bool) {
+        let sent = self.backlog.send_seq() - 1;
+        if self.link.as_ref().is_some_and(|l| l.acked < sent) {
+            self.overload.drain_to = Some(sent);
+        }
         self.abort_walk(app);
         self.walked_bytes = 0;
         for e in self.backlog.take_all_after_sent() {

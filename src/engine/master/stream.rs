@@ -84,6 +84,7 @@ impl<A: App> Master<A> {
             return Err(Fault::Violation(format!("acknowledges sequence {seq} after {}", l.acked)));
         }
         l.acked = seq;
+        self.overload.acked_to(seq);
         self.session_delivered = self.session_delivered.max(delivered);
         self.acknowledge(app, seq);
         Ok(())
