@@ -150,8 +150,14 @@ fn a_thousand_silent_sockets_under_a_limit_of_300_threads() {
             l
         })
         .collect();
+    // Run from a copy in a directory anyone can read: the checkout (and so the build) may be
+    // under a directory only its owner may enter, which `nobody` could not exec from.
+    let bin_dir = scratch("thousand-bin");
+    let bin = bin_dir.join("junos-sync-stat");
+    std::fs::copy(STAT, &bin).unwrap();
+    std::fs::set_permissions(&bin, std::fs::Permissions::from_mode(0o755)).unwrap();
     for args in [&["--timeout", "0.5"][..], &["--json", "--timeout", "0.5"]] {
-        let mut cmd = Command::new(STAT);
+        let mut cmd = Command::new(&bin);
         cmd.args(args).arg(&d);
         // SAFETY: only system calls between fork and exec. The thread limit counts the
         // threads of the real user, which root is exempt from: root runs it as nobody.
@@ -187,6 +193,7 @@ fn a_thousand_silent_sockets_under_a_limit_of_300_threads() {
     }
     drop(held);
     let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&bin_dir);
 }
 
 /// A status line whose strings hold what a terminal would act on: a screen clear, a window
