@@ -18,11 +18,6 @@ use crate::engine::config::Config;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
 use crate::engine::log_limit::{more, LogLimit};
-
-/// Lines of each kind a minute about admitted sessions: more than a real backup's reconnects
-/// need (each fault-injection test compares them with the counters), few enough that a peer
-/// cycling sessions costs the log about three lines a second at most.
-const SESSION_LINES: u32 = 100;
 use crate::engine::master::backlog::{Backlog, Entry};
 use crate::engine::master::lobby::Lobby;
 use crate::engine::net::conn::Conn;
@@ -41,6 +36,10 @@ mod walk;
 use overload::Overload;
 use walk::Walk;
 
+/// Lines of each kind a minute about admitted sessions: more than a real backup's reconnects
+/// need (each fault-injection test compares them with the counters), few enough that a peer
+/// cycling sessions costs the log about three lines a second at most.
+const SESSION_LINES: u32 = 100;
 /// Stop walking and filling once this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 1 << 20;
 /// A BATCH frame takes records until it holds this many bytes (one larger TLV goes alone).
