@@ -865,7 +865,11 @@ static void test_eventlib_overflow_while_backup_stalled(void)
     CHECK_EQ(H_LOAD(D[1].decodes), decodes_blocked); /* nothing ran on the stalled loop */
 
     H_STORE(g_unblock, 1);
-    CHECK_WAIT(H_LOAD(D[1].db_clears) == 2 && H_LOAD(D[1].sync_dones) == 2, 30000);
+    /* One full resync after the overflow completes. A walk that started before the stall was
+     * over may have been aborted by the rest of the round's changes ("TLVs queued during the
+     * resync walk fill the backlog": seen under valgrind) and restarted, on the same
+     * connection: the backup then cleared once more than it completed. */
+    CHECK_WAIT(H_LOAD(D[1].sync_dones) == 2, 30000);
     CHECK_WAIT(H_LOAD(D[0].sync_dones) == 2, 10000);
     CHECK_SAME_TABLE(0, 1, 20000);
     junos_sync_stats_t before = d_stats(0);
@@ -878,7 +882,10 @@ static void test_eventlib_overflow_while_backup_stalled(void)
     CHECK_EQ(H_LOAD(D[1].bad), 0);
     check_cursor_contract(&D[0]);
     st = d_stats(0);
-    CHECK_EQ(st.full_resyncs, 2);
+    h_note("%llu full resyncs, the backup cleared %ld times",
+           (unsigned long long)st.full_resyncs, (long)H_LOAD(D[1].db_clears));
+    CHECK(st.full_resyncs >= 2);
+    CHECK(H_LOAD(D[1].db_clears) >= 2 && H_LOAD(D[1].db_clears) <= (long)st.full_resyncs);
     CHECK_EQ(st.connections, 1); /* the overflow kept the backup's connection */
     CHECK_EQ(H_LOAD(D[0].cs.down), 0);
     CHECK_EQ(st.overflows, before.overflows); /* none once the backup dispatches again */
