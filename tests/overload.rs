@@ -9,14 +9,15 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use common::*;
-use junos_sync::{Config, Error};
+use junos_sync::{Config, Error, LinkState};
 
 engine_tests!(
     aborted_resyncs_back_off_and_are_named_once,
     the_resync_buffer_keeps_the_last_complete_copy,
     refuse_slows_the_producer_and_needs_no_second_resync,
     large_tlvs_on_their_way_at_an_overflow_arrive_intact,
-    keyed_large_tlvs_on_their_way_at_an_overflow_arrive_intact
+    keyed_large_tlvs_on_their_way_at_an_overflow_arrive_intact,
+    a_backup_without_resync_is_told_why_before_the_close
 );
 
 const LIMIT: usize = 64 * 1024;
@@ -212,4 +213,33 @@ fn large_tlvs_on_their_way_at_an_overflow_arrive_intact() {
 
 fn keyed_large_tlvs_on_their_way_at_an_overflow_arrive_intact() {
     large_tlvs_at_an_overflow(Some(b"0123456789abcdef0123456789abcdef"));
+}
+
+/// A backup that runs without resync cannot be given a walk: at an overflow the master tells
+/// it why (REFUSE with the reason) and closes; the backup logs the reason and reconnects.
+fn a_backup_without_resync_is_told_why_before_the_close() {
+    let mut m = Node::new(Config::new(true, false, 0x7f00_0001, 0, 5));
+    m.ctx().set_backlog_limit(LIMIT).unwrap();
+    m.allow(Undelivered::Overflow);
+    m.start();
+    let mut b = Node::new(Config::new(false, true, 0x7f00_0001, m.port(), 5));
+    b.start();
+    wait_for("the backup up", 20, || m.status().state == LinkState::Up);
+    b.decode_delay_us.store(DECODE_US, Ordering::SeqCst);
+    let end = Instant::now() + Duration::from_secs(10);
+    while m.stats().overflows == 0 {
+        assert!(Instant::now() < end, "no overflow: {:?}", m.stats());
+        for _ in 0..64 {
+            m.queue(200, false);
+        }
+        std::thread::sleep(Duration::from_micros(500));
+    }
+    b.decode_delay_us.store(0, Ordering::SeqCst);
+    wait_for("the reason logged by the backup", 10, || b.book().count_logged("backlog over its limit of") >= 1);
+    wait_for("the backup back", 10, || m.stats().connections >= 2 && m.status().state == LinkState::Up);
+    assert_eq!(m.stats().full_resyncs, 0, "a session without resync got a walk");
+    assert!(m.book().count_logged("whose session runs without resync, is disconnected") >= 1);
+    assert_eq!(m.book().count_logged("stays connected"), 0);
+    b.exit();
+    m.exit();
 }

@@ -201,9 +201,37 @@ impl Backup {
                 busy || matches!(&self.state, State::Up(c) if c.readable)
             }
             Err(f) => {
+                let f = self.last_words(app, f);
                 self.fail(app, reg, f, now);
                 false
             }
+        }
+    }
+
+    /// A live connection failed on a write or read: what the master sent before it closed may
+    /// still be in the socket, a REFUSE with its reason among it (a write of our ACK can fail
+    /// with EPIPE before we read it). Applies what is there, in order as ever, and returns the
+    /// master's reason if it gave one, else `f`.
+    fn last_words<A: App>(&mut self, app: &mut AppPath<A>, f: Fault) -> Fault {
+        if !matches!(f, Fault::Io(_)) {
+            return f;
+        }
+        let end = Instant::now() + TURN;
+        for _ in 0..MAX_READS_PER_STEP {
+            match self.apply_buffered(app, end) {
+                Err(refused @ Fault::PeerRefused(_)) => return refused,
+                Ok(true) if !app.halted() => {}
+                _ => return f,
+            }
+            let State::Up(c) = &mut self.state else { return f };
+            c.readable = true;
+            if !matches!(c.read_some(), Ok(true)) {
+                break;
+            }
+        }
+        match self.apply_buffered(app, end) {
+            Err(refused @ Fault::PeerRefused(_)) => refused,
+            _ => f,
         }
     }
 

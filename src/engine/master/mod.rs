@@ -7,7 +7,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::{Registry, Token};
@@ -40,6 +40,9 @@ use walk::Walk;
 /// need (each fault-injection test compares them with the counters), few enough that a peer
 /// cycling sessions costs the log about three lines a second at most.
 const SESSION_LINES: u32 = 100;
+/// How long a connection closed with a REFUSE stays half-open: time for the backup to read
+/// the reason before a reset could cost it.
+const LINGER: Duration = Duration::from_secs(1);
 /// Stop walking and filling once this much is waiting to be written.
 const OUT_HIGH_WATER: usize = 1 << 20;
 /// A BATCH frame takes records until it holds this many bytes (one larger TLV goes alone).
@@ -93,6 +96,8 @@ pub(crate) struct Master<A: App> {
     /// connections: no resume point can be beyond it.
     session_delivered: u64,
     keys: Keys,
+    /// Connections ended with a REFUSE, half-closed until their deadline (`LINGER`).
+    closing: Vec<(Conn, Instant)>,
     refusals: LogLimit,
     /// The lines every session of an admitted peer causes (connected, resumed, dropped):
     /// `SESSION_LINES` of each kind a minute, then counted (issue 17, finding 3).
@@ -132,6 +137,7 @@ impl<A: App> Master<A> {
             resume_from: None,
             session_delivered: 0,
             keys,
+            closing: Vec::new(),
             refusals: LogLimit::default(),
             sessions: LogLimit::default(),
             stamps: Stamps::default(),
@@ -225,6 +231,13 @@ impl<A: App> Master<A> {
             }
         }
         self.timers(app, reg, now);
+        if self.closing.first().is_some_and(|c| now >= c.1) {
+            let (due, keep) = std::mem::take(&mut self.closing).into_iter().partition(|c| now >= c.1);
+            self.closing = keep;
+            for (c, _) in due {
+                Conn::close(c, reg);
+            }
+        }
         for (kind, n) in self.sessions.due(now) {
             app.log(&format!("junos-sync master: {n} more backup sessions {kind} in the last minute, not logged"));
         }
@@ -261,9 +274,20 @@ impl<A: App> Master<A> {
     }
 
     pub(super) fn drop_link(&mut self, app: &mut AppPath<A>, reg: &Registry) {
+        self.end_session(app, reg, false);
+    }
+
+    /// Drops the backup's connection (`linger`: half-closed and kept a moment, see
+    /// `LINGER`) and ends its session.
+    pub(super) fn end_session(&mut self, app: &mut AppPath<A>, reg: &Registry, linger: bool) {
         if let Some(mut l) = self.link.take() {
             self.session_delivered = self.session_delivered.max(l.delivered());
-            l.conn.close(reg);
+            if linger {
+                l.conn.half_close(reg);
+                self.closing.push((l.conn, Instant::now() + LINGER));
+            } else {
+                l.conn.close(reg);
+            }
             // What was on its way went with the connection.
             self.overload.drain_to = None;
             self.abort_walk(app);
@@ -301,6 +325,7 @@ impl<A: App> Master<A> {
             .chain(self.link.as_ref().map(|l| l.conn.next_deadline()))
             .chain(walk)
             .chain(self.sessions.next_due())
+            .chain(self.closing.first().map(|c| c.1))
             .min()
     }
 
@@ -316,6 +341,9 @@ impl<A: App> Master<A> {
             self.drop_link(app, reg);
         } else if let Some(l) = self.link.take() {
             l.conn.close(reg);
+        }
+        for (c, _) in std::mem::take(&mut self.closing) {
+            c.close(reg);
         }
         self.abort_walk(app);
         for e in self.backlog.take_all() {

@@ -90,6 +90,8 @@ impl<A: App> Master<A> {
             let limit = app.shared.budget.limit();
             let then = if stays {
                 "the backup stays connected and gets a full resync"
+            } else if self.link.is_some() {
+                "the backup, whose session runs without resync, is disconnected"
             } else {
                 "the backup gets a full resync"
             };
@@ -103,13 +105,15 @@ impl<A: App> Master<A> {
         }
         if let Some(l) = self.link.as_mut() {
             let why = format!(
-                "backlog over its limit of {} bytes: the master dropped it; a full resync follows",
+                "backlog over its limit of {} bytes: the master dropped it; this session runs without resync",
                 app.shared.budget.limit()
             );
             l.conn.out.refuse(REFUSE_OTHER, &why);
+            // Tried even after a write would have blocked: the socket may have room by now.
+            l.conn.writable = true;
             let _ = self.flush();
         }
-        self.drop_link(app, reg);
+        self.end_session(app, reg, true);
         for (tlv, _) in self.purge(app) {
             app.free(tlv);
         }

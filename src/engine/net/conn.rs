@@ -88,8 +88,26 @@ impl Conn {
         Ok(())
     }
 
+    /// Says no more (a FIN after what is written) but stays open, deregistered, so that what
+    /// the peer still sends does not turn the close into a reset before it read our last
+    /// frames; `close` it later.
+    pub(crate) fn half_close(&mut self, registry: &Registry) {
+        let _ = registry.deregister(&mut self.stream);
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+    }
+
     pub(crate) fn close(mut self, registry: &Registry) {
         let _ = registry.deregister(&mut self.stream);
+        // What the peer sent and we did not read (its ACKs, keepalives) would make the close
+        // a reset, and a reset can cost the peer what we wrote last and it has not read yet:
+        // the REFUSE that says why. A bounded drain first makes it a FIN.
+        let mut sink = [0u8; 4096];
+        for _ in 0..16 {
+            match io::Read::read(&mut self.stream, &mut sink) {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
     }
 
@@ -299,6 +317,8 @@ impl Conn {
     /// then the close.
     pub(crate) fn refuse(mut self, reg: &Registry, code: u32, why: &str) {
         self.out.refuse(code, why);
+        // Tried even after a write would have blocked: the socket may have room by now.
+        self.writable = true;
         let _ = self.flush(|_| None);
         self.close(reg);
     }
