@@ -232,16 +232,7 @@ impl Out {
         let mut buf = Vec::with_capacity(self.pending);
         let mut pos = self.head;
         for s in &self.segs {
-            match *s {
-                Seg::Own(n) => {
-                    buf.extend_from_slice(&self.buf[pos..pos + n]);
-                    pos += n;
-                }
-                Seg::Ext { seq, off, len } => match payload_of(seq).and_then(|p| p.get(off..len)) {
-                    Some(p) => buf.extend_from_slice(p),
-                    None => return Err(io::Error::other(format!("payload of sequence {seq} is gone"))),
-                },
-            }
+            buf.extend_from_slice(seg_bytes(&self.buf, &mut pos, s, &payload_of)?);
         }
         debug_assert_eq!(buf.len(), self.pending);
         self.buf = buf;
@@ -263,16 +254,7 @@ impl Out {
                 let mut k = 0;
                 let mut pos = self.head;
                 for s in self.segs.iter().take(MAX_IOV) {
-                    iov[k] = match *s {
-                        Seg::Own(n) => {
-                            pos += n;
-                            IoSlice::new(&self.buf[pos - n..pos])
-                        }
-                        Seg::Ext { seq, off, len } => match payload_of(seq).and_then(|p| p.get(off..len)) {
-                            Some(p) => IoSlice::new(p),
-                            None => return Err(io::Error::other(format!("payload of sequence {seq} is gone"))),
-                        },
-                    };
+                    iov[k] = IoSlice::new(seg_bytes(&self.buf, &mut pos, s, &payload_of)?);
                     k += 1;
                 }
                 match w.write_vectored(&iov[..k]) {
@@ -320,6 +302,27 @@ impl Out {
             self.buf.drain(..self.head);
             self.head = 0;
         }
+    }
+}
+
+/// The bytes of segment `s`: ours start at `*pos` of `buf` (moved past them), a zero-copy
+/// payload comes from `payload_of`; one it no longer knows is an error (the entry was freed
+/// while its frame was still queued), never a panic.
+#[inline]
+fn seg_bytes<'s, 'a: 's>(
+    buf: &'s [u8],
+    pos: &mut usize,
+    s: &Seg,
+    payload_of: &impl Fn(u64) -> Option<&'a [u8]>,
+) -> io::Result<&'s [u8]> {
+    match *s {
+        Seg::Own(n) => {
+            *pos += n;
+            Ok(&buf[*pos - n..*pos])
+        }
+        Seg::Ext { seq, off, len } => payload_of(seq)
+            .and_then(|p| p.get(off..len))
+            .ok_or_else(|| io::Error::other(format!("payload of sequence {seq} is gone"))),
     }
 }
 

@@ -292,12 +292,18 @@ impl<A: App> Master<A> {
             self.overload.drain_to = None;
             self.abort_walk(app);
             self.backlog.rewind(self.backlog.front_seq());
-            if let Some(r) = self.resync.as_mut().filter(|r| r.running) {
-                r.running = false;
-                app.shared.counters.resync_aborted();
-            }
+            self.abort_resync(app);
             app.conn_status(false);
         }
+    }
+
+    /// The full resync running, if any, will never complete: counted as aborted. Whether one
+    /// was running.
+    pub(super) fn abort_resync(&mut self, app: &mut AppPath<A>) -> bool {
+        let Some(r) = self.resync.as_mut().filter(|r| r.running) else { return false };
+        r.running = false;
+        app.shared.counters.resync_aborted();
+        true
     }
 
     fn timers(&mut self, app: &mut AppPath<A>, reg: &Registry, now: Instant) {

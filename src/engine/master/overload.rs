@@ -100,18 +100,16 @@ impl<A: App> Master<A> {
         }
         let walking = self.resync.is_some_and(|r| r.running);
         if stays {
-            self.restart_walk(app, now, walking);
+            self.restart_walk(app, now);
             return;
         }
-        if let Some(l) = self.link.as_mut() {
-            let why = format!(
-                "backlog over its limit of {} bytes: the master dropped it; this session runs without resync",
-                app.shared.budget.limit()
-            );
-            l.conn.out.refuse(REFUSE_OTHER, &why);
-            // Tried even after a write would have blocked: the socket may have room by now.
-            l.conn.writable = true;
-            let _ = self.flush();
+        let why = format!(
+            "backlog over its limit of {} bytes: the master dropped it; this session runs without resync",
+            app.shared.budget.limit()
+        );
+        let Master { link, backlog, .. } = self;
+        if let Some(l) = link.as_mut() {
+            l.conn.say_refuse(REFUSE_OTHER, &why, |seq| payload_of(backlog, seq));
         }
         self.end_session(app, reg, true);
         for (tlv, _) in self.purge(app) {
@@ -135,7 +133,7 @@ impl<A: App> Master<A> {
     /// The overflow on a connection that stays: everything held is freed (what was sent and
     /// not acknowledged too: the walk carries its effect), the walk in progress, if any, is
     /// aborted (and backed off), and a new one begins.
-    fn restart_walk(&mut self, app: &mut AppPath<A>, now: Instant, walking: bool) {
+    fn restart_walk(&mut self, app: &mut AppPath<A>, now: Instant) {
         let sent = self.backlog.send_seq() - 1;
         if self.link.as_ref().is_some_and(|l| l.acked < sent) {
             self.overload.drain_to = Some(sent);
@@ -149,11 +147,7 @@ impl<A: App> Master<A> {
         }
         self.stamps.forget_from(self.backlog.next_seq());
         self.walk_starving = false;
-        if walking {
-            if let Some(r) = self.resync.as_mut() {
-                r.running = false;
-            }
-            app.shared.counters.resync_aborted();
+        if self.abort_resync(app) {
             self.resync_aborted_here(app, now);
         }
         self.start_walk(app);

@@ -316,11 +316,16 @@ impl Conn {
     /// A refusal the peer can read (in the clear before any key, sealed after), best effort,
     /// then the close.
     pub(crate) fn refuse(mut self, reg: &Registry, code: u32, why: &str) {
-        self.out.refuse(code, why);
-        // Tried even after a write would have blocked: the socket may have room by now.
-        self.writable = true;
-        let _ = self.flush(|_| None);
+        self.say_refuse(code, why, |_| None);
         self.close(reg);
+    }
+
+    /// Queues a REFUSE and writes what it can now, best effort, even after an earlier write
+    /// would have blocked (the socket may have room by now); `payload_of` as for `flush`.
+    pub(crate) fn say_refuse<'a>(&mut self, code: u32, why: &str, payload_of: impl Fn(u64) -> Option<&'a [u8]>) {
+        self.out.refuse(code, why);
+        self.writable = true;
+        let _ = self.flush(payload_of);
     }
 }
 
