@@ -937,6 +937,25 @@ int h_wait_child(pid_t pid, int64_t ms)
     }
 }
 
+/* kill() only queues the signal: the child's threads can run on another core for a while after
+ * it returns (long enough to read and acknowledge a burst), so a test that needs the child to be
+ * stopped waits for the stop to be reported. */
+bool h_stop_child(pid_t pid, int64_t ms)
+{
+    if (kill(pid, SIGSTOP) != 0)
+        return false;
+    int64_t dl = h_now_ms() + h_tmo(ms);
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG | WUNTRACED);
+        if (r == pid && WIFSTOPPED(st))
+            return true;
+        if (r < 0 || h_now_ms() >= dl)
+            return false;
+        h_sleep_us(500);
+    }
+}
+
 
 /* ------------------------------------------------------------------------------------------ */
 /* Dispatch mode: an application thread per started context (see harness.h).                 */

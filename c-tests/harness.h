@@ -293,5 +293,6 @@ junos_sync_state_t h_backup_state(in_port_t port, bool no_resync, uint32_t keepa
 void h_after_fork_child(void);     /* in a freshly forked child: harness usable, dies with parent */
 void *h_shared_alloc(size_t n);    /* zeroed memory shared with forked children */
 int h_wait_child(pid_t pid, int64_t ms); /* wait status, or -1 (then it was SIGKILLed) */
+bool h_stop_child(pid_t pid, int64_t ms); /* SIGSTOP, then wait until all its threads stopped */
 
 #endif /* JSYNC_C_TESTS_HARNESS_H */

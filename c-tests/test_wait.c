@@ -178,7 +178,7 @@ static void test_wait_against_a_stopped_backup(void)
     }
 
     /* Stopped: the queued changes stay unacknowledged, every wait times out. */
-    REQUIRE(kill(b, SIGSTOP) == 0);
+    REQUIRE(h_stop_child(b, 10000));
     uint64_t last = queue_changes(ctx, 100);
     wait_times_out(ctx, 0);
     wait_times_out(ctx, 50);
