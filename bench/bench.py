@@ -84,6 +84,7 @@ CASES = [
     ("stream64", "junos-sync (bounded)", [J, "stream", "64", str(N64), "bounded"]),
     ("stream64", "raw TCP", [T, "stream", "64", str(N64)]),
     ("stream64", "raw TCP (no malloc)", [T, "stream", "64", str(N64), "nomalloc"]),
+    ("stream64", "raw TCP (free after ack)", [T, "stream", "64", str(N64), "hold"]),
     ("stream64", "ZeroMQ", [Z, "stream", "64", str(N64)]),
     ("stream1k", "junos-sync", [J, "stream", "1024", str(N1K)]),
     ("stream1k", "junos-sync keyed", [J, "stream", "1024", str(N1K)], KEYED),
@@ -91,6 +92,7 @@ CASES = [
     ("stream1k", "junos-sync (bounded)", [J, "stream", "1024", str(N1K), "bounded"]),
     ("stream1k", "raw TCP", [T, "stream", "1024", str(N1K)]),
     ("stream1k", "raw TCP (no malloc)", [T, "stream", "1024", str(N1K), "nomalloc"]),
+    ("stream1k", "raw TCP (free after ack)", [T, "stream", "1024", str(N1K), "hold"]),
     ("stream1k", "ZeroMQ", [Z, "stream", "1024", str(N1K)]),
     ("latency", "junos-sync", [J, "latency", "64", str(NLAT), str(WARM)]),
     ("latency", "junos-sync (chained)", [J, "latency", "64", str(NLAT), str(WARM), "chained"]),
@@ -324,12 +326,15 @@ def main():
     # (label, column header); the thread-mode, unkeyed "junos-sync" is "ours" in the ratios.
     cols = [("junos-sync", "junos-sync"), ("junos-sync keyed", "keyed"),
             ("junos-sync dispatch", "dispatch"), ("raw TCP", "raw TCP"),
-            ("raw TCP (no malloc)", "raw TCP (no malloc)"), ("ZeroMQ", "ZeroMQ"),
+            ("raw TCP (no malloc)", "raw TCP (no malloc)"),
+            ("raw TCP (free after ack)", "raw TCP (free after ack)"), ("ZeroMQ", "ZeroMQ"),
             ("junos-sync (bounded)", "bounded")]
     if REF_LIB:
         cols.append(("junos-sync (ref)", "ref build"))
     # (header, numerator, denominator)
-    ratio_cols = [("ours / raw TCP", "junos-sync", "raw TCP"), ("ours / ZeroMQ", "junos-sync", "ZeroMQ"),
+    ratio_cols = [("ours / raw TCP", "junos-sync", "raw TCP"),
+                  ("ours / raw TCP (free after ack)", "junos-sync", "raw TCP (free after ack)"),
+                  ("ours / ZeroMQ", "junos-sync", "ZeroMQ"),
                   ("keyed / ours", "junos-sync keyed", "junos-sync"),
                   ("dispatch / raw TCP", "junos-sync dispatch", "raw TCP"),
                   ("dispatch / ZeroMQ", "junos-sync dispatch", "ZeroMQ")]
@@ -366,7 +371,8 @@ def main():
     P("")
     P("Sender/receiver: junos-sync master/backup; raw TCP: the app mallocs+fills+frees a TLV per message and "
       "frames it (4-byte length) into 64 KiB writes, the reader parses in place and acks cumulatively per 64 KiB "
-      "('no malloc': fills the frame buffer directly); ZeroMQ: one zmq_send per message from a reused buffer, "
+      "('no malloc': fills the frame buffer directly; 'free after ack': keeps each TLV until the reader's "
+      "cumulative ack covers it and frees it then, on the sending thread, as the library's contract asks of it); ZeroMQ: one zmq_send per message from a reused buffer, "
       "no acks, no frees. Clock stops: junos-sync when the master's sync_free_func has freed the last TLV after "
       "its ack; raw TCP when the sender has read the ack of the last message; ZeroMQ when the receiver has "
       "consumed the last message. junos-sync runs with a backlog limit large enough (1 TiB) that the application "
@@ -614,6 +620,8 @@ def main():
         "ratios": {
             "stream64_msgs_vs_raw_tcp": ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "raw TCP", "msgs_per_s")),
             "stream64_msgs_vs_raw_tcp_nomalloc": ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "raw TCP (no malloc)", "msgs_per_s")),
+            "stream64_msgs_vs_raw_tcp_free_after_ack": ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "raw TCP (free after ack)", "msgs_per_s")),
+            "stream64_cpu_vs_raw_tcp_free_after_ack": ratio(m("stream64", "junos-sync", "cpu_master_s_per_M"), m("stream64", "raw TCP (free after ack)", "cpu_master_s_per_M")),
             "stream64_msgs_vs_zmq": ratio(m("stream64", "junos-sync", "msgs_per_s"), m("stream64", "ZeroMQ", "msgs_per_s")),
             "stream1k_mb_vs_raw_tcp": ratio(m("stream1k", "junos-sync", "mb_per_s"), m("stream1k", "raw TCP", "mb_per_s")),
             "stream1k_mb_vs_raw_tcp_nomalloc": ratio(m("stream1k", "junos-sync", "mb_per_s"), m("stream1k", "raw TCP (no malloc)", "mb_per_s")),

@@ -3,11 +3,13 @@
  * parent (CPU A) sends, the forked child (CPU B) receives, both with TCP_NODELAY and default
  * socket buffers. Prints one JSON object on stdout, or fails loudly.
  *
- *   tcp_baseline stream LEN N [nomalloc]
+ *   tcp_baseline stream LEN N [nomalloc | hold]
  *       Sender: per message malloc(8 + LEN) (a TLV, as the application would allocate it), fill
  *       the payload, frame it as a 4-byte length + payload into a 64 KiB buffer, free the TLV;
  *       write the buffer whenever the next frame would not fit. `nomalloc`: fill straight into
- *       the frame buffer, no malloc/free. Reader: 256 KiB reads, frames parsed in place, one
+ *       the frame buffer, no malloc/free. `hold`: each TLV is freed only once the reader's
+ *       cumulative ack covers it (what junos-sync's contract asks of the library), on the
+ *       sending thread, after each write and at the end. Reader: 256 KiB reads, frames parsed in place, one
  *       bench_consume() call per message, a cumulative 8-byte ack (messages consumed so far)
  *       per 64 KiB consumed and one at the end. Clock: first message -> the sender has read the
  *       ack for the N-th message.
@@ -168,8 +170,18 @@ static void stream_reader(b_pair_t *p, in_port_t port, size_t len, uint64_t n)
     _exit(0);
 }
 
-static int run_stream(size_t len, uint64_t n, bool use_malloc)
+typedef enum { S_MALLOC, S_NOMALLOC, S_HOLD } s_kind_t;
+
+/* `hold`: frees what the acks cover, in order. */
+static void free_acked(uint8_t **held, uint64_t *freed)
 {
+    while (*freed < s_acked)
+        free(held[(*freed)++]);
+}
+
+static int run_stream(size_t len, uint64_t n, s_kind_t kind)
+{
+    bool use_malloc = kind != S_NOMALLOC;
     in_port_t port;
     int lfd = listen_any(&port);
     b_pair_t p = b_fork();
@@ -182,6 +194,12 @@ static int run_stream(size_t len, uint64_t n, bool use_malloc)
     uint8_t *buf = malloc(FRAME_BUF);
     B_CHECK(buf, "malloc");
     B_CHECK(4 + len <= FRAME_BUF, "LEN too large");
+    uint8_t **held = NULL;
+    uint64_t freed = 0;
+    if (kind == S_HOLD) {
+        held = malloc(n * sizeof *held);
+        B_CHECK(held, "malloc");
+    }
     double cpu0 = b_cpu_s();
     int64_t t0 = b_now_ns();
     size_t used = 0;
@@ -189,6 +207,8 @@ static int run_stream(size_t len, uint64_t n, bool use_malloc)
         if (used + 4 + len > FRAME_BUF) {
             send_frames(fd, buf, used);
             used = 0;
+            if (held)
+                free_acked(held, &freed);
         }
         uint32_t l = (uint32_t)len;
         memcpy(buf + used, &l, 4);
@@ -199,7 +219,10 @@ static int run_stream(size_t len, uint64_t n, bool use_malloc)
             memcpy(m + 4, &l, 4);
             b_fill(m + 8, len, i);
             memcpy(buf + used + 4, m + 8, len);
-            free(m);
+            if (held)
+                held[i] = m;
+            else
+                free(m);
         } else {
             b_fill(buf + used + 4, len, i);
         }
@@ -208,9 +231,14 @@ static int run_stream(size_t len, uint64_t n, bool use_malloc)
     if (used)
         send_frames(fd, buf, used);
     int64_t t_sent = b_now_ns();
-    while (s_acked < n)
+    while (s_acked < n) {
         read_acks(fd, true);
+        if (held)
+            free_acked(held, &freed);
+    }
     int64_t t1 = b_now_ns();
+    B_CHECK(!held || freed == n, "freed %llu of %llu", (unsigned long long)freed,
+            (unsigned long long)n);
     double cpu1 = b_cpu_s();
     B_CHECK(s_acked == n, "acked %llu, sent %llu", (unsigned long long)s_acked,
             (unsigned long long)n);
@@ -223,13 +251,14 @@ static int run_stream(size_t len, uint64_t n, bool use_malloc)
     close(p.to_child);
     close(fd);
     b_reap(&p);
+    free(held);
 
     double secs = (double)(t1 - t0) / 1e9;
     printf("{\"mode\": \"stream\", \"contender\": \"raw TCP%s\", \"len\": %zu, \"n\": %llu, "
            "\"secs\": %.6f, \"msgs_per_s\": %.1f, \"mb_per_s\": %.2f, "
            "\"cpu_master_s_per_M\": %.4f, \"cpu_backup_s_per_M\": %.4f, \"send_phase_s\": %.6f, "
            "\"master_hwm_kb\": %ld, \"backup_hwm_kb\": %ld, \"verified\": true}\n",
-           use_malloc ? "" : " (no malloc)", len, (unsigned long long)n, secs, (double)n / secs,
+           kind == S_MALLOC ? "" : kind == S_HOLD ? " (free after ack)" : " (no malloc)", len, (unsigned long long)n, secs, (double)n / secs,
            (double)n * (double)len / secs / 1e6, (cpu1 - cpu0) / (double)n * 1e6,
            r.cpu_s / (double)n * 1e6, (double)(t_sent - t0) / 1e9, b_status_kb("VmHWM"),
            r.hwm_kb);
@@ -328,10 +357,13 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc >= 4 && strcmp(argv[1], "stream") == 0)
         return run_stream(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10),
-                          !(argc >= 5 && strcmp(argv[4], "nomalloc") == 0));
+                          argc < 5                          ? S_MALLOC
+                          : strcmp(argv[4], "nomalloc") == 0 ? S_NOMALLOC
+                          : strcmp(argv[4], "hold") == 0     ? S_HOLD
+                                                             : S_MALLOC);
     if (argc >= 5 && strcmp(argv[1], "pingpong") == 0)
         return run_pingpong(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10),
                             strtoull(argv[4], NULL, 10));
-    fprintf(stderr, "usage: tcp_baseline stream LEN N [nomalloc] | pingpong LEN N WARMUP\n");
+    fprintf(stderr, "usage: tcp_baseline stream LEN N [nomalloc | hold] | pingpong LEN N WARMUP\n");
     return 64;
 }
