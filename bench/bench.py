@@ -14,6 +14,8 @@ Environment:
   BENCH_ONLY=a,b    only the cases whose id contains one of these words (stream64, stream1k,
                     latency, handshake, resync, memory, contended)
   BENCH_TIMEOUT=S   watchdog per program run (default 180 s)
+  BENCH_OUT=dir     where the programs, the library snapshot and results.json go (default
+                    build/bench, relative to the repository)
   BENCH_JSYNC_DISPATCH_EVERY=K   dispatch-mode master: a look at the descriptor every K messages
   BENCH_ZMQ_SKIPPED=reason   set by run.sh when the ZeroMQ baseline could not be built
   BENCH_SOFILE=name the library's file name in build/lib (set by run.sh)
@@ -37,7 +39,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-OUT = os.path.join(ROOT, "build", "bench")
+OUT = os.path.join(ROOT, os.environ.get("BENCH_OUT", os.path.join("build", "bench")))
 
 
 def env_int(name, default):

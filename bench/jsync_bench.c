@@ -789,6 +789,9 @@ static int run_memory(uint64_t n, size_t len, bool stall)
     b_sleep_ms(200);
     long rss0 = settled_rss_kb(), hwm0 = b_status_kb("VmHWM");
     size_t usable = 0;
+    /* What the backlog charges for one TLV (its payload and its entry's cost, which differs
+     * between releases): read after the first, checked for all of them below. */
+    uint64_t charge = 0;
     int64_t t0 = b_now_ns();
     for (uint64_t i = 0; i < n; i++) {
         junos_sync_tlv_t *t = new_tlv(len, i);
@@ -796,14 +799,19 @@ static int run_memory(uint64_t n, size_t len, bool stall)
         junos_sync_status_t rc = junos_sync_queue(mctx, t, false);
         B_CHECK(rc == JUNOS_SYNC_OK, "junos_sync_queue #%llu returned %d", (unsigned long long)i,
                 (int)rc);
+        if (i == 0)
+            charge = master_stats().backlog_bytes;
     }
     int64_t t1 = b_now_ns();
     long rss1 = settled_rss_kb(), hwm1 = b_status_kb("VmHWM");
     junos_sync_stats_t s = master_stats();
     B_CHECK(B_LOAD(m_frees) == 0, "%llu TLVs were freed while the backup was stalled",
             (unsigned long long)m_frees);
-    B_CHECK(s.backlog_bytes == n * (len + 8), "backlog_bytes %llu, want %llu",
-            (unsigned long long)s.backlog_bytes, (unsigned long long)(n * (len + 8)));
+    B_CHECK(charge > len, "one %zu-byte TLV charged %llu bytes to the backlog", len,
+            (unsigned long long)charge);
+    B_CHECK(s.backlog_bytes == n * charge, "backlog_bytes %llu, want %llu (%llu per TLV)",
+            (unsigned long long)s.backlog_bytes, (unsigned long long)(n * charge),
+            (unsigned long long)charge);
 
     if (stall) {
         /* Let the backup go: everything held must now arrive, intact, and be freed. */
@@ -827,12 +835,12 @@ static int run_memory(uint64_t n, size_t len, bool stall)
            "\"n\": %llu, \"queue_s\": %.6f, \"rss_kb_before\": %ld, \"rss_kb_after\": %ld, "
            "\"hwm_kb_before\": %ld, \"hwm_kb_after\": %ld, \"tlv_usable_bytes_each\": %.2f, "
            "\"overhead_b_per_msg\": %.2f, \"peak_overhead_b_per_msg\": %.2f, "
-           "\"rss_delta_b_per_msg\": %.2f, \"verified\": true}\n",
+           "\"rss_delta_b_per_msg\": %.2f, \"backlog_charge_b_per_msg\": %llu, \"verified\": true}\n",
            stall ? "stall" : "nobackup", len, (unsigned long long)n, (double)(t1 - t0) / 1e9, rss0,
            rss1, hwm0, hwm1, (double)usable / dn,
            ((double)(rss1 - rss0) * 1024.0 - (double)usable) / dn,
            ((double)(hwm1 - rss0) * 1024.0 - (double)usable) / dn,
-           (double)(rss1 - rss0) * 1024.0 / dn);
+           (double)(rss1 - rss0) * 1024.0 / dn, (unsigned long long)charge);
     return 0;
 }
 

@@ -14,7 +14,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-OUT=build/bench
+OUT=${BENCH_OUT:-build/bench}
+export BENCH_OUT=$OUT
 CC=${CC:-cc}
 CFLAGS="-std=c99 -D_GNU_SOURCE -O2 -Wall -Wextra -Werror -Iinclude -Ibench"
 
