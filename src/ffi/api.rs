@@ -370,9 +370,10 @@ pub unsafe extern "C" fn junos_sync_switchover(
 
 /// Sets the most bytes a master holds unacknowledged, each TLV counted as its payload and 64
 /// bytes for its entry (header, allocation and bookkeeping: what even an empty TLV costs); the
-/// default is 64 MiB, or `JUNOS_SYNC_BACKLOG_LIMIT` from the environment at init. With
-/// `no_resync`, `junos_sync_queue` returns `JUNOS_SYNC_ERR_BACKLOG_FULL` past it. 0 is
-/// `JUNOS_SYNC_ERR_INVALID`.
+/// default is 64 MiB, or `JUNOS_SYNC_BACKLOG_LIMIT` from the environment at init. Past it,
+/// with `no_resync` or the overflow policy `JUNOS_SYNC_OVERFLOW_REFUSE`, `junos_sync_queue`
+/// returns `JUNOS_SYNC_ERR_BACKLOG_FULL` (the TLV stays the caller's); otherwise the backlog
+/// is dropped for a full resync. 0 is `JUNOS_SYNC_ERR_INVALID`.
 ///
 /// # Safety
 /// `ctx` is NULL or a live context.

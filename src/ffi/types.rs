@@ -235,7 +235,8 @@ pub struct junos_sync_stats_s {
     pub frames_rejected: u64,
     /// Master: times the backlog went over its limit and was dropped for a full resync.
     pub overflows: u64,
-    /// Master: TLV bytes held (queued, in flight, unacknowledged).
+    /// Master: what the backlog limit counts of the TLVs held (queued, in flight,
+    /// unacknowledged): each one's payload plus 64 bytes for its entry.
     pub backlog_bytes: u64,
     /// Handshakes that failed authentication: a wrong key, a keyed peer and an unkeyed one,
     /// or a handshake that was not completed with our key (a replayed one). Since 1.1.
