@@ -349,6 +349,12 @@ static int run_pingpong(size_t len, uint64_t n, uint64_t warm)
     return 0;
 }
 
+static s_kind_t usage(void)
+{
+    fprintf(stderr, "usage: tcp_baseline stream LEN N [nomalloc | hold] | pingpong LEN N WARMUP\n");
+    exit(64);
+}
+
 int main(int argc, char **argv)
 {
     b_prog = "tcp_baseline";
@@ -360,10 +366,10 @@ int main(int argc, char **argv)
                           argc < 5                          ? S_MALLOC
                           : strcmp(argv[4], "nomalloc") == 0 ? S_NOMALLOC
                           : strcmp(argv[4], "hold") == 0     ? S_HOLD
-                                                             : S_MALLOC);
+                                                             : usage());
     if (argc >= 5 && strcmp(argv[1], "pingpong") == 0)
         return run_pingpong(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10),
                             strtoull(argv[4], NULL, 10));
-    fprintf(stderr, "usage: tcp_baseline stream LEN N [nomalloc | hold] | pingpong LEN N WARMUP\n");
+    usage();
     return 64;
 }
