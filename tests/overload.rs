@@ -43,6 +43,8 @@ fn pair(buffer: usize, refuse: bool) -> (Node, Node) {
     }
     b.start();
     wait_for("first sync", 20, || b.book().sync_done.len() == 1);
+    // Complete on the master too (its end acknowledged), so that the load aborts only later walks.
+    wait_for("first sync acknowledged", 20, || m.stats().resyncs_completed == 1);
     b.decode_delay_us.store(DECODE_US, Ordering::SeqCst);
     (m, b)
 }
