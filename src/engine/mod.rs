@@ -26,4 +26,5 @@ pub use counters::Stats;
 pub use error::Error;
 pub use status::{LinkState, Resync, Status};
 
+pub(crate) use master::backlog::entry_bytes as backlog_entry_bytes;
 pub(crate) use queue::ring::slots_are_lock_free;

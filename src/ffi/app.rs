@@ -14,6 +14,7 @@ pub struct CTlv(NonNull<junos_sync_tlv_t>);
 
 // The queue's ring holds a C TLV in one atomic word: no lock on the hot path.
 const _: () = assert!(crate::engine::slots_are_lock_free::<CTlv>());
+const _: () = assert!(crate::engine::backlog_entry_bytes::<CTlv>() == 9);
 
 // SAFETY: the library owns the TLV exclusively from the moment it is handed over until it is
 // freed; nothing else touches it, so moving it to the loop thread is sound.

@@ -18,7 +18,7 @@ use crate::engine::config::Config;
 use crate::engine::error::Fault;
 use crate::engine::keys::Keys;
 use crate::engine::log_limit::{more, LogLimit};
-use crate::engine::master::backlog::{Backlog, Entry};
+use crate::engine::master::backlog::{Backlog, Entry, Peek};
 use crate::engine::master::lobby::Lobby;
 use crate::engine::net::conn::Conn;
 use crate::engine::net::tokens;
@@ -363,7 +363,7 @@ impl<A: App> Master<A> {
 
 fn payload_of<T: Tlv>(b: &Backlog<Held<T>>, seq: u64) -> Option<&[u8]> {
     match b.get(seq)? {
-        Entry::Queued { tlv, .. } | Entry::Walked(tlv) => Some(tlv.tlv().payload()),
-        Entry::SyncBegin | Entry::SyncEnd(_) => None,
+        Peek::Tlv(tlv) => Some(tlv.tlv().payload()),
+        Peek::SyncBegin | Peek::SyncEnd(_) => None,
     }
 }

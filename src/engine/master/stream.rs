@@ -8,7 +8,7 @@ use crate::engine::app::calls::WalkTag;
 use crate::engine::app::path::AppPath;
 use crate::engine::app::{App, Tlv};
 use crate::engine::error::Fault;
-use crate::engine::master::backlog::Entry;
+use crate::engine::master::backlog::{Entry, Peek};
 use crate::proto::wire::FrameKind;
 
 use super::{payload_of, Master, BATCH_BYTES, MAX_READS_PER_STEP, OUT_HIGH_WATER};
@@ -144,11 +144,11 @@ impl<A: App> Master<A> {
                 break;
             };
             match e {
-                Entry::Queued { tlv, .. } | Entry::Walked(tlv) if batches => {
+                Peek::Tlv(tlv) if batches => {
                     let mut b = c.out.begin_batch(seq, crc);
                     c.out.record(&mut b, tlv.tlv().tlv_type(), tlv.tlv().payload());
                     while b.len() < BATCH_BYTES {
-                        let Some(Entry::Queued { tlv, .. } | Entry::Walked(tlv)) = self.backlog.peek_unsent() else {
+                        let Some(Peek::Tlv(tlv)) = self.backlog.peek_unsent() else {
                             break;
                         };
                         c.out.record(&mut b, tlv.tlv().tlv_type(), tlv.tlv().payload());
@@ -156,11 +156,9 @@ impl<A: App> Master<A> {
                     }
                     c.out.end_batch(b);
                 }
-                Entry::Queued { tlv, .. } | Entry::Walked(tlv) => {
-                    c.out.data(seq, tlv.tlv().tlv_type(), tlv.tlv().payload())
-                }
-                Entry::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
-                Entry::SyncEnd(n) => c.out.control(FrameKind::SyncEnd, seq, &n.to_le_bytes()),
+                Peek::Tlv(tlv) => c.out.data(seq, tlv.tlv().tlv_type(), tlv.tlv().payload()),
+                Peek::SyncBegin => c.out.control(FrameKind::SyncBegin, seq, &[]),
+                Peek::SyncEnd(n) => c.out.control(FrameKind::SyncEnd, seq, &n.to_le_bytes()),
             }
         }
     }
