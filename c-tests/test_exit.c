@@ -246,13 +246,21 @@ static void test_exit_master_with_traffic_in_flight(void)
 }
 
 /* Backup exits mid-stream while another thread keeps queueing on the master; the master keeps
- * what is unacknowledged and frees it at its own exit. */
-static long p_stop, p_queued;
+ * what is unacknowledged and frees it at its own exit. The producer queues up to p_limit, far
+ * under the 64 MiB backlog limit: unbounded, it filled the limit once under valgrind (which
+ * runs one thread at a time) before the test stopped it, and the overflow freed the backlog
+ * it meant to look at. */
+static long p_stop, p_queued, p_limit;
+enum { P_CAP = 200000 }; /* about 20 MB charged: TLVs of ~40 B and 64 B for each entry */
 
 static void *producer(void *arg)
 {
     (void)arg;
     while (!H_LOAD(p_stop)) {
+        if (H_LOAD(p_queued) >= H_LOAD(p_limit)) {
+            sched_yield();
+            continue;
+        }
         queue_records(1, false, 20);
         H_INC(p_queued);
         if (H_LOAD(p_queued) % 256 == 0)
@@ -271,12 +279,14 @@ static void test_exit_backup_mid_stream(void)
     REQUIRE(bctx != NULL && junos_sync_start(bctx) == JUNOS_SYNC_OK);
     CHECK_WAIT(H_LOAD(b_sync_done_calls) == 1, 10000);
     pthread_t th;
+    H_STORE(p_limit, P_CAP);
     REQUIRE(pthread_create(&th, NULL, producer, NULL) == 0);
     CHECK_WAIT(H_LOAD(b_live) >= 100, 10000);
     h_exit(bctx, &bcs);
     CHECK_EQ(H_LOAD(bcs.down), 1);
     long at_exit = H_LOAD(p_queued);
-    /* The producer keeps going after the backup is gone. */
+    /* The producer keeps going after the backup is gone: 1000 more. */
+    H_STORE(p_limit, at_exit + 1000);
     CHECK_WAIT(H_LOAD(p_queued) >= at_exit + 1000, 10000);
     CHECK_WAIT(H_LOAD(mcs.down) == 1, 10000);
     H_STORE(p_stop, 1);
