@@ -1,7 +1,7 @@
 //! The master's ordered store of everything sent or to be sent, by sequence number, until the
 //! backup acknowledges it.
 //!
-//! Sequence numbers are implicit (`front_seq + index`). An entry costs one slot of `tlvs` (a
+//! Sequence numbers are implicit (`front + index`). An entry costs one slot of `tlvs` (a
 //! C TLV's handle: one word, `None` for the resync markers) and one byte of `flags`: 9 bytes,
 //! where an enum of the four kinds took 16 (a million queued 64-byte TLVs held 8 MB less).
 //! The few SYNC_END markers keep their count in `ends`.

@@ -36,7 +36,8 @@ pub(crate) fn counted_size<T: Tlv>(t: &T) -> u64 {
 /// What an entry of the backlog costs besides its payload: the TLV's 8-byte C header and the
 /// application's allocation of it (glibc's smallest chunk is 32 bytes), its ring slot, its
 /// backlog entry (9 bytes) and lag stamp (19 B measured for 64 B TLVs beyond malloc's own
-/// footprint, up to twice that in a growing queue). A 0-byte TLV counted as 8 bytes let 8 M entries, 528 MB, under a 64 MiB limit.
+/// footprint, up to twice that in a growing queue). A 0-byte TLV counted as 8 bytes let 8 M
+/// entries, 528 MB, under a 64 MiB limit.
 pub(crate) const ENTRY_COST: u64 = 64;
 
 /// Bytes held: charged (in a claim word) minus released (read before that word).
