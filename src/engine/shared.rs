@@ -11,6 +11,7 @@ use crate::engine::app::Logger;
 use crate::engine::context::lifecycle::Lifecycle;
 use crate::engine::counters::{Counters, Stats};
 use crate::engine::queue::budget::Budget;
+use crate::engine::queue::pace::Pace;
 use crate::engine::queue::wake::Sleeper;
 use crate::engine::status::Snapshot;
 use crate::engine::waits::Waits;
@@ -25,6 +26,8 @@ pub(crate) struct Shared {
     /// TLV bytes and ring slots the master holds (queued, unacknowledged or being walked), and
     /// the limit.
     pub budget: Budget,
+    /// How far behind the loop is, for a producer to yield to it (`queue/pace.rs`).
+    pub pace: Pace,
     /// `junos_sync_queue` found the backlog over its limit (with resync): the loop drops it
     /// and the next backup session is a full resync.
     pub overflow_requested: AtomicBool,
@@ -55,6 +58,7 @@ impl Shared {
             is_master: AtomicBool::new(is_master),
             no_resync: AtomicBool::new(no_resync),
             budget: Budget::new(backlog_limit),
+            pace: Pace::default(),
             overflow_requested: AtomicBool::new(false),
             refuse_overflow: AtomicBool::new(false),
             resync_buffer: AtomicUsize::new(0),

@@ -285,7 +285,8 @@ impl<A: App> Context<A> {
 
     /// Hands a TLV to the loop: one compare-and-swap claims its slot and charges its bytes, one
     /// store publishes it. Never blocks; makes no system call unless the loop sleeps (then one
-    /// wakes it) or the backlog overflows (then the loop is told).
+    /// wakes it), is far behind (then, once every 1024 calls, a `sched_yield` lets it run on a
+    /// shared CPU: `queue/pace.rs`) or the backlog overflows (then the loop is told).
     pub fn queue(&self, tlv: A::Tlv, ack: bool) -> Result<(), (Error, A::Tlv)> {
         if let Err(e) = self.usable("junos_sync_queue") {
             return Err((e, tlv));
@@ -302,6 +303,9 @@ impl<A: App> Context<A> {
             Ok(slot) => {
                 self.ring.publish(slot, tlv, ack);
                 self.shared.sleeper.after_publish(&self.waker);
+                if self.shared.pace.should_yield(&self.shared.budget, slot) {
+                    std::thread::yield_now();
+                }
                 Ok(())
             }
             Err(_)

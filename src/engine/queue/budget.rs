@@ -68,6 +68,13 @@ pub(crate) struct Budget {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Slot(pub(super) u64);
 
+impl Slot {
+    /// The slot's number (all time, modulo 2^COUNT_BITS).
+    pub(crate) fn index(self) -> u64 {
+        self.0
+    }
+}
+
 /// A TLV counted in a `Budget`. Its size is read from the TLV itself, not stored: a backlog
 /// of millions of TLVs costs one pointer each.
 pub(crate) struct Held<T> {
@@ -196,6 +203,11 @@ impl Budget {
                 Err(now) => cur = now,
             }
         }
+    }
+
+    /// Entries claimed before `slot` that the loop has not taken out of the ring yet.
+    pub(crate) fn not_taken_before(&self, slot: Slot) -> u64 {
+        slot.0.wrapping_sub(self.taken.load(Ordering::Relaxed)) & COUNT_MASK
     }
 
     /// Loop: it has taken `n` slots out of the ring in all (publishes room to producers).
