@@ -152,7 +152,7 @@ impl Budget {
         let mut cur = self.claim.load(Ordering::Acquire);
         loop {
             let count = cur >> BYTES_BITS;
-            let queued = count.wrapping_sub(self.taken.load(Ordering::Acquire)) & COUNT_MASK;
+            let queued = self.not_taken(count, Ordering::Acquire);
             if queued >= RING_SLOTS {
                 return Err(Refusal::RingFull);
             }
@@ -207,7 +207,12 @@ impl Budget {
 
     /// Entries claimed before `slot` that the loop has not taken out of the ring yet.
     pub(crate) fn not_taken_before(&self, slot: Slot) -> u64 {
-        slot.0.wrapping_sub(self.taken.load(Ordering::Relaxed)) & COUNT_MASK
+        self.not_taken(slot.0, Ordering::Relaxed)
+    }
+
+    /// Slots claimed before claim count `count` and not taken by the loop yet.
+    fn not_taken(&self, count: u64, order: Ordering) -> u64 {
+        count.wrapping_sub(self.taken.load(order)) & COUNT_MASK
     }
 
     /// Loop: it has taken `n` slots out of the ring in all (publishes room to producers).
